@@ -1,0 +1,81 @@
+//! The Backend traits: the one seam between the facade and the places a bus lives.
+//!
+//! They are shaped at the level of JetStream's concepts (streams with limits,
+//! publish with dedup and expectations, direct gets, consumers) so that the
+//! embedded engine, the remote client and NATS each implement them natively.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::message::{Message, OutgoingMessage, PublishAck};
+use crate::stream::{Purge, ReadRange, StreamConfig, StreamInfo};
+use crate::subject::{StreamName, Subject};
+
+/// Streams: admin, publishing and reads.
+///
+/// Every method validates its input before it changes anything; a failed call
+/// changes nothing.
+#[async_trait]
+pub trait StreamBackend: Send + Sync + 'static {
+    /// Creates a stream. Creating one that exists with the same configuration is a
+    /// no-op that returns its info.
+    ///
+    /// Errors: `InvalidConfig`, `InvalidSubject`, `StreamExists` (different config),
+    /// `SubjectConflict` (its subjects overlap another stream's).
+    async fn create_stream(&self, config: StreamConfig) -> Result<StreamInfo>;
+
+    /// Replaces a stream's limits and policies; the new limits apply at once.
+    ///
+    /// Errors: `StreamNotFound`, `InvalidConfig`, `SubjectConflict`.
+    async fn update_stream(&self, config: StreamConfig) -> Result<StreamInfo>;
+
+    /// A stream's configuration and state. Errors: `StreamNotFound`.
+    async fn stream_info(&self, stream: &StreamName) -> Result<StreamInfo>;
+
+    /// Every stream, by name.
+    async fn list_streams(&self) -> Result<Vec<StreamInfo>>;
+
+    /// Deletes a stream and all its messages. Errors: `StreamNotFound`.
+    async fn delete_stream(&self, stream: &StreamName) -> Result<()>;
+
+    /// Deletes the messages `purge` selects; returns how many.
+    /// Errors: `StreamNotFound`.
+    async fn purge_stream(&self, stream: &StreamName, purge: Purge) -> Result<u64>;
+
+    /// Publishes one message to the stream that captures its subject, creating
+    /// that stream on first publish when none does (named by the first token).
+    /// Returns once the message is durable under the stream's durability.
+    ///
+    /// Errors: `InvalidRequest`, `PayloadTooLarge`, `HeadersTooLarge`,
+    /// `SubjectConflict` (no stream captures it and none can be created),
+    /// `WrongExpectedSeq`, `StreamFull`, `Storage`.
+    async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck>;
+
+    /// Publishes messages atomically: all or none, with consecutive sequences, all
+    /// to one stream. Duplicates inside the batch's stream window are reported per
+    /// message and take no sequence.
+    ///
+    /// Errors: as [`publish`](Self::publish), for any one message, plus
+    /// `InvalidRequest` for an empty batch or one that spans streams.
+    async fn publish_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<PublishAck>>;
+
+    /// The message at `seq`. Errors: `StreamNotFound`, `MessageNotFound`.
+    async fn get_message(&self, stream: &StreamName, seq: u64) -> Result<Message>;
+
+    /// The last message of `subject` in the stream.
+    /// Errors: `StreamNotFound`, `MessageNotFound`.
+    async fn last_message(&self, stream: &StreamName, subject: &Subject) -> Result<Message>;
+
+    /// Messages in sequence order as `range` selects. Errors: `StreamNotFound`.
+    async fn read_range(&self, stream: &StreamName, range: ReadRange) -> Result<Vec<Message>>;
+
+    /// Messages of one subject in sequence order, from `from_seq`, up to `limit`,
+    /// through a per-subject index (never a stream scan). Errors: `StreamNotFound`.
+    async fn read_subject(
+        &self,
+        stream: &StreamName,
+        subject: &Subject,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+}

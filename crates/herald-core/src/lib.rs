@@ -1,0 +1,38 @@
+//! Herald's core: the model every part of Herald shares.
+//!
+//! - [`Message`], [`OutgoingMessage`] and [`PublishAck`]: what is stored, what is
+//!   published and what a publish returns.
+//! - [`Subject`], [`Pattern`] and [`StreamName`]: validated names with NATS's rules.
+//! - [`StreamConfig`] and friends: limits, retention, discard, durability.
+//! - [`Error`] with a matchable [`ErrorKind`] and stable codes.
+//! - [`StreamBackend`]: the seam the embedded engine, the remote client and the
+//!   NATS backend implement.
+//!
+//! ```
+//! use herald_core::{OutgoingMessage, Pattern, StreamConfig, Subject};
+//!
+//! let config = StreamConfig::new("orders")?.max_msgs_per_subject(1);
+//! let subject = Subject::new("orders.created")?;
+//! assert!(config.captures(&subject));
+//! assert!(Pattern::new("orders.*")?.matches(&subject));
+//! let _msg = OutgoingMessage::new(subject, "hello").id("order-1");
+//! # Ok::<(), herald_core::Error>(())
+//! ```
+
+mod backend;
+mod error;
+mod message;
+mod stream;
+mod subject;
+
+pub use backend::StreamBackend;
+pub use error::{Error, ErrorDetail, ErrorKind, Result};
+pub use message::{Headers, MAX_HEADER_BYTES, MAX_ID_LEN, Message, OutgoingMessage, PublishAck, Timestamp};
+pub use stream::{
+    DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_PAYLOAD, Discard, Durability, MAX_PAYLOAD_LIMIT, Purge, ReadFrom, ReadRange,
+    Retention, StreamConfig, StreamInfo, StreamState,
+};
+pub use subject::{MAX_NAME_LEN, MAX_SUBJECT_LEN, Pattern, StreamName, Subject};
+
+/// Re-exported so that backends and users name one `Bytes`.
+pub use bytes::Bytes;

@@ -1,0 +1,1 @@
+//! Fault-injecting redb storage (being written).

@@ -1,0 +1,3 @@
+//! Herald's test kit (placeholder while the engine lands).
+
+pub mod faulty_storage;
