@@ -1,1 +1,45 @@
-//! placeholder
+//! Herald's embedded engine: streams on redb, durable by default.
+//!
+//! One writer thread owns every write transaction and commits the queued
+//! requests of many publishers together (group commit), fsyncing once per batch
+//! before it answers them; reads are redb MVCC read transactions and never block
+//! it. `Engine::memory()` is the same engine on redb's in-memory backend.
+//!
+//! Most users reach the engine through the `herald` facade (`Bus::open`); use it
+//! directly to pick a custom clock or storage backend.
+//!
+//! ```
+//! use herald_core::{OutgoingMessage, StreamBackend, Subject};
+//! use herald_engine::Engine;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir()?;
+//! let engine = Engine::open(dir.path())?;
+//! let ack = engine.publish(OutgoingMessage::new(Subject::new("orders.created")?, "hello")).await?;
+//! assert_eq!((ack.stream.as_str(), ack.seq), ("orders", 1));
+//! let msg = engine.get_message(&ack.stream, ack.seq).await?;
+//! assert_eq!(&msg.payload[..], b"hello");
+//! # Ok::<(), herald_core::Error>(())
+//! # })?;
+//! # Ok::<(), herald_core::Error>(())
+//! ```
+
+mod append;
+mod clock;
+mod dedup;
+mod encode;
+mod engine;
+mod error;
+mod notify;
+mod read;
+mod recovery;
+mod retention;
+mod store;
+mod streams;
+mod tables;
+mod writer;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use engine::{DATA_FILE, Engine, EngineBuilder};
+pub use error::EngineError;
+pub use writer::{MAINTENANCE_INTERVAL, RELAXED_FLUSH_INTERVAL};

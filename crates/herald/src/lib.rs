@@ -1,1 +1,39 @@
-//! placeholder
+//! Herald: a durable event bus for Rust.
+//!
+//! Publish to subjects, keep messages in streams with limits that really
+//! delete, and read them back by seq, by time or by subject. Embedded (this
+//! crate's default) a publish returns once its commit is fsynced; concurrent
+//! publishers share one commit.
+//!
+//! ```
+//! use herald::{Bus, OutgoingMessage, StreamConfig, Subject};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir()?;
+//! let bus = Bus::open(dir.path()).await?;
+//! bus.create_stream(StreamConfig::new("orders")?.max_msgs_per_subject(10)).await?;
+//!
+//! let ack = bus
+//!     .publish_message(OutgoingMessage::new(Subject::new("orders.42")?, "created").id("order-42-created"))
+//!     .await?;
+//! let again = bus
+//!     .publish_message(OutgoingMessage::new(Subject::new("orders.42")?, "created").id("order-42-created"))
+//!     .await?;
+//! assert!(again.duplicate && again.seq == ack.seq);
+//!
+//! let history = bus.read_subject("orders", "orders.42", 1, 100).await?;
+//! assert_eq!(history.len(), 1);
+//! # Ok::<(), herald::Error>(())
+//! # })?;
+//! # Ok::<(), herald::Error>(())
+//! ```
+
+mod bus;
+
+pub use bus::{Bus, BusBuilder};
+pub use herald_core::{
+    Bytes, Discard, Durability, Error, ErrorDetail, ErrorKind, Headers, Message, OutgoingMessage, Pattern, PublishAck,
+    Purge, ReadFrom, ReadRange, Result, Retention, StreamBackend, StreamConfig, StreamInfo, StreamName, StreamState,
+    Subject, Timestamp,
+};
+pub use herald_engine::{Engine, ManualClock};

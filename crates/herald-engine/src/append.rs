@@ -1,0 +1,281 @@
+//! Publishing: routing to a stream, the checks (size, dedup, expected
+//! sequences, discard-new limits), then the append and the limits it triggers.
+//!
+//! Every check for every message of a request runs before the first write, so a
+//! rejected request (or batch) changes nothing.
+
+use std::collections::HashMap;
+
+use herald_core::{
+    Discard, Error, ErrorDetail, ErrorKind, OutgoingMessage, PublishAck, Result, StreamConfig, StreamName,
+    StreamState, Subject, Timestamp,
+};
+
+use crate::encode::{self, NewRecord, StreamMeta};
+use crate::error::StoreResult;
+use crate::store::{StreamEntry, Tables};
+use crate::writer::Writer;
+
+/// One message that passed every check, ready to append.
+struct Planned {
+    seq: u64,
+    subject: Subject,
+    time: Timestamp,
+    expires: Option<Timestamp>,
+    record: Vec<u8>,
+    dedup_id: Option<String>,
+}
+
+impl Writer {
+    /// Publishes `messages` atomically. The outer error aborts the transaction;
+    /// the inner one rejects this request alone.
+    pub(crate) fn publish(
+        &mut self,
+        tables: &mut Tables<'_>,
+        messages: Vec<OutgoingMessage>,
+        now: Timestamp,
+    ) -> StoreResult<Result<Vec<PublishAck>>> {
+        if messages.is_empty() {
+            return Ok(Err(Error::new(ErrorKind::InvalidRequest, "a batch needs at least one message")));
+        }
+        for m in &messages {
+            if let Err(err) = m.validate() {
+                return Ok(Err(err));
+            }
+        }
+        let (id, created) = match self.route(&messages[0].subject, now) {
+            Ok(route) => route,
+            Err(err) => return Ok(Err(err)),
+        };
+        let target = match &created {
+            Some(entry) => entry.meta.config.name.clone(),
+            None => self.streams[&id].meta.config.name.clone(),
+        };
+        for m in &messages[1..] {
+            let routed = self.stream_of(&m.subject).or_else(|| {
+                created.as_ref().filter(|e| e.meta.config.captures(&m.subject)).map(|e| e.meta.config.name.clone())
+            });
+            if routed.as_ref() != Some(&target) {
+                return Ok(Err(Error::new(
+                    ErrorKind::InvalidRequest,
+                    format!("a batch must go to one stream; `{}` is not captured by stream `{target}`", m.subject),
+                )));
+            }
+        }
+        let mut entry = match created {
+            Some(entry) => entry,
+            None => self.streams.get(&id).expect("routed to a known stream").clone(),
+        };
+        let planned = match self.check(tables, &entry, &messages, now)? {
+            Ok(planned) => planned,
+            Err(err) => return Ok(Err(err)),
+        };
+        // Every check passed: from here on the request succeeds or the batch aborts.
+        let is_new = !self.streams.contains_key(&id);
+        if is_new {
+            tables.save_meta(&entry.meta)?;
+            tables.counters.insert(crate::tables::NEXT_STREAM_ID, u64::from(id) + 1)?;
+            self.next_id = id + 1;
+            self.names.insert(entry.meta.config.name.clone(), id);
+            self.batch.catalog_changed = true;
+        }
+        let mut acks = Vec::with_capacity(messages.len());
+        let mut planned = planned.into_iter();
+        let mut next = planned.next();
+        let window = entry.meta.config.duplicate_window;
+        let dedup = self.dedup.entry(id).or_default();
+        if let Some(window) = window {
+            dedup.prune(now, window);
+        }
+        for slot in plan_slots(&messages, &entry, dedup) {
+            match slot {
+                Slot::Duplicate(seq) => acks.push(PublishAck { stream: entry.meta.config.name.clone(), seq, duplicate: true }),
+                Slot::Append => {
+                    let p = next.take().expect("one plan per appended message");
+                    next = planned.next();
+                    tables.append(&mut entry, p.seq, p.subject.as_str(), p.time, p.expires, &p.record)?;
+                    if let (Some(dedup_id), Some(_)) = (&p.dedup_id, window) {
+                        dedup.insert(dedup_id, p.seq, p.time);
+                    }
+                    acks.push(PublishAck { stream: entry.meta.config.name.clone(), seq: p.seq, duplicate: false });
+                }
+            }
+        }
+        let config = entry.meta.config.clone();
+        let touched_subjects: Vec<Subject> = messages.iter().map(|m| m.subject.clone()).collect();
+        self.enforce_limits(tables, &mut entry, &config, &touched_subjects)?;
+        self.streams.insert(id, entry);
+        self.touch(id);
+        Ok(Ok(acks))
+    }
+
+    /// The name of the stream capturing `subject`, if any.
+    pub(crate) fn stream_of(&self, subject: &Subject) -> Option<StreamName> {
+        self.streams.values().find(|e| e.meta.config.captures(subject)).map(|e| e.meta.config.name.clone())
+    }
+
+    /// The stream id for `subject`, and a provisional entry when the publish would
+    /// create the stream.
+    fn route(&self, subject: &Subject, now: Timestamp) -> Result<(u32, Option<StreamEntry>)> {
+        if let Some(name) = self.stream_of(subject) {
+            return Ok((self.names[&name], None));
+        }
+        let no_stream = || format!("no stream captures subject `{subject}`");
+        if !self.options.auto_create_streams || subject.is_reserved() {
+            return Err(Error::new(ErrorKind::SubjectConflict, no_stream()));
+        }
+        let name = StreamName::new(subject.first_token()).map_err(|e| {
+            Error::new(ErrorKind::SubjectConflict, format!("{}, and `{}` cannot name a new one: {e}", no_stream(), subject.first_token()))
+        })?;
+        if self.names.contains_key(&name) {
+            return Err(Error::new(
+                ErrorKind::SubjectConflict,
+                format!("{}; stream `{name}` exists but does not capture it", no_stream()),
+            ));
+        }
+        let config = StreamConfig::with_name(name);
+        self.check_overlap(&config, None)?;
+        let id = self.next_stream_id();
+        let state = StreamState { first_seq: 1, ..StreamState::default() };
+        Ok((id, Some(StreamEntry { meta: StreamMeta { id, created: now, config }, state })))
+    }
+
+    /// Runs every check and encodes the records; writes nothing.
+    fn check(
+        &mut self,
+        tables: &Tables<'_>,
+        entry: &StreamEntry,
+        messages: &[OutgoingMessage],
+        now: Timestamp,
+    ) -> StoreResult<Result<Vec<Planned>>> {
+        let config = &entry.meta.config;
+        let id = entry.id();
+        let stream = &config.name;
+        let mut last_seq = entry.state.last_seq;
+        let mut count = entry.state.messages;
+        let mut bytes = entry.state.bytes;
+        let mut time = entry.state.last_time.map_or(now, |t| t.max(now));
+        let mut subject_last: HashMap<&str, (u64, u64)> = HashMap::new();
+        let mut dedup = self.dedup.remove(&id).unwrap_or_default();
+        if let Some(window) = config.duplicate_window {
+            dedup.prune(now, window);
+        }
+        let slots = plan_slots(messages, entry, &dedup);
+        self.dedup.insert(id, dedup);
+        let mut planned = Vec::new();
+        for (m, slot) in messages.iter().zip(slots) {
+            if matches!(slot, Slot::Duplicate(_)) {
+                continue;
+            }
+            let size = m.payload.len();
+            if size > config.max_payload.get() as usize {
+                return Ok(Err(Error::new(
+                    ErrorKind::PayloadTooLarge,
+                    format!("payload of {size} bytes is over stream `{stream}`'s limit of {}", config.max_payload),
+                )
+                .with_detail(ErrorDetail::TooLarge { size: size as u64, limit: u64::from(config.max_payload.get()) })));
+            }
+            if let Some(expected) = m.expected_last_seq {
+                if expected != last_seq {
+                    return Ok(Err(Error::wrong_expected_seq(&format!("stream `{stream}`"), expected, last_seq)));
+                }
+            }
+            let subject = m.subject.as_str();
+            let (subject_seq, subject_count) = match subject_last.get(subject) {
+                Some(known) => *known,
+                None => tables.subject_info(id, subject)?.map_or((0, 0), |(_, last, count)| (last, count)),
+            };
+            if let Some(expected) = m.expected_last_subject_seq {
+                if expected != subject_seq {
+                    return Ok(Err(Error::wrong_expected_seq(&format!("subject `{subject}`"), expected, subject_seq)));
+                }
+            }
+            let seq = last_seq + 1;
+            time = time.max(now);
+            let expires = m.ttl.map(|ttl| time.saturating_add(ttl));
+            let generated;
+            let msg_id = match &m.id {
+                Some(id) => id.as_str(),
+                None => {
+                    generated = uuid::Uuid::now_v7().to_string();
+                    generated.as_str()
+                }
+            };
+            let mut record = Vec::with_capacity(m.payload.len() + 64);
+            encode::encode_record(
+                &NewRecord {
+                    subject,
+                    id: msg_id,
+                    explicit_id: m.id.is_some(),
+                    time,
+                    expires,
+                    content_type: m.content_type.as_deref(),
+                    headers: &m.headers,
+                    payload: &m.payload,
+                },
+                &mut record,
+            );
+            if config.discard == Discard::New {
+                let full = |what: &str, limit: u64| {
+                    Err(Error::new(
+                        ErrorKind::StreamFull,
+                        format!("stream `{stream}` is at its {what} limit of {limit} and discards new messages"),
+                    ))
+                };
+                if let Some(max) = config.max_msgs {
+                    if count + 1 > max.get() {
+                        return Ok(full("max_msgs", max.get()));
+                    }
+                }
+                if let Some(max) = config.max_bytes {
+                    if bytes + record.len() as u64 > max.get() {
+                        return Ok(full("max_bytes", max.get()));
+                    }
+                }
+                if let Some(max) = config.max_msgs_per_subject {
+                    if subject_count + 1 > max.get() {
+                        return Ok(full("max_msgs_per_subject", max.get()));
+                    }
+                }
+            }
+            last_seq = seq;
+            count += 1;
+            bytes += record.len() as u64;
+            subject_last.insert(subject, (seq, subject_count + 1));
+            planned.push(Planned { seq, subject: m.subject.clone(), time, expires, record, dedup_id: m.id.clone() });
+        }
+        Ok(Ok(planned))
+    }
+
+    /// The id the next created stream gets.
+    pub(crate) fn next_stream_id(&self) -> u32 {
+        self.next_id
+    }
+}
+
+/// Whether each message of a request is appended or is a duplicate of a seq.
+enum Slot {
+    Append,
+    Duplicate(u64),
+}
+
+/// Decides duplicates: an id seen in the window, or earlier in the same request,
+/// is a duplicate of that message's seq.
+fn plan_slots(messages: &[OutgoingMessage], entry: &StreamEntry, dedup: &crate::dedup::DedupWindow) -> Vec<Slot> {
+    let dedup_on = entry.meta.config.duplicate_window.is_some();
+    let mut in_batch: HashMap<&str, u64> = HashMap::new();
+    let mut next_seq = entry.state.last_seq + 1;
+    messages
+        .iter()
+        .map(|m| {
+            if let (true, Some(id)) = (dedup_on, m.id.as_deref()) {
+                if let Some(seq) = dedup.get(id).or_else(|| in_batch.get(id).copied()) {
+                    return Slot::Duplicate(seq);
+                }
+                in_batch.insert(id, next_seq);
+            }
+            next_seq += 1;
+            Slot::Append
+        })
+        .collect()
+}

@@ -1,0 +1,61 @@
+//! The engine's own errors, and how they become Herald's [`Error`].
+
+use herald_core::{Error, ErrorKind};
+
+/// What can fail inside the engine's storage layer.
+///
+/// Validation failures are reported directly as [`herald_core::Error`]s with their
+/// kind; this enum covers the storage itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// redb could not open or create the database.
+    #[error("cannot open the database")]
+    Open(#[from] redb::DatabaseError),
+    /// A transaction could not begin.
+    #[error("cannot begin a transaction")]
+    Transaction(#[from] redb::TransactionError),
+    /// A table could not be opened.
+    #[error("cannot open a table")]
+    Table(#[from] redb::TableError),
+    /// A read or write inside a transaction failed.
+    #[error("storage read or write failed")]
+    Storage(#[from] redb::StorageError),
+    /// The commit failed; nothing in it was acknowledged.
+    #[error("commit failed")]
+    Commit(#[from] redb::CommitError),
+    /// A stored record could not be decoded.
+    #[error("corrupt record in {table}: {reason}")]
+    Corrupt {
+        /// The table holding it.
+        table: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create the data directory")]
+    Io(#[from] std::io::Error),
+    /// The writer thread has stopped (the engine is closed or failed).
+    #[error("the engine's writer has stopped")]
+    WriterGone,
+}
+
+impl From<EngineError> for Error {
+    fn from(err: EngineError) -> Self {
+        let kind = match err {
+            EngineError::WriterGone => ErrorKind::Closed,
+            EngineError::Corrupt { .. } => ErrorKind::Storage,
+            _ => ErrorKind::Storage,
+        };
+        let message = err.to_string();
+        Error::new(kind, message).with_source(err)
+    }
+}
+
+/// Shorthand for storage results inside the engine.
+pub(crate) type StoreResult<T> = Result<T, EngineError>;
+
+/// Converts any redb error into a Herald error via [`EngineError`].
+pub(crate) fn storage<E: Into<EngineError>>(err: E) -> Error {
+    Error::from(err.into())
+}

@@ -1,0 +1,151 @@
+//! Retention that deletes for real: count, bytes and per-subject limits on
+//! write, age and TTL on a timer, and purges.
+
+use herald_core::{Purge, Result, StreamConfig, Subject, Timestamp};
+use redb::ReadableTable;
+
+use crate::error::StoreResult;
+use crate::store::{StreamEntry, Tables};
+use crate::writer::Writer;
+
+impl Writer {
+    /// Applies the discard-old limits after an append: per subject for the
+    /// subjects just written, then count and bytes from the front.
+    pub(crate) fn enforce_limits(
+        &mut self,
+        tables: &mut Tables<'_>,
+        entry: &mut StreamEntry,
+        config: &StreamConfig,
+        subjects: &[Subject],
+    ) -> StoreResult<()> {
+        if let Some(max) = config.max_msgs_per_subject {
+            let mut checked: Vec<&str> = Vec::new();
+            let all: Vec<String>;
+            let names: Vec<&str> = if subjects.is_empty() {
+                // A config update: check every subject.
+                all = tables
+                    .subjects
+                    .range((entry.id(), "")..(entry.id() + 1, ""))?
+                    .map(|item| item.map(|(k, _)| k.value().1.to_string()))
+                    .collect::<Result<_, _>>()?;
+                all.iter().map(String::as_str).collect()
+            } else {
+                subjects.iter().map(Subject::as_str).collect()
+            };
+            for subject in names {
+                if checked.contains(&subject) {
+                    continue;
+                }
+                checked.push(subject);
+                while let Some((first, _, count)) = tables.subject_info(entry.id(), subject)? {
+                    if count <= max.get() {
+                        break;
+                    }
+                    tables.delete(entry, first)?;
+                }
+            }
+        }
+        if let Some(max) = config.max_msgs {
+            while entry.state.messages > max.get() {
+                let first = entry.state.first_seq;
+                tables.delete(entry, first)?;
+            }
+        }
+        if let Some(max) = config.max_bytes {
+            while entry.state.bytes > max.get() && entry.state.messages > 0 {
+                let first = entry.state.first_seq;
+                tables.delete(entry, first)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes messages older than the stream's `max_age`.
+    pub(crate) fn enforce_age(&mut self, tables: &mut Tables<'_>, entry: &mut StreamEntry, now: Timestamp) -> StoreResult<u64> {
+        let Some(max_age) = entry.meta.config.max_age else { return Ok(0) };
+        let cutoff = now.saturating_sub(max_age);
+        let mut deleted = 0;
+        while let Some(first_time) = entry.state.first_time {
+            if first_time >= cutoff || entry.state.messages == 0 {
+                break;
+            }
+            let first = entry.state.first_seq;
+            tables.delete(entry, first)?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// Age retention on every stream and TTL expiry on every message due.
+    pub(crate) fn enforce_time_limits(&mut self, tables: &mut Tables<'_>, now: Timestamp) -> StoreResult<()> {
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            let mut entry = self.streams[&id].clone();
+            if self.enforce_age(tables, &mut entry, now)? > 0 {
+                self.streams.insert(id, entry);
+                self.touch(id);
+            }
+        }
+        let due: Vec<(u64, u32, u64)> = tables
+            .expiry
+            .range(..=(now.as_nanos(), u32::MAX, u64::MAX))?
+            .map(|item| item.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?;
+        for (_, id, seq) in due {
+            match self.streams.get(&id) {
+                Some(entry) => {
+                    let mut entry = entry.clone();
+                    tables.delete(&mut entry, seq)?;
+                    self.streams.insert(id, entry);
+                    self.touch(id);
+                }
+                // Leftover of a deleted stream: drop the index entry.
+                None => {
+                    tables.expiry.retain(|(_, stream, _), _| self.streams.contains_key(&stream))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes what `purge` selects from stream `name`.
+    pub(crate) fn purge(
+        &mut self,
+        tables: &mut Tables<'_>,
+        name: &herald_core::StreamName,
+        purge: Purge,
+    ) -> StoreResult<Result<u64>> {
+        let id = match self.entry_id(name) {
+            Ok(id) => id,
+            Err(err) => return Ok(Err(err)),
+        };
+        let mut entry = self.streams[&id].clone();
+        let before = purge.before_seq.unwrap_or(u64::MAX);
+        let mut count = 0;
+        match &purge.subject {
+            None if purge.before_seq.is_none() => count = tables.drop_all(&mut entry)?,
+            None => {
+                while entry.state.messages > 0 && entry.state.first_seq < before {
+                    let first = entry.state.first_seq;
+                    tables.delete(&mut entry, first)?;
+                    count += 1;
+                }
+            }
+            Some(subject) => {
+                let mut seq = tables.subject_info(id, subject.as_str())?.map_or(0, |(first, _, _)| first);
+                while seq != 0 && seq < before {
+                    let next = tables.chain.get((id, seq))?.map_or(0, |g| g.value().1);
+                    if tables.delete(&mut entry, seq)? {
+                        count += 1;
+                    }
+                    seq = next;
+                }
+            }
+        }
+        self.streams.insert(id, entry);
+        self.touch(id);
+        self.batch.durable = true;
+        Ok(Ok(count))
+    }
+}
+

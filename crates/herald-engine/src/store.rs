@@ -1,0 +1,202 @@
+//! The write side of the storage layout: the tables of one write transaction and
+//! the primitive operations on them (append one message, delete one message,
+//! drop a stream's data). Everything above works through these, so the layout
+//! stays behind this module and `tables.rs`.
+
+use herald_core::{StreamState, Timestamp};
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use crate::encode::{self, StreamMeta};
+use crate::error::StoreResult;
+use crate::tables::{CHAIN, COUNTERS, EXPIRY, MESSAGES, STREAM_STATE, STREAMS, SUBJECTS};
+
+/// A stream as the writer holds it: metadata and live state.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamEntry {
+    pub(crate) meta: StreamMeta,
+    pub(crate) state: StreamState,
+}
+
+impl StreamEntry {
+    pub(crate) fn id(&self) -> u32 {
+        self.meta.id
+    }
+}
+
+/// Every table, opened once per write transaction.
+pub(crate) struct Tables<'t> {
+    pub(crate) streams: Table<'t, &'static str, &'static [u8]>,
+    pub(crate) state: Table<'t, u32, &'static [u8]>,
+    pub(crate) messages: Table<'t, (u32, u64), &'static [u8]>,
+    pub(crate) chain: Table<'t, (u32, u64), (u64, u64)>,
+    pub(crate) subjects: Table<'t, (u32, &'static str), (u64, u64, u64)>,
+    pub(crate) expiry: Table<'t, (u64, u32, u64), ()>,
+    pub(crate) counters: Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> StoreResult<Self> {
+        Ok(Self {
+            streams: txn.open_table(STREAMS)?,
+            state: txn.open_table(STREAM_STATE)?,
+            messages: txn.open_table(MESSAGES)?,
+            chain: txn.open_table(CHAIN)?,
+            subjects: txn.open_table(SUBJECTS)?,
+            expiry: txn.open_table(EXPIRY)?,
+            counters: txn.open_table(COUNTERS)?,
+        })
+    }
+
+    /// The subject's (first, last, count), if it has messages.
+    pub(crate) fn subject_info(&self, stream: u32, subject: &str) -> StoreResult<Option<(u64, u64, u64)>> {
+        Ok(self.subjects.get((stream, subject))?.map(|g| g.value()))
+    }
+
+    /// Appends `record` at `seq` (already chosen by the caller as `last_seq + 1`)
+    /// and maintains the subject index, the expiry index and the stream state.
+    pub(crate) fn append(
+        &mut self,
+        entry: &mut StreamEntry,
+        seq: u64,
+        subject: &str,
+        time: Timestamp,
+        expires: Option<Timestamp>,
+        record: &[u8],
+    ) -> StoreResult<()> {
+        let id = entry.id();
+        self.messages.insert((id, seq), record)?;
+        let prev = match self.subject_info(id, subject)? {
+            Some((first, last, count)) => {
+                self.subjects.insert((id, subject), (first, seq, count + 1))?;
+                last
+            }
+            None => {
+                self.subjects.insert((id, subject), (seq, seq, 1))?;
+                entry.state.subjects += 1;
+                0
+            }
+        };
+        self.chain.insert((id, seq), (prev, 0))?;
+        if prev != 0 {
+            let before = self.chain.get((id, prev))?.map(|g| g.value().0).unwrap_or(0);
+            self.chain.insert((id, prev), (before, seq))?;
+        }
+        if let Some(expires) = expires {
+            self.expiry.insert((expires.as_nanos(), id, seq), ())?;
+        }
+        let s = &mut entry.state;
+        if s.messages == 0 {
+            s.first_seq = seq;
+            s.first_time = Some(time);
+        }
+        s.messages += 1;
+        s.bytes += record.len() as u64;
+        s.last_seq = seq;
+        s.last_time = Some(time);
+        Ok(())
+    }
+
+    /// Deletes the message at `seq`, keeping every index and the stream state
+    /// exact; false if there was none.
+    pub(crate) fn delete(&mut self, entry: &mut StreamEntry, seq: u64) -> StoreResult<bool> {
+        let id = entry.id();
+        let (size, subject, expires) = {
+            let Some(guard) = self.messages.remove((id, seq))? else {
+                return Ok(false);
+            };
+            let record = guard.value();
+            let head = encode::decode_head(record)?;
+            (record.len() as u64, head.subject.to_string(), head.expires)
+        };
+        let (prev, next) = self.chain.remove((id, seq))?.map(|g| g.value()).unwrap_or((0, 0));
+        if prev != 0 {
+            let before = self.chain.get((id, prev))?.map(|g| g.value());
+            if let Some((pp, _)) = before {
+                self.chain.insert((id, prev), (pp, next))?;
+            }
+        }
+        if next != 0 {
+            let after = self.chain.get((id, next))?.map(|g| g.value());
+            if let Some((_, nn)) = after {
+                self.chain.insert((id, next), (prev, nn))?;
+            }
+        }
+        if let Some((first, last, count)) = self.subject_info(id, &subject)? {
+            if count <= 1 {
+                self.subjects.remove((id, subject.as_str()))?;
+                entry.state.subjects = entry.state.subjects.saturating_sub(1);
+            } else {
+                let first = if first == seq { next } else { first };
+                let last = if last == seq { prev } else { last };
+                self.subjects.insert((id, subject.as_str()), (first, last, count - 1))?;
+            }
+        }
+        if let Some(expires) = expires {
+            self.expiry.remove((expires.as_nanos(), id, seq))?;
+        }
+        let s = &mut entry.state;
+        s.messages -= 1;
+        s.bytes = s.bytes.saturating_sub(size);
+        s.deleted += 1;
+        if seq == s.first_seq {
+            self.advance_first(entry)?;
+        }
+        Ok(true)
+    }
+
+    /// Moves the stream's first seq (and time) to the first message held.
+    fn advance_first(&mut self, entry: &mut StreamEntry) -> StoreResult<()> {
+        let id = entry.id();
+        let from = entry.state.first_seq;
+        let next = match self.messages.range((id, from)..=(id, u64::MAX))?.next() {
+            Some(item) => {
+                let (k, v) = item?;
+                Some((k.value().1, encode::decode_head(v.value())?.time))
+            }
+            None => None,
+        };
+        let s = &mut entry.state;
+        match next {
+            Some((seq, time)) => {
+                s.first_seq = seq;
+                s.first_time = Some(time);
+            }
+            None => {
+                s.first_seq = s.last_seq + 1;
+                s.first_time = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every message of the stream at once (purge all, delete stream);
+    /// returns how many there were.
+    pub(crate) fn drop_all(&mut self, entry: &mut StreamEntry) -> StoreResult<u64> {
+        let id = entry.id();
+        self.messages.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+        self.chain.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+        self.subjects.retain_in((id, "")..(id + 1, ""), |_, _| false)?;
+        self.expiry.retain(|(_, stream, _), _| stream != id)?;
+        let s = &mut entry.state;
+        let count = s.messages;
+        s.deleted += count;
+        s.messages = 0;
+        s.bytes = 0;
+        s.subjects = 0;
+        s.first_seq = s.last_seq + 1;
+        s.first_time = None;
+        Ok(count)
+    }
+
+    /// Writes the stream's state record.
+    pub(crate) fn save_state(&mut self, entry: &StreamEntry) -> StoreResult<()> {
+        self.state.insert(entry.id(), encode::encode_state(&entry.state).as_slice())?;
+        Ok(())
+    }
+
+    /// Writes the stream's metadata record.
+    pub(crate) fn save_meta(&mut self, meta: &StreamMeta) -> StoreResult<()> {
+        self.streams.insert(meta.config.name.as_str(), meta.encode().as_slice())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! Stream administration inside the writer: create, update, delete.
+
+use herald_core::{Error, ErrorKind, Result, Retention, StreamConfig, StreamInfo, StreamName, StreamState, Timestamp};
+
+use crate::encode::StreamMeta;
+use crate::error::StoreResult;
+use crate::store::{StreamEntry, Tables};
+use crate::tables::NEXT_STREAM_ID;
+use crate::writer::Writer;
+
+/// A stream's info from the writer's view.
+pub(crate) fn info_of(entry: &StreamEntry) -> StreamInfo {
+    StreamInfo { config: entry.meta.config.clone(), state: entry.state.clone(), created: entry.meta.created }
+}
+
+impl Writer {
+    /// Rejects a config whose subjects overlap another stream's (`except` is the
+    /// stream being updated).
+    pub(crate) fn check_overlap(&self, config: &StreamConfig, except: Option<u32>) -> Result<()> {
+        for other in self.streams.values().filter(|e| Some(e.id()) != except) {
+            for mine in &config.subjects {
+                if let Some(theirs) = other.meta.config.subjects.iter().find(|p| p.overlaps(mine)) {
+                    return Err(Error::new(
+                        ErrorKind::SubjectConflict,
+                        format!(
+                            "stream `{}`: subjects `{mine}` overlap `{theirs}` of stream `{}`",
+                            config.name, other.meta.config.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_config(&self, config: &StreamConfig) -> Result<()> {
+        config.validate()?;
+        if config.retention != Retention::Limits {
+            // Interest and work-queue retention delete on consumer acks; until the
+            // engine has consumers, accepting them would promise deletions that never happen.
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("stream `{}`: {:?} retention needs durable consumers, which this engine does not have yet", config.name, config.retention),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn create_stream(
+        &mut self,
+        tables: &mut Tables<'_>,
+        config: StreamConfig,
+        now: Timestamp,
+    ) -> StoreResult<Result<StreamInfo>> {
+        if let Err(err) = self.check_config(&config) {
+            return Ok(Err(err));
+        }
+        if let Some(id) = self.names.get(&config.name) {
+            let existing = &self.streams[id];
+            return Ok(if existing.meta.config == config {
+                Ok(info_of(existing))
+            } else {
+                Err(Error::new(
+                    ErrorKind::StreamExists,
+                    format!("stream `{}` exists with a different configuration", config.name),
+                ))
+            });
+        }
+        if let Err(err) = self.check_overlap(&config, None) {
+            return Ok(Err(err));
+        }
+        let id = self.next_id;
+        let entry = StreamEntry {
+            meta: StreamMeta { id, created: now, config },
+            state: StreamState { first_seq: 1, ..StreamState::default() },
+        };
+        tables.save_meta(&entry.meta)?;
+        tables.counters.insert(NEXT_STREAM_ID, u64::from(id) + 1)?;
+        self.next_id = id + 1;
+        self.names.insert(entry.meta.config.name.clone(), id);
+        let info = info_of(&entry);
+        self.streams.insert(id, entry);
+        self.batch.catalog_changed = true;
+        self.touch(id);
+        self.batch.durable = true;
+        Ok(Ok(info))
+    }
+
+    pub(crate) fn update_stream(
+        &mut self,
+        tables: &mut Tables<'_>,
+        config: StreamConfig,
+        now: Timestamp,
+    ) -> StoreResult<Result<StreamInfo>> {
+        let id = match self.entry_id(&config.name) {
+            Ok(id) => id,
+            Err(err) => return Ok(Err(err)),
+        };
+        if let Err(err) = self.check_config(&config).and_then(|()| self.check_overlap(&config, Some(id))) {
+            return Ok(Err(err));
+        }
+        let mut entry = self.streams[&id].clone();
+        entry.meta.config = config.clone();
+        tables.save_meta(&entry.meta)?;
+        // New limits apply at once.
+        self.enforce_limits(tables, &mut entry, &config, &[])?;
+        self.enforce_age(tables, &mut entry, now)?;
+        let info = info_of(&entry);
+        self.streams.insert(id, entry);
+        self.batch.catalog_changed = true;
+        self.touch(id);
+        self.batch.durable = true;
+        Ok(Ok(info))
+    }
+
+    pub(crate) fn delete_stream(&mut self, tables: &mut Tables<'_>, name: &StreamName) -> StoreResult<Result<()>> {
+        let id = match self.entry_id(name) {
+            Ok(id) => id,
+            Err(err) => return Ok(Err(err)),
+        };
+        let mut entry = self.streams.remove(&id).expect("named streams have entries");
+        tables.drop_all(&mut entry)?;
+        tables.streams.remove(name.as_str())?;
+        tables.state.remove(id)?;
+        self.names.remove(name);
+        self.dedup.remove(&id);
+        self.batch.touched.remove(&id);
+        self.batch.deleted.push(id);
+        self.batch.catalog_changed = true;
+        self.batch.durable = true;
+        Ok(Ok(()))
+    }
+}

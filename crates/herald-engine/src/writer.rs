@@ -1,0 +1,380 @@
+//! The writer thread: one owner of every write transaction.
+//!
+//! It blocks for the first request, drains whatever else is queued (up to a
+//! bound) into the same redb transaction, commits once, and only then answers
+//! each request and wakes readers: group commit. A failed commit fails every
+//! request in it and acknowledges none. docs/semantics.md states the promises.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use herald_core::{
+    Error, ErrorKind, OutgoingMessage, PublishAck, Purge, Result, StreamConfig, StreamInfo, StreamName,
+};
+use redb::{Database, Durability};
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::dedup::DedupWindow;
+use crate::encode::StreamMeta;
+use crate::error::{EngineError, StoreResult};
+use crate::notify::Notifier;
+use crate::store::{StreamEntry, Tables};
+
+/// 1,024 requests: enough to amortise one fsync over many publishers, small
+/// enough that the first request in a batch does not wait long for the last.
+const MAX_BATCH_REQUESTS: usize = 1024;
+
+/// 16 MiB: bounds the memory one batch pins and the size of one transaction.
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// 100 ms: the longest a commit of a `Durability::Relaxed` stream stays without
+/// an fsync. docs/semantics.md states this bound.
+pub const RELAXED_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// 1 s: how often age and TTL retention run when nothing else wakes the writer.
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A write the writer thread performs.
+pub(crate) enum Request {
+    Publish { messages: Vec<OutgoingMessage>, reply: oneshot::Sender<Result<Vec<PublishAck>>> },
+    CreateStream { config: StreamConfig, reply: oneshot::Sender<Result<StreamInfo>> },
+    UpdateStream { config: StreamConfig, reply: oneshot::Sender<Result<StreamInfo>> },
+    DeleteStream { name: StreamName, reply: oneshot::Sender<Result<()>> },
+    Purge { name: StreamName, purge: Purge, reply: oneshot::Sender<Result<u64>> },
+    Maintain { reply: oneshot::Sender<Result<()>> },
+}
+
+impl Request {
+    fn size(&self) -> usize {
+        match self {
+            Request::Publish { messages, .. } => messages.iter().map(|m| m.payload.len() + 64).sum(),
+            _ => 64,
+        }
+    }
+}
+
+/// A request that succeeded inside the transaction, answered after the commit.
+pub(crate) enum Done {
+    Publish(oneshot::Sender<Result<Vec<PublishAck>>>, Vec<PublishAck>),
+    Info(oneshot::Sender<Result<StreamInfo>>, StreamInfo),
+    Unit(oneshot::Sender<Result<()>>),
+    Count(oneshot::Sender<Result<u64>>, u64),
+}
+
+impl Done {
+    fn succeed(self) {
+        // A caller that stopped waiting is not an error.
+        let _ = match self {
+            Done::Publish(tx, acks) => tx.send(Ok(acks)).map_err(drop),
+            Done::Info(tx, info) => tx.send(Ok(info)).map_err(drop),
+            Done::Unit(tx) => tx.send(Ok(())).map_err(drop),
+            Done::Count(tx, n) => tx.send(Ok(n)).map_err(drop),
+        };
+    }
+
+    fn fail(self, err: Error) {
+        let _ = match self {
+            Done::Publish(tx, _) => tx.send(Err(err)).map_err(drop),
+            Done::Info(tx, _) => tx.send(Err(err)).map_err(drop),
+            Done::Unit(tx) => tx.send(Err(err)).map_err(drop),
+            Done::Count(tx, _) => tx.send(Err(err)).map_err(drop),
+        };
+    }
+}
+
+/// Stream metadata shared with readers: name → metadata, replaced after commits
+/// that change streams.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    streams: RwLock<Arc<HashMap<StreamName, Arc<StreamMeta>>>>,
+}
+
+impl Catalog {
+    pub(crate) fn get(&self, name: &StreamName) -> Option<Arc<StreamMeta>> {
+        self.streams.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<HashMap<StreamName, Arc<StreamMeta>>> {
+        self.streams.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, map: HashMap<StreamName, Arc<StreamMeta>>) {
+        *self.streams.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+    }
+}
+
+/// Options the writer runs with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriterOptions {
+    pub(crate) auto_create_streams: bool,
+    /// The crash tests' positive control: answer before committing. Never set
+    /// outside those tests.
+    pub(crate) ack_before_commit: bool,
+}
+
+/// The writer's state: the committed view of every stream plus the dedup windows.
+pub(crate) struct Writer {
+    pub(crate) db: Arc<Database>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) notifier: Arc<Notifier>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) options: WriterOptions,
+    pub(crate) streams: HashMap<u32, StreamEntry>,
+    pub(crate) names: HashMap<StreamName, u32>,
+    pub(crate) dedup: HashMap<u32, DedupWindow>,
+    /// The id the next stream gets (ids are never reused).
+    pub(crate) next_id: u32,
+    /// Set by the operations of the current batch.
+    pub(crate) batch: BatchMarks,
+    unsynced_since: Option<Instant>,
+    next_maintenance: Instant,
+}
+
+/// What the current batch did, for the commit that follows.
+#[derive(Default)]
+pub(crate) struct BatchMarks {
+    /// Streams whose state changed.
+    pub(crate) touched: BTreeSet<u32>,
+    /// Streams created, updated or deleted.
+    pub(crate) catalog_changed: bool,
+    /// Streams deleted (their notifier channels close after the commit).
+    pub(crate) deleted: Vec<u32>,
+    /// Whether this commit must be fsynced before answering.
+    pub(crate) durable: bool,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        db: Arc<Database>,
+        clock: Arc<dyn Clock>,
+        notifier: Arc<Notifier>,
+        catalog: Arc<Catalog>,
+        options: WriterOptions,
+    ) -> StoreResult<Self> {
+        let mut writer = Self {
+            db,
+            clock,
+            notifier,
+            catalog,
+            options,
+            streams: HashMap::new(),
+            names: HashMap::new(),
+            dedup: HashMap::new(),
+            next_id: 1,
+            batch: BatchMarks::default(),
+            unsynced_since: None,
+            next_maintenance: Instant::now(),
+        };
+        writer.reload()?;
+        Ok(writer)
+    }
+
+    /// Replaces the in-memory view with what is committed on disk.
+    fn reload(&mut self) -> StoreResult<()> {
+        let loaded = crate::recovery::load(&self.db, self.clock.now())?;
+        self.streams = loaded.streams;
+        self.dedup = loaded.dedup;
+        self.next_id = loaded.next_id;
+        self.names = self.streams.values().map(|e| (e.meta.config.name.clone(), e.id())).collect();
+        self.publish_catalog();
+        for entry in self.streams.values() {
+            self.notifier.publish(entry.id(), entry.state.last_seq);
+        }
+        Ok(())
+    }
+
+    fn publish_catalog(&self) {
+        let map = self.streams.values().map(|e| (e.meta.config.name.clone(), Arc::new(e.meta.clone()))).collect();
+        self.catalog.replace(map);
+    }
+
+    /// Runs until every sender is gone, then makes relaxed commits durable.
+    pub(crate) fn run(mut self, rx: flume::Receiver<Request>) {
+        loop {
+            let timeout = self.next_timer().saturating_duration_since(Instant::now());
+            let first = match rx.recv_timeout(timeout) {
+                Ok(request) => request,
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    self.process(Vec::new());
+                    continue;
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut bytes = first.size();
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH_REQUESTS && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(request) => {
+                        bytes += request.size();
+                        batch.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.process(batch);
+        }
+        if self.unsynced_since.is_some() {
+            self.flush();
+        }
+    }
+
+    fn next_timer(&self) -> Instant {
+        match self.unsynced_since {
+            Some(since) => (since + RELAXED_FLUSH_INTERVAL).min(self.next_maintenance),
+            None => self.next_maintenance,
+        }
+    }
+
+    /// Commits an empty transaction with fsync, making earlier relaxed commits durable.
+    fn flush(&mut self) {
+        let result = self.db.begin_write().map_err(EngineError::from).and_then(|mut txn| {
+            txn.set_durability(Durability::Immediate).expect("immediate durability is always allowed");
+            txn.commit().map_err(EngineError::from)
+        });
+        if result.is_ok() {
+            self.unsynced_since = None;
+        }
+    }
+
+    /// Applies a batch of requests in one transaction and answers them.
+    fn process(&mut self, batch: Vec<Request>) {
+        let now = Instant::now();
+        let maintain = now >= self.next_maintenance;
+        let flush_due = self.unsynced_since.is_some_and(|since| now >= since + RELAXED_FLUSH_INTERVAL);
+        if batch.is_empty() && !maintain {
+            if flush_due {
+                self.flush();
+            }
+            return;
+        }
+        self.batch = BatchMarks { durable: flush_due, ..BatchMarks::default() };
+        let mut done = Vec::with_capacity(batch.len());
+        let outcome = self.run_transaction(batch, maintain, &mut done);
+        if maintain {
+            self.next_maintenance = now + MAINTENANCE_INTERVAL;
+        }
+        match outcome {
+            Ok(()) => {
+                if self.batch.catalog_changed {
+                    self.publish_catalog();
+                }
+                for id in std::mem::take(&mut self.batch.deleted) {
+                    self.notifier.forget(id);
+                }
+                for id in &self.batch.touched {
+                    if let Some(entry) = self.streams.get(id) {
+                        self.notifier.publish(*id, entry.state.last_seq);
+                    }
+                }
+                if !self.options.ack_before_commit {
+                    done.into_iter().for_each(Done::succeed);
+                }
+            }
+            Err(err) => {
+                let message = format!("commit failed, nothing in it was stored: {err}");
+                for d in done {
+                    d.fail(Error::new(ErrorKind::Storage, message.clone()));
+                }
+                // The in-memory view ran ahead of the failed commit: go back to disk.
+                if let Err(reload) = self.reload() {
+                    // Keep going: the next batch retries, and fails while the disk does.
+                    let _ = reload;
+                }
+            }
+        }
+    }
+
+    fn run_transaction(&mut self, batch: Vec<Request>, maintain: bool, done: &mut Vec<Done>) -> StoreResult<()> {
+        let mut txn = self.db.begin_write()?;
+        {
+            let mut tables = Tables::open(&txn)?;
+            let now = self.clock.now();
+            if maintain {
+                self.enforce_time_limits(&mut tables, now)?;
+            }
+            for request in batch {
+                self.apply(&mut tables, request, now, done)?;
+            }
+            for id in &self.batch.touched {
+                if let Some(entry) = self.streams.get(id) {
+                    tables.save_state(entry)?;
+                }
+            }
+        }
+        let durability = if self.batch.durable { Durability::Immediate } else { Durability::None };
+        txn.set_durability(durability).expect("both durabilities are allowed on a fresh transaction");
+        if self.options.ack_before_commit {
+            std::mem::take(done).into_iter().for_each(Done::succeed);
+        }
+        txn.commit()?;
+        if self.batch.durable {
+            self.unsynced_since = None;
+        } else if !self.batch.touched.is_empty() || self.batch.catalog_changed {
+            self.unsynced_since.get_or_insert_with(Instant::now);
+        }
+        Ok(())
+    }
+
+    /// Applies one request. A rejected request is answered at once and changes
+    /// nothing; a storage error aborts the whole transaction.
+    fn apply(&mut self, tables: &mut Tables<'_>, request: Request, now: herald_core::Timestamp, done: &mut Vec<Done>) -> StoreResult<()> {
+        match request {
+            Request::Publish { messages, reply } => match self.publish(tables, messages, now)? {
+                Ok(acks) => done.push(Done::Publish(reply, acks)),
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Request::CreateStream { config, reply } => match self.create_stream(tables, config, now)? {
+                Ok(info) => done.push(Done::Info(reply, info)),
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Request::UpdateStream { config, reply } => match self.update_stream(tables, config, now)? {
+                Ok(info) => done.push(Done::Info(reply, info)),
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Request::DeleteStream { name, reply } => match self.delete_stream(tables, &name)? {
+                Ok(()) => done.push(Done::Unit(reply)),
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Request::Purge { name, purge, reply } => match self.purge(tables, &name, purge)? {
+                Ok(n) => done.push(Done::Count(reply, n)),
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Request::Maintain { reply } => {
+                self.enforce_time_limits(tables, now)?;
+                self.batch.durable = true;
+                done.push(Done::Unit(reply));
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry of a stream by name.
+    pub(crate) fn entry_id(&self, name: &StreamName) -> Result<u32> {
+        self.names
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::new(ErrorKind::StreamNotFound, format!("stream `{name}` not found")))
+    }
+
+    /// Marks a stream's state as changed in this batch, and whether it needs fsync.
+    pub(crate) fn touch(&mut self, id: u32) {
+        self.batch.touched.insert(id);
+        if let Some(entry) = self.streams.get(&id) {
+            if entry.meta.config.durability == herald_core::Durability::Fsync {
+                self.batch.durable = true;
+            }
+        }
+    }
+}

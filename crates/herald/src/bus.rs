@@ -1,0 +1,307 @@
+//! The [`Bus`]: one handle for publishing, stream admin and reads, whatever
+//! backend it runs on.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use herald_core::{
+    Error, ErrorKind, Message, OutgoingMessage, PublishAck, Purge, ReadRange, Result, StreamBackend, StreamConfig,
+    StreamInfo, StreamName, Subject,
+};
+use herald_engine::{Clock, Engine, EngineBuilder};
+use tokio::sync::watch;
+
+/// A handle to an event bus. Cheap to clone.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let bus = herald::Bus::open(dir.path()).await?;
+/// let ack = bus.publish("orders.created", "order 1").await?;
+/// let msg = bus.get(&ack.stream, ack.seq).await?;
+/// assert_eq!(msg.subject.as_str(), "orders.created");
+/// # Ok::<(), herald::Error>(())
+/// # })?;
+/// # Ok::<(), herald::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Bus {
+    backend: Arc<dyn StreamBackend>,
+    engine: Option<Engine>,
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus").field("embedded", &self.engine.is_some()).finish()
+    }
+}
+
+/// Configures an embedded [`Bus`]; [`open`](BusBuilder::open) does the I/O.
+#[derive(Debug, Default)]
+pub struct BusBuilder {
+    path: Option<PathBuf>,
+    engine: EngineBuilder,
+}
+
+impl BusBuilder {
+    /// Stores data in the directory `dir`. Default: in memory.
+    pub fn path(mut self, dir: impl AsRef<Path>) -> Self {
+        self.path = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Takes time from `clock` (a `herald_engine::ManualClock` in tests).
+    /// Default: the system clock.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.engine = self.engine.clock(clock);
+        self
+    }
+
+    /// Whether publishing to a subject no stream captures creates a stream named
+    /// after the subject's first token. Default: true.
+    pub fn auto_create_streams(mut self, enabled: bool) -> Self {
+        self.engine = self.engine.auto_create_streams(enabled);
+        self
+    }
+
+    /// Passes any other engine setting through.
+    pub fn engine(mut self, configure: impl FnOnce(EngineBuilder) -> EngineBuilder) -> Self {
+        self.engine = configure(self.engine);
+        self
+    }
+
+    /// Opens the bus (on the blocking pool: opening may repair the file after a crash).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Storage`] when the data directory cannot be opened.
+    pub async fn open(self) -> Result<Bus> {
+        let builder = match self.path {
+            Some(path) => self.engine.path(path),
+            None => self.engine.memory(),
+        };
+        let engine = tokio::task::spawn_blocking(move || builder.open())
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, "opening the engine panicked").with_source(e))??;
+        Ok(Bus::from_engine(engine))
+    }
+}
+
+impl Bus {
+    /// Opens an embedded bus on the data directory `dir`, creating it if needed.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Storage`] when the directory cannot be opened.
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Bus> {
+        Self::builder().path(dir).open().await
+    }
+
+    /// An embedded bus in memory: the same engine, nothing on disk.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Storage`] if redb cannot initialise.
+    pub fn memory() -> Result<Bus> {
+        Ok(Self::from_engine(Engine::memory()?))
+    }
+
+    /// A builder for an embedded bus.
+    pub fn builder() -> BusBuilder {
+        BusBuilder::default()
+    }
+
+    /// A bus on an embedded engine.
+    pub fn from_engine(engine: Engine) -> Bus {
+        Bus { backend: Arc::new(engine.clone()), engine: Some(engine) }
+    }
+
+    /// A bus on any backend (the remote client, NATS, a test double).
+    pub fn from_backend(backend: Arc<dyn StreamBackend>) -> Bus {
+        Bus { backend, engine: None }
+    }
+
+    /// The backend, for code written against the traits.
+    pub fn backend(&self) -> &Arc<dyn StreamBackend> {
+        &self.backend
+    }
+
+    /// Publishes `payload` to `subject`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidSubject`] for an invalid or reserved (`$`) subject, and
+    /// everything [`publish_message`](Bus::publish_message) returns.
+    pub async fn publish(&self, subject: impl AsRef<str>, payload: impl Into<Bytes>) -> Result<PublishAck> {
+        self.publish_message(OutgoingMessage::new(Subject::new(subject)?, payload)).await
+    }
+
+    /// Publishes a message with headers, id, expectations or TTL.
+    ///
+    /// Returns once the message is durable under its stream's durability.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidSubject` (reserved subject), `InvalidRequest`, `PayloadTooLarge`,
+    /// `HeadersTooLarge`, `SubjectConflict`, `WrongExpectedSeq` (with the actual
+    /// seq in [`Error::actual_seq`]), `StreamFull`, `Storage`.
+    pub async fn publish_message(&self, message: OutgoingMessage) -> Result<PublishAck> {
+        check_not_reserved(&message.subject)?;
+        self.backend.publish(message).await
+    }
+
+    /// Publishes messages atomically to one stream: all or none, consecutive seqs.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish_message`](Bus::publish_message) for any message; then nothing
+    /// of the batch is written. `InvalidRequest` for an empty batch or one that
+    /// spans streams.
+    pub async fn publish_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<PublishAck>> {
+        for m in &messages {
+            check_not_reserved(&m.subject)?;
+        }
+        self.backend.publish_batch(messages).await
+    }
+
+    /// Creates a stream (a no-op if it exists with the same config).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName` for a reserved (`$`) name; `InvalidConfig`, `StreamExists`,
+    /// `SubjectConflict`.
+    pub async fn create_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
+        if config.name.is_reserved() {
+            return Err(Error::new(
+                ErrorKind::InvalidName,
+                format!("stream names starting with `$` are reserved for Herald (`{}`)", config.name),
+            ));
+        }
+        self.backend.create_stream(config).await
+    }
+
+    /// Replaces a stream's limits and policies; new limits apply at once.
+    ///
+    /// # Errors
+    ///
+    /// `StreamNotFound`, `InvalidConfig`, `SubjectConflict`.
+    pub async fn update_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
+        self.backend.update_stream(config).await
+    }
+
+    /// A stream's config and state.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `StreamNotFound`.
+    pub async fn stream_info(&self, stream: impl AsRef<str>) -> Result<StreamInfo> {
+        self.backend.stream_info(&StreamName::new(stream)?).await
+    }
+
+    /// Every stream.
+    ///
+    /// # Errors
+    ///
+    /// `Storage`.
+    pub async fn streams(&self) -> Result<Vec<StreamInfo>> {
+        self.backend.list_streams().await
+    }
+
+    /// Deletes a stream and its messages.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `StreamNotFound`.
+    pub async fn delete_stream(&self, stream: impl AsRef<str>) -> Result<()> {
+        self.backend.delete_stream(&StreamName::new(stream)?).await
+    }
+
+    /// Deletes the messages `purge` selects; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `StreamNotFound`.
+    pub async fn purge_stream(&self, stream: impl AsRef<str>, purge: Purge) -> Result<u64> {
+        self.backend.purge_stream(&StreamName::new(stream)?, purge).await
+    }
+
+    /// The message at `seq`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `StreamNotFound`, `MessageNotFound`.
+    pub async fn get(&self, stream: impl AsRef<str>, seq: u64) -> Result<Message> {
+        self.backend.get_message(&StreamName::new(stream)?, seq).await
+    }
+
+    /// The last message of `subject`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `InvalidSubject`, `StreamNotFound`, `MessageNotFound`.
+    pub async fn last(&self, stream: impl AsRef<str>, subject: impl AsRef<str>) -> Result<Message> {
+        self.backend.last_message(&StreamName::new(stream)?, &Subject::new(subject)?).await
+    }
+
+    /// Messages in seq order from a seq or a time, filtered, up to a limit.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `StreamNotFound`.
+    pub async fn read(&self, stream: impl AsRef<str>, range: ReadRange) -> Result<Vec<Message>> {
+        self.backend.read_range(&StreamName::new(stream)?, range).await
+    }
+
+    /// Messages of one subject from `from_seq`, through the per-subject index.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `InvalidSubject`, `StreamNotFound`.
+    pub async fn read_subject(
+        &self,
+        stream: impl AsRef<str>,
+        subject: impl AsRef<str>,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.backend.read_subject(&StreamName::new(stream)?, &Subject::new(subject)?, from_seq, limit).await
+    }
+
+    /// Runs age and TTL retention now (embedded; it also runs every second).
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on a non-embedded bus; `Storage`.
+    pub async fn enforce_retention(&self) -> Result<()> {
+        self.embedded()?.enforce_retention().await
+    }
+
+    /// A receiver of a stream's last seq, updated after each commit (embedded).
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on a non-embedded bus; `InvalidName`, `StreamNotFound`.
+    pub fn watch_head(&self, stream: impl AsRef<str>) -> Result<watch::Receiver<u64>> {
+        self.embedded()?.watch_head(&StreamName::new(stream)?)
+    }
+
+    fn embedded(&self) -> Result<&Engine> {
+        self.engine
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Unsupported, "only an embedded bus supports this"))
+    }
+}
+
+fn check_not_reserved(subject: &Subject) -> Result<()> {
+    if subject.is_reserved() {
+        return Err(Error::new(
+            ErrorKind::InvalidSubject,
+            format!("subjects starting with `$` are reserved for Herald (`{subject}`)"),
+        ));
+    }
+    Ok(())
+}
