@@ -251,6 +251,12 @@ impl std::error::Error for Error {
     }
 }
 
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Error::new(ErrorKind::Storage, "i/o failed").with_source(err)
+    }
+}
+
 /// Herald's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
