@@ -32,7 +32,8 @@ mod bus;
 
 pub use bus::{Bus, BusBuilder};
 pub use herald_core::{
-    Bytes, Discard, Durability, Error, ErrorDetail, ErrorKind, Headers, Message, OutgoingMessage, Pattern, PublishAck,
+    Bytes, DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_PAYLOAD, Discard, Durability, Error, ErrorDetail, ErrorKind, Headers,
+    MAX_HEADER_BYTES, MAX_ID_LEN, MAX_NAME_LEN, MAX_SUBJECT_LEN, Message, OutgoingMessage, Pattern, PublishAck,
     Purge, ReadFrom, ReadRange, Result, Retention, StreamBackend, StreamConfig, StreamInfo, StreamName, StreamState,
     Subject, Timestamp,
 };

@@ -1,0 +1,85 @@
+//! The conformance suite: Herald's contract, one async function per behaviour.
+//!
+//! Every backend runs these same bodies through [`conformance_tests!`](crate::conformance_tests).
+//! Each function panics (fails) when the backend breaks the promise it names.
+
+use herald::{ErrorKind, OutgoingMessage, Result, Subject};
+
+pub mod publish;
+pub mod reads;
+pub mod retention;
+pub mod streams;
+
+/// A message to `subject` with `payload`.
+pub fn msg(subject: &str, payload: impl Into<herald::Bytes>) -> OutgoingMessage {
+    OutgoingMessage::new(Subject::new(subject).expect("test subjects are valid"), payload)
+}
+
+/// The kind of a result's error; panics if it succeeded.
+#[track_caller]
+pub fn kind<T: std::fmt::Debug>(result: Result<T>) -> ErrorKind {
+    match result {
+        Ok(value) => panic!("expected an error, got {value:?}"),
+        Err(err) => err.kind(),
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance test, each on a fresh bus from
+/// `$factory` (an `async fn() -> TestBus`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@each $factory;
+            streams::a_stream_is_created_on_first_publish,
+            streams::a_publish_goes_to_the_stream_that_captures_its_subject,
+            streams::creating_a_stream_again_with_the_same_config_is_a_no_op,
+            streams::creating_a_stream_again_with_another_config_is_rejected,
+            streams::overlapping_subjects_are_rejected,
+            streams::stream_info_reports_counts_seqs_times_and_subjects,
+            streams::streams_are_listed_by_name,
+            streams::updating_limits_applies_them_at_once,
+            streams::deleting_a_stream_removes_it_and_its_messages,
+            streams::purge_all_keeps_the_sequence_going,
+            streams::purge_by_subject_deletes_only_that_subject,
+            streams::purge_before_a_seq_deletes_only_older_messages,
+            streams::unknown_streams_are_stream_not_found,
+            streams::invalid_and_reserved_names_are_rejected,
+            publish::publishes_get_consecutive_seqs,
+            publish::headers_id_and_content_type_round_trip,
+            publish::generated_ids_are_unique,
+            publish::a_batch_gets_consecutive_seqs,
+            publish::a_batch_with_one_invalid_message_writes_nothing,
+            publish::a_batch_across_streams_or_empty_is_rejected,
+            publish::a_duplicate_id_inside_the_window_returns_the_first_seq_and_writes_nothing,
+            publish::a_duplicate_id_inside_one_batch_is_written_once,
+            publish::an_id_outside_the_window_is_written_again,
+            publish::dedup_can_be_turned_off,
+            publish::a_wrong_expected_last_seq_is_rejected_with_the_actual_seq,
+            publish::a_wrong_expected_subject_seq_is_rejected_with_the_actual_seq,
+            publish::an_oversize_payload_is_rejected_and_writes_nothing,
+            publish::oversize_or_invalid_headers_are_rejected,
+            publish::invalid_and_reserved_subjects_are_rejected_and_create_nothing,
+            reads::a_message_is_read_by_seq,
+            reads::the_last_message_of_a_subject_is_read,
+            reads::a_range_is_read_from_a_seq_with_a_filter_and_a_limit,
+            reads::a_range_is_read_from_a_time,
+            reads::a_subject_is_read_in_order_among_interleaved_subjects,
+            reads::the_subject_index_survives_deletions_in_the_middle,
+            retention::max_msgs_deletes_the_oldest,
+            retention::max_bytes_deletes_the_oldest,
+            retention::max_msgs_per_subject_keeps_the_newest_of_each_subject,
+            retention::discard_new_rejects_publishes_over_the_limit,
+            retention::max_age_deletes_old_messages,
+            retention::a_message_ttl_expires_it,
+        );
+    };
+    (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let bus = $factory().await;
+                $crate::suite::$module::$name(&bus).await;
+            }
+        )*
+    };
+}
