@@ -37,4 +37,4 @@ pub use herald_core::{
     Purge, ReadFrom, ReadRange, Result, Retention, StreamBackend, StreamConfig, StreamInfo, StreamName, StreamState,
     Subject, Timestamp,
 };
-pub use herald_engine::{Engine, ManualClock};
+pub use herald_engine::{DATA_FILE, Engine, ManualClock};
