@@ -54,8 +54,8 @@ pub enum Durability {
     #[default]
     Fsync,
     /// The publish returns after the commit, before the fsync; the engine fsyncs
-    /// within a bounded interval (docs/semantics.md states it). A machine crash can
-    /// lose the messages of that interval; a process crash loses nothing.
+    /// within a bounded interval (docs/semantics.md states it: 100 ms). A crash can
+    /// lose the relaxed messages of that interval, never older ones.
     Relaxed,
 }
 
