@@ -177,7 +177,12 @@ pub struct Error {
 impl Error {
     /// An error of `kind` with a lower-case message that describes this layer.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), detail: None, source: None }
+        Self {
+            kind,
+            message: message.into(),
+            detail: None,
+            source: None,
+        }
     }
 
     /// Attaches structured detail.
@@ -288,6 +293,9 @@ mod tests {
         let io = std::io::Error::other("disk on fire");
         let err = Error::new(ErrorKind::Storage, "commit failed").with_source(io);
         assert_eq!(err.to_string(), "commit failed");
-        assert_eq!(std::error::Error::source(&err).map(|s| s.to_string()), Some("disk on fire".into()));
+        assert_eq!(
+            std::error::Error::source(&err).map(|s| s.to_string()),
+            Some("disk on fire".into())
+        );
     }
 }

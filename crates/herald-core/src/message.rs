@@ -189,7 +189,7 @@ impl OutgoingMessage {
     /// # Errors
     ///
     /// [`ErrorKind::HeadersTooLarge`], or [`ErrorKind::InvalidRequest`] for an empty
-    /// header name, an empty or over-long id, or a zero TTL.
+    /// header name, an empty or over-long id, an over-long content type, or a zero TTL.
     pub fn validate(&self) -> Result<(), Error> {
         let header_bytes = self.header_bytes();
         if header_bytes > MAX_HEADER_BYTES {
@@ -197,24 +197,48 @@ impl OutgoingMessage {
                 ErrorKind::HeadersTooLarge,
                 format!("headers are {header_bytes} bytes, over the limit of {MAX_HEADER_BYTES}"),
             )
-            .with_detail(ErrorDetail::TooLarge { size: header_bytes as u64, limit: MAX_HEADER_BYTES as u64 }));
+            .with_detail(ErrorDetail::TooLarge {
+                size: header_bytes as u64,
+                limit: MAX_HEADER_BYTES as u64,
+            }));
         }
-        if let Some(name) = self.headers.keys().find(|k| k.is_empty() || k.contains(|c: char| c.is_control() || c == ':')) {
+        if let Some(name) = self
+            .headers
+            .keys()
+            .find(|k| k.is_empty() || k.contains(|c: char| c.is_control() || c == ':'))
+        {
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
-                format!("header name `{}` is empty or has a control character or `:`", name.escape_debug()),
+                format!(
+                    "header name `{}` is empty or has a control character or `:`",
+                    name.escape_debug()
+                ),
             ));
         }
-        if let Some(id) = &self.id {
-            if id.is_empty() || id.len() > MAX_ID_LEN {
-                return Err(Error::new(
-                    ErrorKind::InvalidRequest,
-                    format!("message id must be 1 to {MAX_ID_LEN} bytes, got {}", id.len()),
-                ));
-            }
+        if let Some(id) = self.id.as_ref().filter(|id| id.is_empty() || id.len() > MAX_ID_LEN) {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!("message id must be 1 to {MAX_ID_LEN} bytes, got {}", id.len()),
+            ));
+        }
+        if let Some(ct) = self
+            .content_type
+            .as_ref()
+            .filter(|ct| ct.len() > 255 || ct.contains(char::is_control))
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "content type must be at most 255 bytes without control characters, got {} bytes",
+                    ct.len()
+                ),
+            ));
         }
         if self.ttl == Some(Duration::ZERO) {
-            return Err(Error::new(ErrorKind::InvalidRequest, "a message ttl must be above zero"));
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "a message ttl must be above zero",
+            ));
         }
         Ok(())
     }

@@ -224,7 +224,10 @@ impl StreamConfig {
     /// `max_age`, or a `max_payload` above [`MAX_PAYLOAD_LIMIT`].
     pub fn validate(&self) -> Result<(), Error> {
         if self.subjects.is_empty() {
-            return Err(Error::new(ErrorKind::InvalidConfig, format!("stream `{}` captures no subjects", self.name)));
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!("stream `{}` captures no subjects", self.name),
+            ));
         }
         for (i, a) in self.subjects.iter().enumerate() {
             for b in &self.subjects[i + 1..] {
@@ -238,7 +241,10 @@ impl StreamConfig {
             if a.as_str().starts_with('$') != self.name.is_reserved() {
                 return Err(Error::new(
                     ErrorKind::InvalidSubject,
-                    format!("stream `{}`: `$` subjects belong to `$` streams only (`{a}`)", self.name),
+                    format!(
+                        "stream `{}`: `$` subjects belong to `$` streams only (`{a}`)",
+                        self.name
+                    ),
                 ));
             }
         }
@@ -246,12 +252,18 @@ impl StreamConfig {
             return Err(Error::new(ErrorKind::InvalidConfig, "max_age must be above zero"));
         }
         if self.duplicate_window == Some(Duration::ZERO) {
-            return Err(Error::new(ErrorKind::InvalidConfig, "duplicate_window must be above zero; use None to turn dedup off"));
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "duplicate_window must be above zero; use None to turn dedup off",
+            ));
         }
         if self.max_payload.get() > MAX_PAYLOAD_LIMIT {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
-                format!("max_payload {} is over the limit of {MAX_PAYLOAD_LIMIT}", self.max_payload),
+                format!(
+                    "max_payload {} is over the limit of {MAX_PAYLOAD_LIMIT}",
+                    self.max_payload
+                ),
             ));
         }
         Ok(())
@@ -323,7 +335,10 @@ impl Purge {
 
     /// Every message of `subject`.
     pub fn subject(subject: Subject) -> Self {
-        Self { subject: Some(subject), before_seq: None }
+        Self {
+            subject: Some(subject),
+            before_seq: None,
+        }
     }
 
     /// Narrows the purge to sequences below `seq`.
@@ -359,12 +374,20 @@ pub struct ReadRange {
 impl ReadRange {
     /// Up to `limit` messages from sequence `seq`.
     pub fn from_seq(seq: u64, limit: usize) -> Self {
-        Self { from: ReadFrom::Seq(seq), filter: Vec::new(), limit }
+        Self {
+            from: ReadFrom::Seq(seq),
+            filter: Vec::new(),
+            limit,
+        }
     }
 
     /// Up to `limit` messages appended at or after `time`.
     pub fn from_time(time: Timestamp, limit: usize) -> Self {
-        Self { from: ReadFrom::Time(time), filter: Vec::new(), limit }
+        Self {
+            from: ReadFrom::Time(time),
+            filter: Vec::new(),
+            limit,
+        }
     }
 
     /// Only messages matching `pattern` (may be called several times).

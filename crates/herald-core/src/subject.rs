@@ -27,7 +27,11 @@ fn check_token_chars(input: &str, what: &str) -> Result<(), Error> {
     if input.len() > MAX_SUBJECT_LEN {
         return Err(Error::new(
             ErrorKind::InvalidSubject,
-            format!("{what} `{}…` is {} bytes, over the limit of {MAX_SUBJECT_LEN}", &input[..input.floor_char_boundary(32)], input.len()),
+            format!(
+                "{what} `{}…` is {} bytes, over the limit of {MAX_SUBJECT_LEN}",
+                &input[..input.floor_char_boundary(32)],
+                input.len()
+            ),
         ));
     }
     if let Some(c) = input.chars().find(|c| c.is_whitespace() || c.is_control()) {
@@ -93,7 +97,9 @@ impl Subject {
 
     /// The first token, which names the stream a first publish creates.
     pub fn first_token(&self) -> &str {
-        self.tokens().next().expect("a validated subject has at least one token")
+        self.tokens()
+            .next()
+            .expect("a validated subject has at least one token")
     }
 
     /// Whether the subject is reserved for Herald's own streams (starts with `$`).
@@ -337,10 +343,16 @@ pub(crate) fn check_name(name: &str, what: &str) -> Result<(), Error> {
     if body.is_empty() || body.len() > MAX_NAME_LEN {
         return Err(Error::new(
             ErrorKind::InvalidName,
-            format!("{what} name `{}` must be 1 to {MAX_NAME_LEN} characters", name.escape_debug()),
+            format!(
+                "{what} name `{}` must be 1 to {MAX_NAME_LEN} characters",
+                name.escape_debug()
+            ),
         ));
     }
-    if let Some(c) = body.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+    if let Some(c) = body
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
         return Err(Error::new(
             ErrorKind::InvalidName,
             format!(
@@ -377,10 +389,7 @@ impl StreamName {
 
     /// The default patterns a stream of this name captures: `name` and `name.>`.
     pub fn default_patterns(&self) -> Vec<Pattern> {
-        vec![
-            Pattern(self.0.clone()),
-            Pattern(Arc::from(format!("{}.>", self.0))),
-        ]
+        vec![Pattern(self.0.clone()), Pattern(Arc::from(format!("{}.>", self.0)))]
     }
 }
 
@@ -428,7 +437,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn token() -> impl Strategy<Value = String> {
-        prop_oneof![Just("a".to_string()), Just("b".to_string()), Just("c".to_string()), "[a-z0-9_-]{1,6}"]
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("c".to_string()),
+            "[a-z0-9_-]{1,6}"
+        ]
     }
 
     fn subject() -> impl Strategy<Value = String> {
@@ -548,7 +562,11 @@ mod tests {
     fn stream_names_follow_the_rules() {
         assert!(StreamName::new("orders_v2-eu").is_ok());
         for bad in ["", "a.b", "a b", "a*", "$", &"x".repeat(65)] {
-            assert_eq!(StreamName::new(bad).unwrap_err().kind(), ErrorKind::InvalidName, "{bad}");
+            assert_eq!(
+                StreamName::new(bad).unwrap_err().kind(),
+                ErrorKind::InvalidName,
+                "{bad}"
+            );
         }
         let names: Vec<String> = StreamName::new("orders")
             .unwrap()

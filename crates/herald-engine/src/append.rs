@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use herald_core::{
-    Discard, Error, ErrorDetail, ErrorKind, OutgoingMessage, PublishAck, Result, StreamConfig, StreamName,
-    StreamState, Subject, Timestamp,
+    Discard, Error, ErrorDetail, ErrorKind, OutgoingMessage, PublishAck, Result, StreamConfig, StreamName, StreamState,
+    Subject, Timestamp,
 };
 
 use crate::encode::{self, NewRecord, StreamMeta};
@@ -36,7 +36,10 @@ impl Writer {
         now: Timestamp,
     ) -> StoreResult<Result<Vec<PublishAck>>> {
         if messages.is_empty() {
-            return Ok(Err(Error::new(ErrorKind::InvalidRequest, "a batch needs at least one message")));
+            return Ok(Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "a batch needs at least one message",
+            )));
         }
         for m in &messages {
             if let Err(err) = m.validate() {
@@ -53,12 +56,18 @@ impl Writer {
         };
         for m in &messages[1..] {
             let routed = self.stream_of(&m.subject).or_else(|| {
-                created.as_ref().filter(|e| e.meta.config.captures(&m.subject)).map(|e| e.meta.config.name.clone())
+                created
+                    .as_ref()
+                    .filter(|e| e.meta.config.captures(&m.subject))
+                    .map(|e| e.meta.config.name.clone())
             });
             if routed.as_ref() != Some(&target) {
                 return Ok(Err(Error::new(
                     ErrorKind::InvalidRequest,
-                    format!("a batch must go to one stream; `{}` is not captured by stream `{target}`", m.subject),
+                    format!(
+                        "a batch must go to one stream; `{}` is not captured by stream `{target}`",
+                        m.subject
+                    ),
                 )));
             }
         }
@@ -74,7 +83,9 @@ impl Writer {
         let is_new = !self.streams.contains_key(&id);
         if is_new {
             tables.save_meta(&entry.meta)?;
-            tables.counters.insert(crate::tables::NEXT_STREAM_ID, u64::from(id) + 1)?;
+            tables
+                .counters
+                .insert(crate::tables::NEXT_STREAM_ID, u64::from(id) + 1)?;
             self.next_id = id + 1;
             self.names.insert(entry.meta.config.name.clone(), id);
             self.batch.catalog_changed = true;
@@ -89,7 +100,11 @@ impl Writer {
         }
         for slot in plan_slots(&messages, &entry, dedup) {
             match slot {
-                Slot::Duplicate(seq) => acks.push(PublishAck { stream: entry.meta.config.name.clone(), seq, duplicate: true }),
+                Slot::Duplicate(seq) => acks.push(PublishAck {
+                    stream: entry.meta.config.name.clone(),
+                    seq,
+                    duplicate: true,
+                }),
                 Slot::Append => {
                     let p = next.take().expect("one plan per appended message");
                     next = planned.next();
@@ -97,7 +112,11 @@ impl Writer {
                     if let (Some(dedup_id), Some(_)) = (&p.dedup_id, window) {
                         dedup.insert(dedup_id, p.seq, p.time);
                     }
-                    acks.push(PublishAck { stream: entry.meta.config.name.clone(), seq: p.seq, duplicate: false });
+                    acks.push(PublishAck {
+                        stream: entry.meta.config.name.clone(),
+                        seq: p.seq,
+                        duplicate: false,
+                    });
                 }
             }
         }
@@ -111,7 +130,10 @@ impl Writer {
 
     /// The name of the stream capturing `subject`, if any.
     pub(crate) fn stream_of(&self, subject: &Subject) -> Option<StreamName> {
-        self.streams.values().find(|e| e.meta.config.captures(subject)).map(|e| e.meta.config.name.clone())
+        self.streams
+            .values()
+            .find(|e| e.meta.config.captures(subject))
+            .map(|e| e.meta.config.name.clone())
     }
 
     /// The stream id for `subject`, and a provisional entry when the publish would
@@ -125,7 +147,14 @@ impl Writer {
             return Err(Error::new(ErrorKind::SubjectConflict, no_stream()));
         }
         let name = StreamName::new(subject.first_token()).map_err(|e| {
-            Error::new(ErrorKind::SubjectConflict, format!("{}, and `{}` cannot name a new one: {e}", no_stream(), subject.first_token()))
+            Error::new(
+                ErrorKind::SubjectConflict,
+                format!(
+                    "{}, and `{}` cannot name a new one: {e}",
+                    no_stream(),
+                    subject.first_token()
+                ),
+            )
         })?;
         if self.names.contains_key(&name) {
             return Err(Error::new(
@@ -136,8 +165,21 @@ impl Writer {
         let config = StreamConfig::with_name(name);
         self.check_overlap(&config, None)?;
         let id = self.next_stream_id();
-        let state = StreamState { first_seq: 1, ..StreamState::default() };
-        Ok((id, Some(StreamEntry { meta: StreamMeta { id, created: now, config }, state })))
+        let state = StreamState {
+            first_seq: 1,
+            ..StreamState::default()
+        };
+        Ok((
+            id,
+            Some(StreamEntry {
+                meta: StreamMeta {
+                    id,
+                    created: now,
+                    config,
+                },
+                state,
+            }),
+        ))
     }
 
     /// Runs every check and encodes the records; writes nothing.
@@ -171,24 +213,40 @@ impl Writer {
             if size > config.max_payload.get() as usize {
                 return Ok(Err(Error::new(
                     ErrorKind::PayloadTooLarge,
-                    format!("payload of {size} bytes is over stream `{stream}`'s limit of {}", config.max_payload),
+                    format!(
+                        "payload of {size} bytes is over stream `{stream}`'s limit of {}",
+                        config.max_payload
+                    ),
                 )
-                .with_detail(ErrorDetail::TooLarge { size: size as u64, limit: u64::from(config.max_payload.get()) })));
+                .with_detail(ErrorDetail::TooLarge {
+                    size: size as u64,
+                    limit: u64::from(config.max_payload.get()),
+                })));
             }
-            if let Some(expected) = m.expected_last_seq {
-                if expected != last_seq {
-                    return Ok(Err(Error::wrong_expected_seq(&format!("stream `{stream}`"), expected, last_seq)));
-                }
+            if let Some(expected) = m.expected_last_seq
+                && expected != last_seq
+            {
+                return Ok(Err(Error::wrong_expected_seq(
+                    &format!("stream `{stream}`"),
+                    expected,
+                    last_seq,
+                )));
             }
             let subject = m.subject.as_str();
             let (subject_seq, subject_count) = match subject_last.get(subject) {
                 Some(known) => *known,
-                None => tables.subject_info(id, subject)?.map_or((0, 0), |(_, last, count)| (last, count)),
+                None => tables
+                    .subject_info(id, subject)?
+                    .map_or((0, 0), |(_, last, count)| (last, count)),
             };
-            if let Some(expected) = m.expected_last_subject_seq {
-                if expected != subject_seq {
-                    return Ok(Err(Error::wrong_expected_seq(&format!("subject `{subject}`"), expected, subject_seq)));
-                }
+            if let Some(expected) = m.expected_last_subject_seq
+                && expected != subject_seq
+            {
+                return Ok(Err(Error::wrong_expected_seq(
+                    &format!("subject `{subject}`"),
+                    expected,
+                    subject_seq,
+                )));
             }
             let seq = last_seq + 1;
             time = time.max(now);
@@ -222,27 +280,34 @@ impl Writer {
                         format!("stream `{stream}` is at its {what} limit of {limit} and discards new messages"),
                     ))
                 };
-                if let Some(max) = config.max_msgs {
-                    if count + 1 > max.get() {
-                        return Ok(full("max_msgs", max.get()));
-                    }
+                if let Some(max) = config.max_msgs
+                    && count + 1 > max.get()
+                {
+                    return Ok(full("max_msgs", max.get()));
                 }
-                if let Some(max) = config.max_bytes {
-                    if bytes + record.len() as u64 > max.get() {
-                        return Ok(full("max_bytes", max.get()));
-                    }
+                if let Some(max) = config.max_bytes
+                    && bytes + record.len() as u64 > max.get()
+                {
+                    return Ok(full("max_bytes", max.get()));
                 }
-                if let Some(max) = config.max_msgs_per_subject {
-                    if subject_count + 1 > max.get() {
-                        return Ok(full("max_msgs_per_subject", max.get()));
-                    }
+                if let Some(max) = config.max_msgs_per_subject
+                    && subject_count + 1 > max.get()
+                {
+                    return Ok(full("max_msgs_per_subject", max.get()));
                 }
             }
             last_seq = seq;
             count += 1;
             bytes += record.len() as u64;
             subject_last.insert(subject, (seq, subject_count + 1));
-            planned.push(Planned { seq, subject: m.subject.clone(), time, expires, record, dedup_id: m.id.clone() });
+            planned.push(Planned {
+                seq,
+                subject: m.subject.clone(),
+                time,
+                expires,
+                record,
+                dedup_id: m.id.clone(),
+            });
         }
         Ok(Ok(planned))
     }

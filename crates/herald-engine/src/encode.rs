@@ -84,7 +84,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> StoreResult<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| corrupt("record is truncated"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| corrupt("record is truncated"))?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -109,7 +113,10 @@ impl<'a> Reader<'a> {
 }
 
 fn corrupt(reason: &str) -> EngineError {
-    EngineError::Corrupt { table: "messages", reason: reason.to_string() }
+    EngineError::Corrupt {
+        table: "messages",
+        reason: reason.to_string(),
+    }
 }
 
 fn head_of<'a>(r: &mut Reader<'a>) -> StoreResult<(RecordHead<'a>, u8)> {
@@ -119,10 +126,23 @@ fn head_of<'a>(r: &mut Reader<'a>) -> StoreResult<(RecordHead<'a>, u8)> {
     }
     let flags = r.take(1)?[0];
     let time = Timestamp(r.u64()?);
-    let expires = if flags & FLAG_EXPIRES != 0 { Some(Timestamp(r.u64()?)) } else { None };
+    let expires = if flags & FLAG_EXPIRES != 0 {
+        Some(Timestamp(r.u64()?))
+    } else {
+        None
+    };
     let subject = r.str16()?;
     let id = r.str16()?;
-    Ok((RecordHead { time, expires, subject, id, explicit_id: flags & FLAG_EXPLICIT_ID != 0 }, flags))
+    Ok((
+        RecordHead {
+            time,
+            expires,
+            subject,
+            id,
+            explicit_id: flags & FLAG_EXPLICIT_ID != 0,
+        },
+        flags,
+    ))
 }
 
 /// Decodes the fixed part of a record.
@@ -134,7 +154,11 @@ pub(crate) fn decode_head(buf: &[u8]) -> StoreResult<RecordHead<'_>> {
 pub(crate) fn decode_message(stream: &StreamName, seq: u64, buf: Bytes) -> StoreResult<Message> {
     let mut r = Reader { buf: &buf, pos: 0 };
     let (head, flags) = head_of(&mut r)?;
-    let content_type = if flags & FLAG_CONTENT_TYPE != 0 { Some(r.str16()?.to_string()) } else { None };
+    let content_type = if flags & FLAG_CONTENT_TYPE != 0 {
+        Some(r.str16()?.to_string())
+    } else {
+        None
+    };
     let count = r.u16()?;
     let mut headers = Headers::new();
     for _ in 0..count {
@@ -156,7 +180,10 @@ pub(crate) fn decode_message(stream: &StreamName, seq: u64, buf: Bytes) -> Store
         expires: head.expires,
     };
     let payload_start = r.pos;
-    Ok(Message { payload: buf.slice(payload_start..), ..message })
+    Ok(Message {
+        payload: buf.slice(payload_start..),
+        ..message
+    })
 }
 
 /// Number of u64 fields in an encoded [`StreamState`].
@@ -184,9 +211,15 @@ pub(crate) fn encode_state(s: &StreamState) -> [u8; STATE_FIELDS * 8] {
 /// Decodes [`encode_state`]'s output.
 pub(crate) fn decode_state(buf: &[u8]) -> StoreResult<StreamState> {
     if buf.len() != STATE_FIELDS * 8 {
-        return Err(EngineError::Corrupt { table: "stream_state", reason: format!("{} bytes", buf.len()) });
+        return Err(EngineError::Corrupt {
+            table: "stream_state",
+            reason: format!("{} bytes", buf.len()),
+        });
     }
-    let f: Vec<u64> = buf.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().expect("chunks of 8"))).collect();
+    let f: Vec<u64> = buf
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().expect("chunks of 8")))
+        .collect();
     let time = |n: u64| (n != 0).then_some(Timestamp(n));
     Ok(StreamState {
         messages: f[0],
@@ -214,7 +247,10 @@ impl StreamMeta {
     }
 
     pub(crate) fn decode(buf: &[u8]) -> StoreResult<Self> {
-        serde_json::from_slice(buf).map_err(|e| EngineError::Corrupt { table: "streams", reason: e.to_string() })
+        serde_json::from_slice(buf).map_err(|e| EngineError::Corrupt {
+            table: "streams",
+            reason: e.to_string(),
+        })
     }
 }
 

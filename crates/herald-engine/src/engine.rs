@@ -151,7 +151,9 @@ impl EngineBuilder {
                 std::fs::create_dir_all(&dir).map_err(storage)?;
                 builder.create(dir.join(DATA_FILE)).map_err(storage)?
             }
-            Storage::Memory => builder.create_with_backend(redb::backends::InMemoryBackend::new()).map_err(storage)?,
+            Storage::Memory => builder
+                .create_with_backend(redb::backends::InMemoryBackend::new())
+                .map_err(storage)?,
             Storage::Custom(open) => open(&builder).map_err(storage)?,
         };
         let db = Arc::new(db);
@@ -162,8 +164,14 @@ impl EngineBuilder {
             auto_create_streams: self.auto_create_streams,
             ack_before_commit: self.ack_before_commit,
         };
-        let writer = Writer::new(db.clone(), self.clock.clone(), notifier.clone(), catalog.clone(), options)
-            .map_err(Error::from)?;
+        let writer = Writer::new(
+            db.clone(),
+            self.clock.clone(),
+            notifier.clone(),
+            catalog.clone(),
+            options,
+        )
+        .map_err(Error::from)?;
         let (tx, rx) = flume::bounded(self.queue_capacity);
         let handle = std::thread::Builder::new()
             .name("herald-writer".into())
@@ -214,7 +222,9 @@ impl Drop for Inner {
 
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Engine").field("streams", &self.inner.catalog.snapshot().len()).finish()
+        f.debug_struct("Engine")
+            .field("streams", &self.inner.catalog.snapshot().len())
+            .finish()
     }
 }
 
@@ -244,8 +254,14 @@ impl Engine {
 
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request) -> Result<T> {
         let (reply, rx) = oneshot::channel();
-        let tx = self.inner.tx.as_ref().ok_or_else(|| Error::from(EngineError::WriterGone))?;
-        tx.send_async(make(reply)).await.map_err(|_| Error::from(EngineError::WriterGone))?;
+        let tx = self
+            .inner
+            .tx
+            .as_ref()
+            .ok_or_else(|| Error::from(EngineError::WriterGone))?;
+        tx.send_async(make(reply))
+            .await
+            .map_err(|_| Error::from(EngineError::WriterGone))?;
         rx.await.map_err(|_| Error::from(EngineError::WriterGone))?
     }
 
@@ -265,12 +281,18 @@ impl Engine {
 
     fn info(&self, meta: &StreamMeta, txn: &redb::ReadTransaction) -> Result<StreamInfo> {
         let states = txn.open_table(STREAM_STATE).map_err(storage)?;
-        let guard = states
-            .get(meta.id)
-            .map_err(storage)?
-            .ok_or_else(|| Error::new(ErrorKind::StreamNotFound, format!("stream `{}` not found", meta.config.name)))?;
+        let guard = states.get(meta.id).map_err(storage)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::StreamNotFound,
+                format!("stream `{}` not found", meta.config.name),
+            )
+        })?;
         let state = encode::decode_state(guard.value()).map_err(Error::from)?;
-        Ok(StreamInfo { config: meta.config.clone(), state, created: meta.created })
+        Ok(StreamInfo {
+            config: meta.config.clone(),
+            state,
+            created: meta.created,
+        })
     }
 
     /// Runs a blocking read off the async threads.
@@ -347,8 +369,14 @@ impl StreamBackend for Engine {
     }
 
     async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck> {
-        let mut acks = self.call(|reply| Request::Publish { messages: vec![message], reply }).await?;
-        acks.pop().ok_or_else(|| Error::new(ErrorKind::Internal, "a publish returned no ack"))
+        let mut acks = self
+            .call(|reply| Request::Publish {
+                messages: vec![message],
+                reply,
+            })
+            .await?;
+        acks.pop()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "a publish returned no ack"))
     }
 
     async fn publish_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<PublishAck>> {
@@ -360,14 +388,20 @@ impl StreamBackend for Engine {
         // a hop to the blocking pool.
         let (reader, _txn) = self.reader(stream)?;
         reader.get(seq).map_err(Error::from)?.ok_or_else(|| {
-            Error::new(ErrorKind::MessageNotFound, format!("no message at seq {seq} in stream `{stream}`"))
+            Error::new(
+                ErrorKind::MessageNotFound,
+                format!("no message at seq {seq} in stream `{stream}`"),
+            )
         })
     }
 
     async fn last_message(&self, stream: &StreamName, subject: &Subject) -> Result<Message> {
         let (reader, _txn) = self.reader(stream)?;
         reader.last_of(subject).map_err(Error::from)?.ok_or_else(|| {
-            Error::new(ErrorKind::MessageNotFound, format!("no message for subject `{subject}` in stream `{stream}`"))
+            Error::new(
+                ErrorKind::MessageNotFound,
+                format!("no message for subject `{subject}` in stream `{stream}`"),
+            )
         })
     }
 
@@ -377,7 +411,9 @@ impl StreamBackend for Engine {
             let (reader, txn) = engine.reader(&stream)?;
             let meta = engine.meta(&stream)?;
             let state = engine.info(&meta, &txn)?.state;
-            reader.range(&range, state.first_seq, state.last_seq).map_err(Error::from)
+            reader
+                .range(&range, state.first_seq, state.last_seq)
+                .map_err(Error::from)
         })
         .await
     }

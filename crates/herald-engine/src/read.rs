@@ -36,7 +36,9 @@ impl Reader {
 
     /// The message at `seq`, unless it is missing or expired.
     pub(crate) fn get(&self, seq: u64) -> StoreResult<Option<Message>> {
-        let Some(guard) = self.messages.get((self.id, seq))? else { return Ok(None) };
+        let Some(guard) = self.messages.get((self.id, seq))? else {
+            return Ok(None);
+        };
         let msg = encode::decode_message(&self.stream, seq, Bytes::copy_from_slice(guard.value()))?;
         Ok(self.live(msg.expires).then_some(msg))
     }
@@ -102,7 +104,11 @@ impl Reader {
             if !self.live(head.expires) || !matches_any(&range.filter, head.subject) {
                 continue;
             }
-            out.push(encode::decode_message(&self.stream, k.value().1, Bytes::copy_from_slice(v.value()))?);
+            out.push(encode::decode_message(
+                &self.stream,
+                k.value().1,
+                Bytes::copy_from_slice(v.value()),
+            )?);
             if out.len() >= range.limit {
                 break;
             }

@@ -42,7 +42,10 @@ pub(crate) fn load(db: &Database, now: Timestamp) -> StoreResult<Loaded> {
         let state = match states.get(meta.id)? {
             Some(bytes) => encode::decode_state(bytes.value())?,
             None => {
-                return Err(EngineError::Corrupt { table: "stream_state", reason: format!("no state for stream {}", meta.id) });
+                return Err(EngineError::Corrupt {
+                    table: "stream_state",
+                    reason: format!("no state for stream {}", meta.id),
+                });
             }
         };
         let mut window = DedupWindow::default();
@@ -67,7 +70,13 @@ pub(crate) fn load(db: &Database, now: Timestamp) -> StoreResult<Loaded> {
         streams.insert(meta.id, StreamEntry { meta, state });
     }
     let next_id = counters.get(NEXT_STREAM_ID)?.map_or(1, |g| g.value());
-    let next_id = u32::try_from(next_id)
-        .map_err(|_| EngineError::Corrupt { table: "counters", reason: format!("next stream id {next_id}") })?;
-    Ok(Loaded { streams, dedup, next_id })
+    let next_id = u32::try_from(next_id).map_err(|_| EngineError::Corrupt {
+        table: "counters",
+        reason: format!("next stream id {next_id}"),
+    })?;
+    Ok(Loaded {
+        streams,
+        dedup,
+        next_id,
+    })
 }

@@ -61,8 +61,15 @@ impl Writer {
     }
 
     /// Deletes messages older than the stream's `max_age`.
-    pub(crate) fn enforce_age(&mut self, tables: &mut Tables<'_>, entry: &mut StreamEntry, now: Timestamp) -> StoreResult<u64> {
-        let Some(max_age) = entry.meta.config.max_age else { return Ok(0) };
+    pub(crate) fn enforce_age(
+        &mut self,
+        tables: &mut Tables<'_>,
+        entry: &mut StreamEntry,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let Some(max_age) = entry.meta.config.max_age else {
+            return Ok(0);
+        };
         let cutoff = now.saturating_sub(max_age);
         let mut deleted = 0;
         while let Some(first_time) = entry.state.first_time {
@@ -101,7 +108,9 @@ impl Writer {
                 }
                 // Leftover of a deleted stream: drop the index entry.
                 None => {
-                    tables.expiry.retain(|(_, stream, _), _| self.streams.contains_key(&stream))?;
+                    tables
+                        .expiry
+                        .retain(|(_, stream, _), _| self.streams.contains_key(&stream))?;
                 }
             }
         }
@@ -132,7 +141,9 @@ impl Writer {
                 }
             }
             Some(subject) => {
-                let mut seq = tables.subject_info(id, subject.as_str())?.map_or(0, |(first, _, _)| first);
+                let mut seq = tables
+                    .subject_info(id, subject.as_str())?
+                    .map_or(0, |(first, _, _)| first);
                 while seq != 0 && seq < before {
                     let next = tables.chain.get((id, seq))?.map_or(0, |g| g.value().1);
                     if tables.delete(&mut entry, seq)? {
@@ -148,4 +159,3 @@ impl Writer {
         Ok(Ok(count))
     }
 }
-

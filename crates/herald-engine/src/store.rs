@@ -190,13 +190,15 @@ impl<'t> Tables<'t> {
 
     /// Writes the stream's state record.
     pub(crate) fn save_state(&mut self, entry: &StreamEntry) -> StoreResult<()> {
-        self.state.insert(entry.id(), encode::encode_state(&entry.state).as_slice())?;
+        self.state
+            .insert(entry.id(), encode::encode_state(&entry.state).as_slice())?;
         Ok(())
     }
 
     /// Writes the stream's metadata record.
     pub(crate) fn save_meta(&mut self, meta: &StreamMeta) -> StoreResult<()> {
-        self.streams.insert(meta.config.name.as_str(), meta.encode().as_slice())?;
+        self.streams
+            .insert(meta.config.name.as_str(), meta.encode().as_slice())?;
         Ok(())
     }
 }

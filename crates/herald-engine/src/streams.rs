@@ -10,7 +10,11 @@ use crate::writer::Writer;
 
 /// A stream's info from the writer's view.
 pub(crate) fn info_of(entry: &StreamEntry) -> StreamInfo {
-    StreamInfo { config: entry.meta.config.clone(), state: entry.state.clone(), created: entry.meta.created }
+    StreamInfo {
+        config: entry.meta.config.clone(),
+        state: entry.state.clone(),
+        created: entry.meta.created,
+    }
 }
 
 impl Writer {
@@ -40,7 +44,10 @@ impl Writer {
             // engine has consumers, accepting them would promise deletions that never happen.
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("stream `{}`: {:?} retention needs durable consumers, which this engine does not have yet", config.name, config.retention),
+                format!(
+                    "stream `{}`: {:?} retention needs durable consumers, which this engine does not have yet",
+                    config.name, config.retention
+                ),
             ));
         }
         Ok(())
@@ -71,8 +78,15 @@ impl Writer {
         }
         let id = self.next_id;
         let entry = StreamEntry {
-            meta: StreamMeta { id, created: now, config },
-            state: StreamState { first_seq: 1, ..StreamState::default() },
+            meta: StreamMeta {
+                id,
+                created: now,
+                config,
+            },
+            state: StreamState {
+                first_seq: 1,
+                ..StreamState::default()
+            },
         };
         tables.save_meta(&entry.meta)?;
         tables.counters.insert(NEXT_STREAM_ID, u64::from(id) + 1)?;
@@ -96,7 +110,10 @@ impl Writer {
             Ok(id) => id,
             Err(err) => return Ok(Err(err)),
         };
-        if let Err(err) = self.check_config(&config).and_then(|()| self.check_overlap(&config, Some(id))) {
+        if let Err(err) = self
+            .check_config(&config)
+            .and_then(|()| self.check_overlap(&config, Some(id)))
+        {
             return Ok(Err(err));
         }
         let mut entry = self.streams[&id].clone();

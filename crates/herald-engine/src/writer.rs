@@ -9,9 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use herald_core::{
-    Error, ErrorKind, OutgoingMessage, PublishAck, Purge, Result, StreamConfig, StreamInfo, StreamName,
-};
+use herald_core::{Error, ErrorKind, OutgoingMessage, PublishAck, Purge, Result, StreamConfig, StreamInfo, StreamName};
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
@@ -38,12 +36,30 @@ pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A write the writer thread performs.
 pub(crate) enum Request {
-    Publish { messages: Vec<OutgoingMessage>, reply: oneshot::Sender<Result<Vec<PublishAck>>> },
-    CreateStream { config: StreamConfig, reply: oneshot::Sender<Result<StreamInfo>> },
-    UpdateStream { config: StreamConfig, reply: oneshot::Sender<Result<StreamInfo>> },
-    DeleteStream { name: StreamName, reply: oneshot::Sender<Result<()>> },
-    Purge { name: StreamName, purge: Purge, reply: oneshot::Sender<Result<u64>> },
-    Maintain { reply: oneshot::Sender<Result<()>> },
+    Publish {
+        messages: Vec<OutgoingMessage>,
+        reply: oneshot::Sender<Result<Vec<PublishAck>>>,
+    },
+    CreateStream {
+        config: StreamConfig,
+        reply: oneshot::Sender<Result<StreamInfo>>,
+    },
+    UpdateStream {
+        config: StreamConfig,
+        reply: oneshot::Sender<Result<StreamInfo>>,
+    },
+    DeleteStream {
+        name: StreamName,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Purge {
+        name: StreamName,
+        purge: Purge,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    Maintain {
+        reply: oneshot::Sender<Result<()>>,
+    },
 }
 
 impl Request {
@@ -93,7 +109,11 @@ pub(crate) struct Catalog {
 
 impl Catalog {
     pub(crate) fn get(&self, name: &StreamName) -> Option<Arc<StreamMeta>> {
-        self.streams.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     pub(crate) fn snapshot(&self) -> Arc<HashMap<StreamName, Arc<StreamMeta>>> {
@@ -177,7 +197,11 @@ impl Writer {
         self.streams = loaded.streams;
         self.dedup = loaded.dedup;
         self.next_id = loaded.next_id;
-        self.names = self.streams.values().map(|e| (e.meta.config.name.clone(), e.id())).collect();
+        self.names = self
+            .streams
+            .values()
+            .map(|e| (e.meta.config.name.clone(), e.id()))
+            .collect();
         self.publish_catalog();
         for entry in self.streams.values() {
             self.notifier.publish(entry.id(), entry.state.last_seq);
@@ -186,7 +210,11 @@ impl Writer {
     }
 
     fn publish_catalog(&self) {
-        let map = self.streams.values().map(|e| (e.meta.config.name.clone(), Arc::new(e.meta.clone()))).collect();
+        let map = self
+            .streams
+            .values()
+            .map(|e| (e.meta.config.name.clone(), Arc::new(e.meta.clone())))
+            .collect();
         self.catalog.replace(map);
     }
 
@@ -230,7 +258,8 @@ impl Writer {
     /// Commits an empty transaction with fsync, making earlier relaxed commits durable.
     fn flush(&mut self) {
         let result = self.db.begin_write().map_err(EngineError::from).and_then(|mut txn| {
-            txn.set_durability(Durability::Immediate).expect("immediate durability is always allowed");
+            txn.set_durability(Durability::Immediate)
+                .expect("immediate durability is always allowed");
             txn.commit().map_err(EngineError::from)
         });
         if result.is_ok() {
@@ -242,14 +271,19 @@ impl Writer {
     fn process(&mut self, batch: Vec<Request>) {
         let now = Instant::now();
         let maintain = now >= self.next_maintenance;
-        let flush_due = self.unsynced_since.is_some_and(|since| now >= since + RELAXED_FLUSH_INTERVAL);
+        let flush_due = self
+            .unsynced_since
+            .is_some_and(|since| now >= since + RELAXED_FLUSH_INTERVAL);
         if batch.is_empty() && !maintain {
             if flush_due {
                 self.flush();
             }
             return;
         }
-        self.batch = BatchMarks { durable: flush_due, ..BatchMarks::default() };
+        self.batch = BatchMarks {
+            durable: flush_due,
+            ..BatchMarks::default()
+        };
         let mut done = Vec::with_capacity(batch.len());
         let outcome = self.run_transaction(batch, maintain, &mut done);
         if maintain {
@@ -303,8 +337,13 @@ impl Writer {
                 }
             }
         }
-        let durability = if self.batch.durable { Durability::Immediate } else { Durability::None };
-        txn.set_durability(durability).expect("both durabilities are allowed on a fresh transaction");
+        let durability = if self.batch.durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        txn.set_durability(durability)
+            .expect("both durabilities are allowed on a fresh transaction");
         if self.options.ack_before_commit {
             std::mem::take(done).into_iter().for_each(Done::succeed);
         }
@@ -319,7 +358,13 @@ impl Writer {
 
     /// Applies one request. A rejected request is answered at once and changes
     /// nothing; a storage error aborts the whole transaction.
-    fn apply(&mut self, tables: &mut Tables<'_>, request: Request, now: herald_core::Timestamp, done: &mut Vec<Done>) -> StoreResult<()> {
+    fn apply(
+        &mut self,
+        tables: &mut Tables<'_>,
+        request: Request,
+        now: herald_core::Timestamp,
+        done: &mut Vec<Done>,
+    ) -> StoreResult<()> {
         match request {
             Request::Publish { messages, reply } => match self.publish(tables, messages, now)? {
                 Ok(acks) => done.push(Done::Publish(reply, acks)),
@@ -371,10 +416,10 @@ impl Writer {
     /// Marks a stream's state as changed in this batch, and whether it needs fsync.
     pub(crate) fn touch(&mut self, id: u32) {
         self.batch.touched.insert(id);
-        if let Some(entry) = self.streams.get(&id) {
-            if entry.meta.config.durability == herald_core::Durability::Fsync {
-                self.batch.durable = true;
-            }
+        if let Some(entry) = self.streams.get(&id)
+            && entry.meta.config.durability == herald_core::Durability::Fsync
+        {
+            self.batch.durable = true;
         }
     }
 }

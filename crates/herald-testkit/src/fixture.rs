@@ -19,21 +19,42 @@ impl TestBus {
     /// An embedded in-memory bus on a manual clock.
     pub fn memory() -> TestBus {
         let clock = ManualClock::starting_now();
-        let engine = herald::Engine::builder().memory().clock(clock.clone()).open().expect("in-memory engine opens");
-        TestBus { bus: Bus::from_engine(engine), clock: Some(clock), _dir: None }
+        let engine = herald::Engine::builder()
+            .memory()
+            .clock(clock.clone())
+            .open()
+            .expect("in-memory engine opens");
+        TestBus {
+            bus: Bus::from_engine(engine),
+            clock: Some(clock),
+            _dir: None,
+        }
     }
 
     /// An embedded bus in a fresh temporary directory on a manual clock.
     pub async fn on_disk() -> TestBus {
         let dir = tempfile::tempdir().expect("a temp dir can be created");
         let clock = ManualClock::starting_now();
-        let bus = Bus::builder().path(dir.path()).clock(clock.clone()).open().await.expect("engine opens");
-        TestBus { bus, clock: Some(clock), _dir: Some(dir) }
+        let bus = Bus::builder()
+            .path(dir.path())
+            .clock(clock.clone())
+            .open()
+            .await
+            .expect("engine opens");
+        TestBus {
+            bus,
+            clock: Some(clock),
+            _dir: Some(dir),
+        }
     }
 
     /// Any other bus; time moves for real.
     pub fn real_time(bus: Bus) -> TestBus {
-        TestBus { bus, clock: None, _dir: None }
+        TestBus {
+            bus,
+            clock: None,
+            _dir: None,
+        }
     }
 
     /// Moves time forward by `by` and lets time-based retention run.

@@ -117,7 +117,10 @@ impl Bus {
 
     /// A bus on an embedded engine.
     pub fn from_engine(engine: Engine) -> Bus {
-        Bus { backend: Arc::new(engine.clone()), engine: Some(engine) }
+        Bus {
+            backend: Arc::new(engine.clone()),
+            engine: Some(engine),
+        }
     }
 
     /// A bus on any backend (the remote client, NATS, a test double).
@@ -137,7 +140,8 @@ impl Bus {
     /// [`ErrorKind::InvalidSubject`] for an invalid or reserved (`$`) subject, and
     /// everything [`publish_message`](Bus::publish_message) returns.
     pub async fn publish(&self, subject: impl AsRef<str>, payload: impl Into<Bytes>) -> Result<PublishAck> {
-        self.publish_message(OutgoingMessage::new(Subject::new(subject)?, payload)).await
+        self.publish_message(OutgoingMessage::new(Subject::new(subject)?, payload))
+            .await
     }
 
     /// Publishes a message with headers, id, expectations or TTL.
@@ -178,7 +182,10 @@ impl Bus {
         if config.name.is_reserved() {
             return Err(Error::new(
                 ErrorKind::InvalidName,
-                format!("stream names starting with `$` are reserved for Herald (`{}`)", config.name),
+                format!(
+                    "stream names starting with `$` are reserved for Herald (`{}`)",
+                    config.name
+                ),
             ));
         }
         self.backend.create_stream(config).await
@@ -244,7 +251,9 @@ impl Bus {
     ///
     /// `InvalidName`, `InvalidSubject`, `StreamNotFound`, `MessageNotFound`.
     pub async fn last(&self, stream: impl AsRef<str>, subject: impl AsRef<str>) -> Result<Message> {
-        self.backend.last_message(&StreamName::new(stream)?, &Subject::new(subject)?).await
+        self.backend
+            .last_message(&StreamName::new(stream)?, &Subject::new(subject)?)
+            .await
     }
 
     /// Messages in seq order from a seq or a time, filtered, up to a limit.
@@ -268,7 +277,9 @@ impl Bus {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<Message>> {
-        self.backend.read_subject(&StreamName::new(stream)?, &Subject::new(subject)?, from_seq, limit).await
+        self.backend
+            .read_subject(&StreamName::new(stream)?, &Subject::new(subject)?, from_seq, limit)
+            .await
     }
 
     /// Runs age and TTL retention now (embedded; it also runs every second).

@@ -33,8 +33,8 @@ mod bus;
 pub use bus::{Bus, BusBuilder};
 pub use herald_core::{
     Bytes, DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_PAYLOAD, Discard, Durability, Error, ErrorDetail, ErrorKind, Headers,
-    MAX_HEADER_BYTES, MAX_ID_LEN, MAX_NAME_LEN, MAX_SUBJECT_LEN, Message, OutgoingMessage, Pattern, PublishAck,
-    Purge, ReadFrom, ReadRange, Result, Retention, StreamBackend, StreamConfig, StreamInfo, StreamName, StreamState,
-    Subject, Timestamp,
+    MAX_HEADER_BYTES, MAX_ID_LEN, MAX_NAME_LEN, MAX_SUBJECT_LEN, Message, OutgoingMessage, Pattern, PublishAck, Purge,
+    ReadFrom, ReadRange, Result, Retention, StreamBackend, StreamConfig, StreamInfo, StreamName, StreamState, Subject,
+    Timestamp,
 };
 pub use herald_engine::{DATA_FILE, Engine, ManualClock};

@@ -4,12 +4,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use herald::{
-    Bus, Durability, ErrorKind, OutgoingMessage, ReadRange, Retention, StreamConfig, Subject,
-};
+use herald::{Bus, Durability, ErrorKind, OutgoingMessage, ReadRange, Retention, StreamConfig, Subject};
 
 fn msg(subject: &str, payload: impl Into<herald::Bytes>) -> OutgoingMessage {
-    OutgoingMessage::new(Subject::new(subject).unwrap(), payload)
+    OutgoingMessage::new(Subject::new(subject).expect("test subjects are valid"), payload)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,7 +16,9 @@ async fn a_reopened_database_holds_every_acked_message_with_the_same_seq() {
     let mut acked = Vec::new();
     {
         let bus = Bus::open(dir.path()).await.unwrap();
-        bus.create_stream(StreamConfig::new("relaxed").unwrap().durability(Durability::Relaxed)).await.unwrap();
+        bus.create_stream(StreamConfig::new("relaxed").unwrap().durability(Durability::Relaxed))
+            .await
+            .unwrap();
         for i in 0..300u32 {
             let stream = ["orders", "payments", "relaxed"][i as usize % 3];
             let m = msg(&format!("{stream}.{}", i % 7), format!("payload-{i}"))
@@ -27,7 +27,9 @@ async fn a_reopened_database_holds_every_acked_message_with_the_same_seq() {
             let ack = bus.publish_message(m.clone()).await.unwrap();
             acked.push((ack, m));
         }
-        let batch: Vec<_> = (0..50).map(|i| msg("orders.batch", format!("b{i}")).id(format!("b-{i}"))).collect();
+        let batch: Vec<_> = (0..50)
+            .map(|i| msg("orders.batch", format!("b{i}")).id(format!("b-{i}")))
+            .collect();
         for (ack, m) in bus.publish_batch(batch.clone()).await.unwrap().into_iter().zip(batch) {
             acked.push((ack, m));
         }
@@ -51,7 +53,11 @@ async fn a_reopened_database_holds_every_acked_message_with_the_same_seq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_configs_and_limits_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StreamConfig::new("capped").unwrap().max_msgs(10).subjects(["capped.>", "extra.*"]).unwrap();
+    let config = StreamConfig::new("capped")
+        .unwrap()
+        .max_msgs(10)
+        .subjects(["capped.>", "extra.*"])
+        .unwrap();
     {
         let bus = Bus::open(dir.path()).await.unwrap();
         bus.create_stream(config.clone()).await.unwrap();
@@ -62,10 +68,18 @@ async fn stream_configs_and_limits_survive_a_reopen() {
     let bus = Bus::open(dir.path()).await.unwrap();
     let info = bus.stream_info("capped").await.unwrap();
     assert_eq!(info.config, config);
-    assert_eq!((info.state.messages, info.state.first_seq, info.state.last_seq), (10, 16, 25));
+    assert_eq!(
+        (info.state.messages, info.state.first_seq, info.state.last_seq),
+        (10, 16, 25)
+    );
     bus.publish("capped.y", "more").await.unwrap();
-    let seqs: Vec<u64> =
-        bus.read("capped", ReadRange::from_seq(1, 100)).await.unwrap().iter().map(|m| m.seq).collect();
+    let seqs: Vec<u64> = bus
+        .read("capped", ReadRange::from_seq(1, 100))
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
     assert_eq!(seqs, (17..=26).collect::<Vec<_>>());
 }
 
@@ -97,12 +111,16 @@ async fn the_file_stops_growing_under_steady_state_retention() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(herald::DATA_FILE);
     let bus = Bus::open(dir.path()).await.unwrap();
-    bus.create_stream(StreamConfig::new("ring").unwrap().max_msgs(2_000)).await.unwrap();
+    bus.create_stream(StreamConfig::new("ring").unwrap().max_msgs(2_000))
+        .await
+        .unwrap();
     let round = |r: u32| {
         let bus = bus.clone();
         async move {
             for b in 0..20 {
-                let batch = (0..100).map(|i| msg(&format!("ring.{}", i % 10), vec![(r + b + i) as u8; 512])).collect();
+                let batch = (0..100)
+                    .map(|i| msg(&format!("ring.{}", i % 10), vec![(r + b + i) as u8; 512]))
+                    .collect();
                 bus.publish_batch(batch).await.unwrap();
             }
         }
@@ -117,7 +135,10 @@ async fn the_file_stops_growing_under_steady_state_retention() {
     // 60,000 messages of 512 bytes went through (~31 MiB); 2,000 are kept.
     let (settled, last) = (sizes[9], sizes[29]);
     assert!(last <= settled + settled / 4, "the file kept growing: {sizes:?}");
-    assert!(last < 16 * 1024 * 1024, "the file holds far more than the retained data: {last} bytes");
+    assert!(
+        last < 16 * 1024 * 1024,
+        "the file holds far more than the retained data: {last} bytes"
+    );
 }
 
 #[tokio::test]
@@ -138,17 +159,16 @@ async fn a_commit_wakes_every_head_watcher() {
     let mut watchers: Vec<_> = (0..4).map(|_| bus.watch_head("w").unwrap()).collect();
     let waiting: Vec<_> = watchers
         .drain(..)
-        .map(|mut rx| {
-            tokio::spawn(async move {
-                rx.wait_for(|head| *head >= 3).await.map(|h| *h).unwrap()
-            })
-        })
+        .map(|mut rx| tokio::spawn(async move { rx.wait_for(|head| *head >= 3).await.map(|h| *h).unwrap() }))
         .collect();
     for _ in 0..3 {
         bus.publish("w.x", "x").await.unwrap();
     }
     for w in waiting {
-        let head = tokio::time::timeout(Duration::from_secs(10), w).await.expect("woken").unwrap();
+        let head = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("woken")
+            .unwrap();
         assert_eq!(head, 3);
     }
 }
@@ -158,7 +178,9 @@ async fn relaxed_publishes_are_on_disk_after_a_clean_close() {
     let dir = tempfile::tempdir().unwrap();
     {
         let bus = Bus::open(dir.path()).await.unwrap();
-        bus.create_stream(StreamConfig::new("fast").unwrap().durability(Durability::Relaxed)).await.unwrap();
+        bus.create_stream(StreamConfig::new("fast").unwrap().durability(Durability::Relaxed))
+            .await
+            .unwrap();
         for i in 0..100 {
             bus.publish("fast.x", format!("{i}")).await.unwrap();
         }
@@ -171,7 +193,10 @@ async fn relaxed_publishes_are_on_disk_after_a_clean_close() {
 async fn consumer_driven_retention_is_refused_until_consumers_exist() {
     let bus = Bus::memory().unwrap();
     for retention in [Retention::Interest, Retention::WorkQueue] {
-        let err = bus.create_stream(StreamConfig::new("q").unwrap().retention(retention)).await.unwrap_err();
+        let err = bus
+            .create_stream(StreamConfig::new("q").unwrap().retention(retention))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported);
     }
     assert!(bus.streams().await.unwrap().is_empty());

@@ -51,7 +51,9 @@ pub async fn generated_ids_are_unique(bus: &TestBus) {
 /// A batch gets consecutive seqs, in order.
 pub async fn a_batch_gets_consecutive_seqs(bus: &TestBus) {
     bus.publish("b.x", "before").await.unwrap();
-    let batch = (0..10).map(|i| msg(if i % 2 == 0 { "b.x" } else { "b.y" }, format!("{i}"))).collect();
+    let batch = (0..10)
+        .map(|i| msg(if i % 2 == 0 { "b.x" } else { "b.y" }, format!("{i}")))
+        .collect();
     let acks = bus.publish_batch(batch).await.unwrap();
     let seqs: Vec<u64> = acks.iter().map(|a| a.seq).collect();
     assert_eq!(seqs, (2..=11).collect::<Vec<_>>());
@@ -63,7 +65,9 @@ pub async fn a_batch_gets_consecutive_seqs(bus: &TestBus) {
 /// One bad message fails the whole batch, and nothing of it is written.
 pub async fn a_batch_with_one_invalid_message_writes_nothing(bus: &TestBus) {
     let max = NonZeroU32::new(1024).unwrap();
-    bus.create_stream(StreamConfig::new("b").unwrap().max_payload(max)).await.unwrap();
+    bus.create_stream(StreamConfig::new("b").unwrap().max_payload(max))
+        .await
+        .unwrap();
     bus.publish("b.x", "first").await.unwrap();
     let mut batch: Vec<_> = (0..5).map(|i| msg("b.x", format!("{i}"))).collect();
     batch.push(msg("b.x", vec![0u8; 1025]));
@@ -107,13 +111,18 @@ pub async fn a_duplicate_id_inside_the_window_returns_the_first_seq_and_writes_n
 pub async fn a_duplicate_id_inside_one_batch_is_written_once(bus: &TestBus) {
     let batch = vec![msg("d.x", "a").id("k"), msg("d.x", "b"), msg("d.x", "a again").id("k")];
     let acks = bus.publish_batch(batch).await.unwrap();
-    assert_eq!(acks.iter().map(|a| (a.seq, a.duplicate)).collect::<Vec<_>>(), [(1, false), (2, false), (1, true)]);
+    assert_eq!(
+        acks.iter().map(|a| (a.seq, a.duplicate)).collect::<Vec<_>>(),
+        [(1, false), (2, false), (1, true)]
+    );
     assert_eq!(count(bus, "d").await, (2, 2));
 }
 
 /// Once the window has passed, the same id is a new message.
 pub async fn an_id_outside_the_window_is_written_again(bus: &TestBus) {
-    let config = StreamConfig::new("d").unwrap().duplicate_window(Some(Duration::from_secs(2)));
+    let config = StreamConfig::new("d")
+        .unwrap()
+        .duplicate_window(Some(Duration::from_secs(2)));
     bus.create_stream(config).await.unwrap();
     let first = bus.publish_message(msg("d.x", "a").id("k")).await.unwrap();
     bus.advance(Duration::from_secs(1)).await;
@@ -126,7 +135,9 @@ pub async fn an_id_outside_the_window_is_written_again(bus: &TestBus) {
 
 /// With no duplicate window, ids are not checked.
 pub async fn dedup_can_be_turned_off(bus: &TestBus) {
-    bus.create_stream(StreamConfig::new("d").unwrap().duplicate_window(None)).await.unwrap();
+    bus.create_stream(StreamConfig::new("d").unwrap().duplicate_window(None))
+        .await
+        .unwrap();
     bus.publish_message(msg("d.x", "a").id("k")).await.unwrap();
     let second = bus.publish_message(msg("d.x", "a").id("k")).await.unwrap();
     assert!(!second.duplicate);
@@ -136,26 +147,52 @@ pub async fn dedup_can_be_turned_off(bus: &TestBus) {
 /// A wrong expected last seq of the stream fails, carrying the actual seq.
 pub async fn a_wrong_expected_last_seq_is_rejected_with_the_actual_seq(bus: &TestBus) {
     bus.create_stream(StreamConfig::new("e").unwrap()).await.unwrap();
-    bus.publish_message(msg("e.x", "first").expect_last_seq(0)).await.unwrap();
+    bus.publish_message(msg("e.x", "first").expect_last_seq(0))
+        .await
+        .unwrap();
     bus.publish("e.y", "second").await.unwrap();
-    let err = bus.publish_message(msg("e.x", "stale").expect_last_seq(1)).await.unwrap_err();
+    let err = bus
+        .publish_message(msg("e.x", "stale").expect_last_seq(1))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WrongExpectedSeq);
     assert_eq!(err.actual_seq(), Some(2));
-    assert_eq!(err.detail(), Some(&ErrorDetail::WrongExpectedSeq { expected: 1, actual: 2 }));
+    assert_eq!(
+        err.detail(),
+        Some(&ErrorDetail::WrongExpectedSeq { expected: 1, actual: 2 })
+    );
     assert_eq!(count(bus, "e").await, (2, 2));
-    assert_eq!(bus.publish_message(msg("e.x", "ok").expect_last_seq(2)).await.unwrap().seq, 3);
+    assert_eq!(
+        bus.publish_message(msg("e.x", "ok").expect_last_seq(2))
+            .await
+            .unwrap()
+            .seq,
+        3
+    );
 }
 
 /// A wrong expected last seq of a subject fails, carrying the subject's actual seq.
 pub async fn a_wrong_expected_subject_seq_is_rejected_with_the_actual_seq(bus: &TestBus) {
-    let a1 = bus.publish_message(msg("e.a", "a1").expect_last_subject_seq(0)).await.unwrap();
+    let a1 = bus
+        .publish_message(msg("e.a", "a1").expect_last_subject_seq(0))
+        .await
+        .unwrap();
     bus.publish("e.b", "b1").await.unwrap();
     // Another subject's publishes do not move `e.a`'s version.
-    let a2 = bus.publish_message(msg("e.a", "a2").expect_last_subject_seq(a1.seq)).await.unwrap();
-    let err = bus.publish_message(msg("e.a", "stale").expect_last_subject_seq(a1.seq)).await.unwrap_err();
+    let a2 = bus
+        .publish_message(msg("e.a", "a2").expect_last_subject_seq(a1.seq))
+        .await
+        .unwrap();
+    let err = bus
+        .publish_message(msg("e.a", "stale").expect_last_subject_seq(a1.seq))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WrongExpectedSeq);
     assert_eq!(err.actual_seq(), Some(a2.seq));
-    let err = bus.publish_message(msg("e.new", "x").expect_last_subject_seq(5)).await.unwrap_err();
+    let err = bus
+        .publish_message(msg("e.new", "x").expect_last_subject_seq(5))
+        .await
+        .unwrap_err();
     assert_eq!(err.actual_seq(), Some(0));
     assert_eq!(count(bus, "e").await, (3, 3));
 }
@@ -163,11 +200,19 @@ pub async fn a_wrong_expected_subject_seq_is_rejected_with_the_actual_seq(bus: &
 /// A payload over the stream's limit is `PayloadTooLarge` and writes nothing.
 pub async fn an_oversize_payload_is_rejected_and_writes_nothing(bus: &TestBus) {
     let max = NonZeroU32::new(4096).unwrap();
-    bus.create_stream(StreamConfig::new("big").unwrap().max_payload(max)).await.unwrap();
+    bus.create_stream(StreamConfig::new("big").unwrap().max_payload(max))
+        .await
+        .unwrap();
     bus.publish("big.x", vec![1u8; 4096]).await.unwrap();
     let err = bus.publish("big.x", vec![1u8; 4097]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PayloadTooLarge);
-    assert_eq!(err.detail(), Some(&ErrorDetail::TooLarge { size: 4097, limit: 4096 }));
+    assert_eq!(
+        err.detail(),
+        Some(&ErrorDetail::TooLarge {
+            size: 4097,
+            limit: 4096
+        })
+    );
     assert!(err.to_string().contains("4097"), "{err}");
     assert_eq!(count(bus, "big").await, (1, 1));
     // The default limit is 1 MiB.
@@ -180,9 +225,18 @@ pub async fn an_oversize_payload_is_rejected_and_writes_nothing(bus: &TestBus) {
 pub async fn oversize_or_invalid_headers_are_rejected(bus: &TestBus) {
     let huge = msg("h.x", "x").header("big", "v".repeat(herald_core_max_header() + 1));
     assert_eq!(kind(bus.publish_message(huge).await), ErrorKind::HeadersTooLarge);
-    assert_eq!(kind(bus.publish_message(msg("h.x", "x").header("", "v")).await), ErrorKind::InvalidRequest);
-    assert_eq!(kind(bus.publish_message(msg("h.x", "x").id("")).await), ErrorKind::InvalidRequest);
-    assert_eq!(kind(bus.publish_message(msg("h.x", "x").ttl(Duration::ZERO)).await), ErrorKind::InvalidRequest);
+    assert_eq!(
+        kind(bus.publish_message(msg("h.x", "x").header("", "v")).await),
+        ErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        kind(bus.publish_message(msg("h.x", "x").id("")).await),
+        ErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        kind(bus.publish_message(msg("h.x", "x").ttl(Duration::ZERO)).await),
+        ErrorKind::InvalidRequest
+    );
     assert_eq!(kind(bus.stream_info("h").await), ErrorKind::StreamNotFound);
 }
 
@@ -195,7 +249,10 @@ pub async fn invalid_and_reserved_subjects_are_rejected_and_create_nothing(bus: 
     for bad in ["", "a..b", ".a", "a.", "a b", "a.*", "a.>", "tab\there"] {
         assert_eq!(kind(bus.publish(bad, "x").await), ErrorKind::InvalidSubject, "{bad:?}");
     }
-    assert_eq!(kind(bus.publish("$kv.bucket.key", "x").await), ErrorKind::InvalidSubject);
+    assert_eq!(
+        kind(bus.publish("$kv.bucket.key", "x").await),
+        ErrorKind::InvalidSubject
+    );
     let reserved = herald::OutgoingMessage::new(Subject::new("$dlq.a.b").unwrap(), "x");
     assert_eq!(kind(bus.publish_batch(vec![reserved]).await), ErrorKind::InvalidSubject);
     assert!(bus.streams().await.unwrap().is_empty());

@@ -16,7 +16,13 @@ pub async fn a_message_is_read_by_seq(bus: &TestBus) {
 
 /// The last message of a subject is read directly.
 pub async fn the_last_message_of_a_subject_is_read(bus: &TestBus) {
-    for (subject, payload) in [("r.a", "a1"), ("r.b", "b1"), ("r.a", "a2"), ("r.b", "b2"), ("r.b", "b3")] {
+    for (subject, payload) in [
+        ("r.a", "a1"),
+        ("r.b", "b1"),
+        ("r.a", "a2"),
+        ("r.b", "b2"),
+        ("r.b", "b3"),
+    ] {
         bus.publish(subject, payload).await.unwrap();
     }
     assert_eq!(&bus.last("r", "r.a").await.unwrap().payload[..], b"a2");
@@ -36,8 +42,14 @@ pub async fn a_range_is_read_from_a_seq_with_a_filter_and_a_limit(bus: &TestBus)
         bus.publish(subject, format!("{i}")).await.unwrap();
     }
     let all = bus.read("r", ReadRange::from_seq(1, 100)).await.unwrap();
-    assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=30).collect::<Vec<_>>());
-    let eu = bus.read("r", ReadRange::from_seq(10, 4).filter(Pattern::new("r.eu.*").unwrap())).await.unwrap();
+    assert_eq!(
+        all.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=30).collect::<Vec<_>>()
+    );
+    let eu = bus
+        .read("r", ReadRange::from_seq(10, 4).filter(Pattern::new("r.eu.*").unwrap()))
+        .await
+        .unwrap();
     assert_eq!(eu.iter().map(|m| m.seq).collect::<Vec<_>>(), [11, 12, 14, 15]);
     let two = ReadRange::from_seq(1, 100)
         .filter(Pattern::new("r.us.created").unwrap())
@@ -59,8 +71,16 @@ pub async fn a_range_is_read_from_a_time(bus: &TestBus) {
     let from_t2 = bus.read("r", ReadRange::from_time(t2, 10)).await.unwrap();
     assert_eq!(from_t2.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3]);
     let after_all = herald::Timestamp(bus.get("r", 3).await.unwrap().time.as_nanos() + 1);
-    assert!(bus.read("r", ReadRange::from_time(after_all, 10)).await.unwrap().is_empty());
-    let from_start = bus.read("r", ReadRange::from_time(herald::Timestamp(0), 10)).await.unwrap();
+    assert!(
+        bus.read("r", ReadRange::from_time(after_all, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let from_start = bus
+        .read("r", ReadRange::from_time(herald::Timestamp(0), 10))
+        .await
+        .unwrap();
     assert_eq!(from_start.len(), 3);
 }
 
@@ -87,18 +107,42 @@ pub async fn a_subject_is_read_in_order_among_interleaved_subjects(bus: &TestBus
 
 /// Deleting messages from the middle of a subject's history keeps the rest readable.
 pub async fn the_subject_index_survives_deletions_in_the_middle(bus: &TestBus) {
-    bus.create_stream(StreamConfig::new("ix").unwrap().max_msgs_per_subject(3)).await.unwrap();
+    bus.create_stream(StreamConfig::new("ix").unwrap().max_msgs_per_subject(3))
+        .await
+        .unwrap();
     for i in 0..10 {
-        bus.publish(if i % 2 == 0 { "ix.a" } else { "ix.b" }, format!("{i}")).await.unwrap();
+        bus.publish(if i % 2 == 0 { "ix.a" } else { "ix.b" }, format!("{i}"))
+            .await
+            .unwrap();
     }
     // ix.a held 1,3,5,7,9 → keeps 5,7,9; ix.b keeps 6,8,10.
-    let a: Vec<u64> = bus.read_subject("ix", "ix.a", 1, 10).await.unwrap().iter().map(|m| m.seq).collect();
+    let a: Vec<u64> = bus
+        .read_subject("ix", "ix.a", 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
     assert_eq!(a, [5, 7, 9]);
-    bus.purge_stream("ix", Purge::subject(Subject::new("ix.b").unwrap()).before(8)).await.unwrap();
-    let b: Vec<u64> = bus.read_subject("ix", "ix.b", 1, 10).await.unwrap().iter().map(|m| m.seq).collect();
+    bus.purge_stream("ix", Purge::subject(Subject::new("ix.b").unwrap()).before(8))
+        .await
+        .unwrap();
+    let b: Vec<u64> = bus
+        .read_subject("ix", "ix.b", 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
     assert_eq!(b, [8, 10]);
     let next = bus.publish("ix.b", "new").await.unwrap();
-    let b: Vec<u64> = bus.read_subject("ix", "ix.b", 1, 10).await.unwrap().iter().map(|m| m.seq).collect();
+    let b: Vec<u64> = bus
+        .read_subject("ix", "ix.b", 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
     assert_eq!(b, [8, 10, next.seq]);
     assert_eq!(bus.last("ix", "ix.b").await.unwrap().seq, next.seq);
 }

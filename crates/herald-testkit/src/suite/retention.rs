@@ -8,12 +8,19 @@ use super::{kind, msg};
 use crate::TestBus;
 
 async fn seqs(bus: &TestBus, stream: &str) -> Vec<u64> {
-    bus.read(stream, ReadRange::from_seq(1, 10_000)).await.unwrap().iter().map(|m| m.seq).collect()
+    bus.read(stream, ReadRange::from_seq(1, 10_000))
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect()
 }
 
 /// `max_msgs` keeps exactly the newest messages.
 pub async fn max_msgs_deletes_the_oldest(bus: &TestBus) {
-    bus.create_stream(StreamConfig::new("m").unwrap().max_msgs(5)).await.unwrap();
+    bus.create_stream(StreamConfig::new("m").unwrap().max_msgs(5))
+        .await
+        .unwrap();
     for i in 0..12 {
         bus.publish("m.x", format!("{i}")).await.unwrap();
     }
@@ -28,13 +35,19 @@ pub async fn max_msgs_deletes_the_oldest(bus: &TestBus) {
 
 /// `max_bytes` deletes the oldest until the stream fits.
 pub async fn max_bytes_deletes_the_oldest(bus: &TestBus) {
-    bus.create_stream(StreamConfig::new("m").unwrap().max_bytes(10_000)).await.unwrap();
+    bus.create_stream(StreamConfig::new("m").unwrap().max_bytes(10_000))
+        .await
+        .unwrap();
     for _ in 0..30 {
         bus.publish("m.x", vec![7u8; 1000]).await.unwrap();
     }
     let s = bus.stream_info("m").await.unwrap().state;
     assert!(s.bytes <= 10_000, "bytes {}", s.bytes);
-    assert!(s.bytes + 1100 > 10_000, "deleted more than needed: {} bytes left", s.bytes);
+    assert!(
+        s.bytes + 1100 > 10_000,
+        "deleted more than needed: {} bytes left",
+        s.bytes
+    );
     assert!((8..=9).contains(&s.messages), "messages {}", s.messages);
     assert_eq!(s.last_seq, 30);
     assert_eq!(s.first_seq, 31 - s.messages);
@@ -42,7 +55,9 @@ pub async fn max_bytes_deletes_the_oldest(bus: &TestBus) {
 
 /// `max_msgs_per_subject` keeps the newest N of every subject (compaction).
 pub async fn max_msgs_per_subject_keeps_the_newest_of_each_subject(bus: &TestBus) {
-    bus.create_stream(StreamConfig::new("kv").unwrap().max_msgs_per_subject(1)).await.unwrap();
+    bus.create_stream(StreamConfig::new("kv").unwrap().max_msgs_per_subject(1))
+        .await
+        .unwrap();
     for round in 0..5 {
         for key in ["a", "b", "c"] {
             bus.publish(format!("kv.{key}"), format!("{key}{round}")).await.unwrap();
@@ -56,7 +71,11 @@ pub async fn max_msgs_per_subject_keeps_the_newest_of_each_subject(bus: &TestBus
 
 /// With `Discard::New`, a publish over a limit is `StreamFull` and writes nothing.
 pub async fn discard_new_rejects_publishes_over_the_limit(bus: &TestBus) {
-    let config = StreamConfig::new("full").unwrap().max_msgs(3).max_msgs_per_subject(2).discard(Discard::New);
+    let config = StreamConfig::new("full")
+        .unwrap()
+        .max_msgs(3)
+        .max_msgs_per_subject(2)
+        .discard(Discard::New);
     bus.create_stream(config).await.unwrap();
     bus.publish("full.a", "1").await.unwrap();
     bus.publish("full.a", "2").await.unwrap();
@@ -65,13 +84,18 @@ pub async fn discard_new_rejects_publishes_over_the_limit(bus: &TestBus) {
     let err = bus.publish("full.c", "4").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StreamFull);
     assert!(err.to_string().contains("max_msgs"), "{err}");
-    assert_eq!(kind(bus.publish_batch(vec![msg("full.c", "x")]).await), ErrorKind::StreamFull);
+    assert_eq!(
+        kind(bus.publish_batch(vec![msg("full.c", "x")]).await),
+        ErrorKind::StreamFull
+    );
     assert_eq!(seqs(bus, "full").await, [1, 2, 3]);
 }
 
 /// `max_age` deletes messages older than the age.
 pub async fn max_age_deletes_old_messages(bus: &TestBus) {
-    bus.create_stream(StreamConfig::new("age").unwrap().max_age(Duration::from_secs(2))).await.unwrap();
+    bus.create_stream(StreamConfig::new("age").unwrap().max_age(Duration::from_secs(2)))
+        .await
+        .unwrap();
     bus.publish("age.x", "old").await.unwrap();
     bus.advance(Duration::from_millis(1500)).await;
     bus.publish("age.x", "new").await.unwrap();
@@ -86,10 +110,16 @@ pub async fn max_age_deletes_old_messages(bus: &TestBus) {
 
 /// A message published with a TTL disappears once it expires; others stay.
 pub async fn a_message_ttl_expires_it(bus: &TestBus) {
-    let short = bus.publish_message(msg("ttl.x", "short").ttl(Duration::from_secs(1))).await.unwrap();
+    let short = bus
+        .publish_message(msg("ttl.x", "short").ttl(Duration::from_secs(1)))
+        .await
+        .unwrap();
     let keep = bus.publish("ttl.x", "kept").await.unwrap();
-    let long = bus.publish_message(msg("ttl.y", "long").ttl(Duration::from_secs(10))).await.unwrap();
-    assert_eq!(bus.get("ttl", short.seq).await.unwrap().expires.is_some(), true);
+    let long = bus
+        .publish_message(msg("ttl.y", "long").ttl(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(bus.get("ttl", short.seq).await.unwrap().expires.is_some());
     bus.advance(Duration::from_secs(2)).await;
     assert_eq!(kind(bus.get("ttl", short.seq).await), ErrorKind::MessageNotFound);
     assert_eq!(seqs(bus, "ttl").await, [keep.seq, long.seq]);

@@ -19,13 +19,26 @@ pub async fn a_stream_is_created_on_first_publish(bus: &TestBus) {
 
 /// A stream's own patterns take precedence over creating a stream by first token.
 pub async fn a_publish_goes_to_the_stream_that_captures_its_subject(bus: &TestBus) {
-    bus.create_stream(StreamConfig::new("audit").unwrap().subjects(["logs.>", "metrics.*"]).unwrap()).await.unwrap();
-    assert_eq!(bus.publish("logs.app.error", "x").await.unwrap().stream.as_str(), "audit");
+    bus.create_stream(
+        StreamConfig::new("audit")
+            .unwrap()
+            .subjects(["logs.>", "metrics.*"])
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        bus.publish("logs.app.error", "x").await.unwrap().stream.as_str(),
+        "audit"
+    );
     assert_eq!(bus.publish("metrics.cpu", "x").await.unwrap().stream.as_str(), "audit");
     assert_eq!(kind(bus.stream_info("logs").await), ErrorKind::StreamNotFound);
     // `metrics.cpu.core0` is not captured by `metrics.*`, and a `metrics` stream
     // would overlap `audit`'s subjects, so nothing can take it.
-    assert_eq!(kind(bus.publish("metrics.cpu.core0", "x").await), ErrorKind::SubjectConflict);
+    assert_eq!(
+        kind(bus.publish("metrics.cpu.core0", "x").await),
+        ErrorKind::SubjectConflict
+    );
     assert_eq!(bus.stream_info("audit").await.unwrap().state.messages, 2);
 }
 
@@ -40,27 +53,51 @@ pub async fn creating_a_stream_again_with_the_same_config_is_a_no_op(bus: &TestB
 
 /// Creating an existing stream with another config is `StreamExists`.
 pub async fn creating_a_stream_again_with_another_config_is_rejected(bus: &TestBus) {
-    bus.create_stream(StreamConfig::new("payments").unwrap().max_msgs(100)).await.unwrap();
-    let err = bus.create_stream(StreamConfig::new("payments").unwrap().max_msgs(5)).await.unwrap_err();
+    bus.create_stream(StreamConfig::new("payments").unwrap().max_msgs(100))
+        .await
+        .unwrap();
+    let err = bus
+        .create_stream(StreamConfig::new("payments").unwrap().max_msgs(5))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StreamExists);
-    assert_eq!(bus.stream_info("payments").await.unwrap().config.max_msgs.map(|n| n.get()), Some(100));
+    assert_eq!(
+        bus.stream_info("payments")
+            .await
+            .unwrap()
+            .config
+            .max_msgs
+            .map(|n| n.get()),
+        Some(100)
+    );
 }
 
 /// Two streams may not capture the same subject.
 pub async fn overlapping_subjects_are_rejected(bus: &TestBus) {
-    bus.create_stream(StreamConfig::new("a").unwrap().subjects(["x.>"]).unwrap()).await.unwrap();
-    let err = bus.create_stream(StreamConfig::new("b").unwrap().subjects(["x.y"]).unwrap()).await.unwrap_err();
+    bus.create_stream(StreamConfig::new("a").unwrap().subjects(["x.>"]).unwrap())
+        .await
+        .unwrap();
+    let err = bus
+        .create_stream(StreamConfig::new("b").unwrap().subjects(["x.y"]).unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SubjectConflict);
     assert!(err.to_string().contains("overlap"), "{err}");
     assert_eq!(kind(bus.stream_info("b").await), ErrorKind::StreamNotFound);
-    let err = bus.create_stream(StreamConfig::new("c").unwrap().subjects(["q.*", "q.>"]).unwrap()).await.unwrap_err();
+    let err = bus
+        .create_stream(StreamConfig::new("c").unwrap().subjects(["q.*", "q.>"]).unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);
 }
 
 /// Stream info reports messages, bytes, first and last seq and time, and subjects.
 pub async fn stream_info_reports_counts_seqs_times_and_subjects(bus: &TestBus) {
     let empty = bus.create_stream(StreamConfig::new("s").unwrap()).await.unwrap();
-    assert_eq!((empty.state.messages, empty.state.first_seq, empty.state.last_seq), (0, 1, 0));
+    assert_eq!(
+        (empty.state.messages, empty.state.first_seq, empty.state.last_seq),
+        (0, 1, 0)
+    );
     assert_eq!(empty.state.first_time, None);
     for subject in ["s.a", "s.b", "s.a"] {
         bus.publish(subject, vec![0u8; 100]).await.unwrap();
@@ -80,7 +117,13 @@ pub async fn streams_are_listed_by_name(bus: &TestBus) {
     for name in ["zeta", "alpha", "mid"] {
         bus.create_stream(StreamConfig::new(name).unwrap()).await.unwrap();
     }
-    let names: Vec<String> = bus.streams().await.unwrap().into_iter().map(|i| i.config.name.to_string()).collect();
+    let names: Vec<String> = bus
+        .streams()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.config.name.to_string())
+        .collect();
     assert_eq!(names, ["alpha", "mid", "zeta"]);
 }
 
@@ -92,7 +135,10 @@ pub async fn updating_limits_applies_them_at_once(bus: &TestBus) {
         bus.publish("u.x", format!("{i}")).await.unwrap();
     }
     let info = bus.update_stream(config.max_msgs(3)).await.unwrap();
-    assert_eq!((info.state.messages, info.state.first_seq, info.state.last_seq), (3, 8, 10));
+    assert_eq!(
+        (info.state.messages, info.state.first_seq, info.state.last_seq),
+        (3, 8, 10)
+    );
     assert_eq!(kind(bus.get("u", 7).await), ErrorKind::MessageNotFound);
     assert_eq!(&bus.get("u", 8).await.unwrap().payload[..], b"7");
     let missing = StreamConfig::new("nope").unwrap();
@@ -120,7 +166,10 @@ pub async fn purge_all_keeps_the_sequence_going(bus: &TestBus) {
     }
     assert_eq!(bus.purge_stream("p", Purge::all()).await.unwrap(), 4);
     let s = bus.stream_info("p").await.unwrap().state;
-    assert_eq!((s.messages, s.bytes, s.subjects, s.first_seq, s.last_seq), (0, 0, 0, 5, 4));
+    assert_eq!(
+        (s.messages, s.bytes, s.subjects, s.first_seq, s.last_seq),
+        (0, 0, 0, 5, 4)
+    );
     assert_eq!(kind(bus.last("p", "p.a").await), ErrorKind::MessageNotFound);
     assert_eq!(bus.publish("p.a", "y").await.unwrap().seq, 5);
     assert_eq!(bus.read_subject("p", "p.a", 1, 10).await.unwrap().len(), 1);
@@ -129,13 +178,21 @@ pub async fn purge_all_keeps_the_sequence_going(bus: &TestBus) {
 /// Purging one subject leaves the others, and the subject's index, intact.
 pub async fn purge_by_subject_deletes_only_that_subject(bus: &TestBus) {
     for i in 0..6 {
-        bus.publish(if i % 2 == 0 { "p.even" } else { "p.odd" }, format!("{i}")).await.unwrap();
+        bus.publish(if i % 2 == 0 { "p.even" } else { "p.odd" }, format!("{i}"))
+            .await
+            .unwrap();
     }
     let subject = Subject::new("p.even").unwrap();
     assert_eq!(bus.purge_stream("p", Purge::subject(subject)).await.unwrap(), 3);
     let s = bus.stream_info("p").await.unwrap().state;
     assert_eq!((s.messages, s.subjects, s.first_seq), (3, 1, 2));
-    let odd: Vec<u64> = bus.read_subject("p", "p.odd", 1, 10).await.unwrap().iter().map(|m| m.seq).collect();
+    let odd: Vec<u64> = bus
+        .read_subject("p", "p.odd", 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
     assert_eq!(odd, [2, 4, 6]);
     assert!(bus.read_subject("p", "p.even", 1, 10).await.unwrap().is_empty());
 }
@@ -143,12 +200,23 @@ pub async fn purge_by_subject_deletes_only_that_subject(bus: &TestBus) {
 /// Purging before a seq deletes exactly the older messages, optionally of one subject.
 pub async fn purge_before_a_seq_deletes_only_older_messages(bus: &TestBus) {
     for i in 0..10 {
-        bus.publish(if i % 2 == 0 { "p.a" } else { "p.b" }, format!("{i}")).await.unwrap();
+        bus.publish(if i % 2 == 0 { "p.a" } else { "p.b" }, format!("{i}"))
+            .await
+            .unwrap();
     }
     // Seqs 1..=10: p.a has odd seqs, p.b even seqs.
-    let purged = bus.purge_stream("p", Purge::subject(Subject::new("p.a").unwrap()).before(6)).await.unwrap();
+    let purged = bus
+        .purge_stream("p", Purge::subject(Subject::new("p.a").unwrap()).before(6))
+        .await
+        .unwrap();
     assert_eq!(purged, 3); // seqs 1, 3, 5
-    let a: Vec<u64> = bus.read_subject("p", "p.a", 1, 10).await.unwrap().iter().map(|m| m.seq).collect();
+    let a: Vec<u64> = bus
+        .read_subject("p", "p.a", 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
     assert_eq!(a, [7, 9]);
     assert_eq!(bus.purge_stream("p", Purge::all().before(8)).await.unwrap(), 4); // 2, 4, 6, 7
     let s = bus.stream_info("p").await.unwrap().state;
@@ -159,11 +227,20 @@ pub async fn purge_before_a_seq_deletes_only_older_messages(bus: &TestBus) {
 pub async fn unknown_streams_are_stream_not_found(bus: &TestBus) {
     assert_eq!(kind(bus.stream_info("ghost").await), ErrorKind::StreamNotFound);
     assert_eq!(kind(bus.delete_stream("ghost").await), ErrorKind::StreamNotFound);
-    assert_eq!(kind(bus.purge_stream("ghost", Purge::all()).await), ErrorKind::StreamNotFound);
+    assert_eq!(
+        kind(bus.purge_stream("ghost", Purge::all()).await),
+        ErrorKind::StreamNotFound
+    );
     assert_eq!(kind(bus.get("ghost", 1).await), ErrorKind::StreamNotFound);
     assert_eq!(kind(bus.last("ghost", "ghost.a").await), ErrorKind::StreamNotFound);
-    assert_eq!(kind(bus.read("ghost", herald::ReadRange::from_seq(1, 10)).await), ErrorKind::StreamNotFound);
-    assert_eq!(kind(bus.read_subject("ghost", "ghost.a", 1, 10).await), ErrorKind::StreamNotFound);
+    assert_eq!(
+        kind(bus.read("ghost", herald::ReadRange::from_seq(1, 10)).await),
+        ErrorKind::StreamNotFound
+    );
+    assert_eq!(
+        kind(bus.read_subject("ghost", "ghost.a", 1, 10).await),
+        ErrorKind::StreamNotFound
+    );
     assert!(bus.streams().await.unwrap().is_empty());
 }
 
