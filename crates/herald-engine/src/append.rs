@@ -255,7 +255,7 @@ impl Writer {
             let msg_id = match &m.id {
                 Some(id) => id.as_str(),
                 None => {
-                    generated = uuid::Uuid::now_v7().to_string();
+                    generated = self.generate_id(time);
                     generated.as_str()
                 }
             };
@@ -310,6 +310,14 @@ impl Writer {
             });
         }
         Ok(Ok(planned))
+    }
+
+    /// A fresh message id: a UUIDv7 from the message time and the writer's own
+    /// generator (seeded from the OS once), so ids cost no syscall each.
+    fn generate_id(&mut self, time: Timestamp) -> String {
+        let mut random = [0u8; 10];
+        self.rng.fill(&mut random);
+        uuid::Builder::from_unix_timestamp_millis(time.as_nanos() / 1_000_000, &random).into_uuid().to_string()
     }
 
     /// The id the next created stream gets.

@@ -23,11 +23,7 @@ impl Writer {
             let all: Vec<String>;
             let names: Vec<&str> = if subjects.is_empty() {
                 // A config update: check every subject.
-                all = tables
-                    .subjects
-                    .range((entry.id(), "")..(entry.id() + 1, ""))?
-                    .map(|item| item.map(|(k, _)| k.value().1.to_string()))
-                    .collect::<Result<_, _>>()?;
+                all = tables.subjects_of(entry.id())?;
                 all.iter().map(String::as_str).collect()
             } else {
                 subjects.iter().map(Subject::as_str).collect()
@@ -145,7 +141,7 @@ impl Writer {
                     .subject_info(id, subject.as_str())?
                     .map_or(0, |(first, _, _)| first);
                 while seq != 0 && seq < before {
-                    let next = tables.chain.get((id, seq))?.map_or(0, |g| g.value().1);
+                    let next = tables.chain_links(id, seq)?.map_or(0, |(_, next)| next);
                     if tables.delete(&mut entry, seq)? {
                         count += 1;
                     }

@@ -3,6 +3,8 @@
 //! drop a stream's data). Everything above works through these, so the layout
 //! stays behind this module and `tables.rs`.
 
+use std::collections::HashMap;
+
 use herald_core::{StreamState, Timestamp};
 use redb::{ReadableTable, Table, WriteTransaction};
 
@@ -28,10 +30,21 @@ pub(crate) struct Tables<'t> {
     pub(crate) streams: Table<'t, &'static str, &'static [u8]>,
     pub(crate) state: Table<'t, u32, &'static [u8]>,
     pub(crate) messages: Table<'t, (u32, u64), &'static [u8]>,
-    pub(crate) chain: Table<'t, (u32, u64), (u64, u64)>,
-    pub(crate) subjects: Table<'t, (u32, &'static str), (u64, u64, u64)>,
+    chain: Table<'t, (u32, u64), (u64, u64)>,
+    subjects: Table<'t, (u32, &'static str), (u64, u64, u64)>,
     pub(crate) expiry: Table<'t, (u64, u32, u64), ()>,
     pub(crate) counters: Table<'t, &'static str, u64>,
+    /// Write-back cache of the subject index for this transaction: a batch of
+    /// appends to a few subjects updates each subject's entry and chain links
+    /// many times, but each reaches its B-tree once, in key order, at [`flush`](Tables::flush).
+    pending: Pending,
+}
+
+/// Subject-index entries changed in this transaction; `None` marks a removal.
+#[derive(Default)]
+struct Pending {
+    chain: HashMap<(u32, u64), Option<(u64, u64)>>,
+    subjects: HashMap<u32, HashMap<String, Option<(u64, u64, u64)>>>,
 }
 
 impl<'t> Tables<'t> {
@@ -44,12 +57,80 @@ impl<'t> Tables<'t> {
             subjects: txn.open_table(SUBJECTS)?,
             expiry: txn.open_table(EXPIRY)?,
             counters: txn.open_table(COUNTERS)?,
+            pending: Pending::default(),
         })
     }
 
     /// The subject's (first, last, count), if it has messages.
     pub(crate) fn subject_info(&self, stream: u32, subject: &str) -> StoreResult<Option<(u64, u64, u64)>> {
+        if let Some(cached) = self.pending.subjects.get(&stream).and_then(|m| m.get(subject)) {
+            return Ok(*cached);
+        }
         Ok(self.subjects.get((stream, subject))?.map(|g| g.value()))
+    }
+
+    fn set_subject(&mut self, stream: u32, subject: &str, value: Option<(u64, u64, u64)>) {
+        let slots = self.pending.subjects.entry(stream).or_default();
+        match slots.get_mut(subject) {
+            Some(slot) => *slot = value,
+            None => {
+                slots.insert(subject.to_string(), value);
+            }
+        }
+    }
+
+    /// The (previous, next) seqs of the same subject around `seq`.
+    pub(crate) fn chain_links(&self, stream: u32, seq: u64) -> StoreResult<Option<(u64, u64)>> {
+        if let Some(cached) = self.pending.chain.get(&(stream, seq)) {
+            return Ok(*cached);
+        }
+        Ok(self.chain.get((stream, seq))?.map(|g| g.value()))
+    }
+
+    fn set_links(&mut self, stream: u32, seq: u64, links: Option<(u64, u64)>) {
+        self.pending.chain.insert((stream, seq), links);
+    }
+
+    /// Writes the cached subject-index changes to their tables, in key order.
+    pub(crate) fn flush(&mut self) -> StoreResult<()> {
+        let mut chain: Vec<_> = self.pending.chain.drain().collect();
+        chain.sort_unstable_by_key(|(key, _)| *key);
+        for (key, links) in chain {
+            match links {
+                Some(links) => {
+                    self.chain.insert(key, links)?;
+                }
+                None => {
+                    self.chain.remove(key)?;
+                }
+            }
+        }
+        let mut streams: Vec<_> = self.pending.subjects.drain().collect();
+        streams.sort_unstable_by_key(|(id, _)| *id);
+        for (id, slots) in streams {
+            let mut slots: Vec<_> = slots.into_iter().collect();
+            slots.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (subject, value) in slots {
+                match value {
+                    Some(value) => {
+                        self.subjects.insert((id, subject.as_str()), value)?;
+                    }
+                    None => {
+                        self.subjects.remove((id, subject.as_str()))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every subject the stream holds (flushes the cache first).
+    pub(crate) fn subjects_of(&mut self, stream: u32) -> StoreResult<Vec<String>> {
+        self.flush()?;
+        self.subjects
+            .range((stream, "")..(stream + 1, ""))?
+            .map(|item| item.map(|(k, _)| k.value().1.to_string()).map_err(Into::into))
+            .collect()
     }
 
     /// Appends `record` at `seq` (already chosen by the caller as `last_seq + 1`)
@@ -67,19 +148,19 @@ impl<'t> Tables<'t> {
         self.messages.insert((id, seq), record)?;
         let prev = match self.subject_info(id, subject)? {
             Some((first, last, count)) => {
-                self.subjects.insert((id, subject), (first, seq, count + 1))?;
+                self.set_subject(id, subject, Some((first, seq, count + 1)));
                 last
             }
             None => {
-                self.subjects.insert((id, subject), (seq, seq, 1))?;
+                self.set_subject(id, subject, Some((seq, seq, 1)));
                 entry.state.subjects += 1;
                 0
             }
         };
-        self.chain.insert((id, seq), (prev, 0))?;
+        self.set_links(id, seq, Some((prev, 0)));
         if prev != 0 {
-            let before = self.chain.get((id, prev))?.map(|g| g.value().0).unwrap_or(0);
-            self.chain.insert((id, prev), (before, seq))?;
+            let before = self.chain_links(id, prev)?.map_or(0, |(p, _)| p);
+            self.set_links(id, prev, Some((before, seq)));
         }
         if let Some(expires) = expires {
             self.expiry.insert((expires.as_nanos(), id, seq), ())?;
@@ -108,27 +189,26 @@ impl<'t> Tables<'t> {
             let head = encode::decode_head(record)?;
             (record.len() as u64, head.subject.to_string(), head.expires)
         };
-        let (prev, next) = self.chain.remove((id, seq))?.map(|g| g.value()).unwrap_or((0, 0));
-        if prev != 0 {
-            let before = self.chain.get((id, prev))?.map(|g| g.value());
-            if let Some((pp, _)) = before {
-                self.chain.insert((id, prev), (pp, next))?;
-            }
+        let (prev, next) = self.chain_links(id, seq)?.unwrap_or((0, 0));
+        self.set_links(id, seq, None);
+        if prev != 0
+            && let Some((pp, _)) = self.chain_links(id, prev)?
+        {
+            self.set_links(id, prev, Some((pp, next)));
         }
-        if next != 0 {
-            let after = self.chain.get((id, next))?.map(|g| g.value());
-            if let Some((_, nn)) = after {
-                self.chain.insert((id, next), (prev, nn))?;
-            }
+        if next != 0
+            && let Some((_, nn)) = self.chain_links(id, next)?
+        {
+            self.set_links(id, next, Some((prev, nn)));
         }
         if let Some((first, last, count)) = self.subject_info(id, &subject)? {
             if count <= 1 {
-                self.subjects.remove((id, subject.as_str()))?;
+                self.set_subject(id, &subject, None);
                 entry.state.subjects = entry.state.subjects.saturating_sub(1);
             } else {
                 let first = if first == seq { next } else { first };
                 let last = if last == seq { prev } else { last };
-                self.subjects.insert((id, subject.as_str()), (first, last, count - 1))?;
+                self.set_subject(id, &subject, Some((first, last, count - 1)));
             }
         }
         if let Some(expires) = expires {
@@ -173,6 +253,7 @@ impl<'t> Tables<'t> {
     /// returns how many there were.
     pub(crate) fn drop_all(&mut self, entry: &mut StreamEntry) -> StoreResult<u64> {
         let id = entry.id();
+        self.flush()?;
         self.messages.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
         self.chain.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
         self.subjects.retain_in((id, "")..(id + 1, ""), |_, _| false)?;

@@ -146,6 +146,8 @@ pub(crate) struct Writer {
     pub(crate) dedup: HashMap<u32, DedupWindow>,
     /// The id the next stream gets (ids are never reused).
     pub(crate) next_id: u32,
+    /// Randomness for generated message ids.
+    pub(crate) rng: fastrand::Rng,
     /// Set by the operations of the current batch.
     pub(crate) batch: BatchMarks,
     unsynced_since: Option<Instant>,
@@ -183,6 +185,7 @@ impl Writer {
             names: HashMap::new(),
             dedup: HashMap::new(),
             next_id: 1,
+            rng: fastrand::Rng::new(),
             batch: BatchMarks::default(),
             unsynced_since: None,
             next_maintenance: Instant::now(),
@@ -331,6 +334,7 @@ impl Writer {
             for request in batch {
                 self.apply(&mut tables, request, now, done)?;
             }
+            tables.flush()?;
             for id in &self.batch.touched {
                 if let Some(entry) = self.streams.get(id) {
                     tables.save_state(entry)?;
