@@ -6,9 +6,12 @@
 
 use async_trait::async_trait;
 
+use std::time::Duration;
+
+use crate::consumer::{ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Settle};
 use crate::error::Result;
 use crate::message::{Message, OutgoingMessage, PublishAck};
-use crate::stream::{Purge, ReadRange, StreamConfig, StreamInfo};
+use crate::stream::{Purge, ReadFrom, ReadRange, StreamConfig, StreamInfo};
 use crate::subject::{StreamName, Subject};
 
 /// Streams: admin, publishing and reads.
@@ -79,3 +82,67 @@ pub trait StreamBackend: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Message>>;
 }
+
+/// Durable consumers: named cursors with leases, acks and dead letters.
+///
+/// A consumer group is a consumer with several members: `fetch` names the
+/// member, and each message in flight is leased to one member at a time.
+#[async_trait]
+pub trait ConsumerBackend: Send + Sync + 'static {
+    /// Creates a consumer on `stream` (a no-op if it exists with the same config).
+    ///
+    /// Errors: `StreamNotFound`, `InvalidConfig`, `ConsumerExists` (other config).
+    async fn create_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo>;
+
+    /// Replaces a consumer's settings (not its name or start); progress is kept.
+    ///
+    /// Errors: `StreamNotFound`, `ConsumerNotFound`, `InvalidConfig`.
+    async fn update_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo>;
+
+    /// Deletes a consumer and its progress. Errors: `StreamNotFound`, `ConsumerNotFound`.
+    async fn delete_consumer(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<()>;
+
+    /// A consumer's config and progress. Errors: `StreamNotFound`, `ConsumerNotFound`.
+    async fn consumer_info(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<ConsumerInfo>;
+
+    /// Every consumer of `stream`, by name. Errors: `StreamNotFound`.
+    async fn list_consumers(&self, stream: &StreamName) -> Result<Vec<ConsumerInfo>>;
+
+    /// Up to `max` deliveries for `member`, waiting up to `wait` for the first one.
+    /// Fresh messages come before redeliveries. Returns an empty batch on timeout.
+    ///
+    /// Errors: `StreamNotFound`, `ConsumerNotFound`, `InvalidRequest` (max 0).
+    async fn fetch(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Settles the delivery of `seq` with `deliveries` held by `member`. Acks are
+    /// idempotent.
+    ///
+    /// Errors: `LeaseLost` when the lease expired and moved on, `ConsumerNotFound`.
+    async fn settle(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        seq: u64,
+        deliveries: u32,
+        settle: Settle,
+    ) -> Result<()>;
+
+    /// Moves the consumer to start again from a seq or a time: leases are dropped
+    /// and everything from there on is delivered again.
+    ///
+    /// Errors: `StreamNotFound`, `ConsumerNotFound`.
+    async fn reset_consumer(&self, stream: &StreamName, consumer: &ConsumerName, to: ReadFrom) -> Result<ConsumerInfo>;
+}
+
+/// Everything a bus needs from a backend.
+pub trait Backend: StreamBackend + ConsumerBackend {}
+
+impl<T: StreamBackend + ConsumerBackend> Backend for T {}

@@ -20,19 +20,24 @@
 //! ```
 
 mod backend;
+mod consumer;
 mod error;
 mod message;
 mod stream;
 mod subject;
 
-pub use backend::StreamBackend;
+pub use backend::{Backend, ConsumerBackend, StreamBackend};
+pub use consumer::{
+    ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_ACK_WAIT, DEFAULT_MAX_ACK_PENDING, DeadLetter, Delivery,
+    MemberInfo, Settle, StartPolicy, dead_letter_names, dlq,
+};
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use message::{Headers, MAX_HEADER_BYTES, MAX_ID_LEN, Message, OutgoingMessage, PublishAck, Timestamp};
 pub use stream::{
     DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_PAYLOAD, Discard, Durability, MAX_PAYLOAD_LIMIT, Purge, ReadFrom, ReadRange,
     Retention, StreamConfig, StreamInfo, StreamState,
 };
-pub use subject::{MAX_NAME_LEN, MAX_SUBJECT_LEN, Pattern, StreamName, Subject};
+pub use subject::{MAX_NAME_LEN, MAX_RESERVED_NAME_LEN, MAX_SUBJECT_LEN, Pattern, StreamName, Subject};
 
 /// Re-exported so that backends and users name one `Bytes`.
 pub use bytes::Bytes;

@@ -320,6 +320,10 @@ impl From<Pattern> for String {
     }
 }
 
+/// 140 characters: a reserved name such as `$dlq-<stream>-<consumer>` holds two
+/// ordinary names.
+pub const MAX_RESERVED_NAME_LEN: usize = 2 * MAX_NAME_LEN + 12;
+
 /// A validated stream (or consumer) name: 1 to 64 of `A-Z a-z 0-9 _ -`, with an
 /// optional leading `$` that marks Herald's own streams (dead letters, KV).
 ///
@@ -339,14 +343,15 @@ pub struct StreamName(Arc<str>);
 
 /// Checks a name of a stream, consumer or bucket; `what` names it in the error.
 pub(crate) fn check_name(name: &str, what: &str) -> Result<(), Error> {
-    let body = name.strip_prefix('$').unwrap_or(name);
-    if body.is_empty() || body.len() > MAX_NAME_LEN {
+    let (body, max) = match name.strip_prefix('$') {
+        // Herald's own names embed a stream and a consumer name.
+        Some(body) => (body, MAX_RESERVED_NAME_LEN),
+        None => (name, MAX_NAME_LEN),
+    };
+    if body.is_empty() || body.len() > max {
         return Err(Error::new(
             ErrorKind::InvalidName,
-            format!(
-                "{what} name `{}` must be 1 to {MAX_NAME_LEN} characters",
-                name.escape_debug()
-            ),
+            format!("{what} name `{}` must be 1 to {max} characters", name.escape_debug()),
         ));
     }
     if let Some(c) = body

@@ -273,7 +273,9 @@ impl Writer {
                 },
                 &mut record,
             );
-            if config.discard == Discard::New {
+            // Interest and work-queue streams owe their messages to consumers: at a
+            // limit they refuse new messages rather than drop owed ones.
+            if config.discard == Discard::New || config.retention != herald_core::Retention::Limits {
                 let full = |what: &str, limit: u64| {
                     Err(Error::new(
                         ErrorKind::StreamFull,
@@ -317,7 +319,9 @@ impl Writer {
     fn generate_id(&mut self, time: Timestamp) -> String {
         let mut random = [0u8; 10];
         self.rng.fill(&mut random);
-        uuid::Builder::from_unix_timestamp_millis(time.as_nanos() / 1_000_000, &random).into_uuid().to_string()
+        uuid::Builder::from_unix_timestamp_millis(time.as_nanos() / 1_000_000, &random)
+            .into_uuid()
+            .to_string()
     }
 
     /// The id the next created stream gets.

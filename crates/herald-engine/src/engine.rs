@@ -15,6 +15,7 @@ use redb::{Database, DatabaseError, ReadableDatabase, StorageBackend};
 use tokio::sync::{oneshot, watch};
 
 use crate::clock::{Clock, SystemClock};
+use crate::consumers::Registry;
 use crate::encode::{self, StreamMeta};
 use crate::error::{EngineError, storage};
 use crate::notify::Notifier;
@@ -160,6 +161,8 @@ impl EngineBuilder {
         crate::recovery::create_tables(&db).map_err(Error::from)?;
         let notifier = Arc::new(Notifier::default());
         let catalog = Arc::new(Catalog::default());
+        let registry = Arc::new(Registry::default());
+        crate::recovery::load_consumers(&db, &registry).map_err(Error::from)?;
         let options = WriterOptions {
             auto_create_streams: self.auto_create_streams,
             ack_before_commit: self.ack_before_commit,
@@ -169,6 +172,7 @@ impl EngineBuilder {
             self.clock.clone(),
             notifier.clone(),
             catalog.clone(),
+            registry.clone(),
             options,
         )
         .map_err(Error::from)?;
@@ -183,6 +187,7 @@ impl EngineBuilder {
                 tx: Some(tx),
                 catalog,
                 notifier,
+                registry,
                 clock: self.clock,
                 writer: Mutex::new(Some(handle)),
             }),
@@ -196,15 +201,16 @@ impl EngineBuilder {
 /// last clone is dropped (after the queued requests are done).
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    db: Arc<Database>,
+pub(crate) struct Inner {
+    pub(crate) db: Arc<Database>,
     tx: Option<flume::Sender<Request>>,
-    catalog: Arc<Catalog>,
-    notifier: Arc<Notifier>,
-    clock: Arc<dyn Clock>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) notifier: Arc<Notifier>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) clock: Arc<dyn Clock>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -252,7 +258,7 @@ impl Engine {
         Self::builder().memory().open()
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request) -> Result<T> {
+    pub(crate) async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request) -> Result<T> {
         let (reply, rx) = oneshot::channel();
         let tx = self
             .inner
@@ -265,21 +271,21 @@ impl Engine {
         rx.await.map_err(|_| Error::from(EngineError::WriterGone))?
     }
 
-    fn meta(&self, stream: &StreamName) -> Result<Arc<StreamMeta>> {
+    pub(crate) fn meta(&self, stream: &StreamName) -> Result<Arc<StreamMeta>> {
         self.inner
             .catalog
             .get(stream)
             .ok_or_else(|| Error::new(ErrorKind::StreamNotFound, format!("stream `{stream}` not found")))
     }
 
-    fn reader(&self, stream: &StreamName) -> Result<(Reader, redb::ReadTransaction)> {
+    pub(crate) fn reader(&self, stream: &StreamName) -> Result<(Reader, redb::ReadTransaction)> {
         let meta = self.meta(stream)?;
         let txn = self.inner.db.begin_read().map_err(storage)?;
         let reader = Reader::new(&txn, meta.config.name.clone(), meta.id, self.inner.clock.now()).map_err(storage)?;
         Ok((reader, txn))
     }
 
-    fn info(&self, meta: &StreamMeta, txn: &redb::ReadTransaction) -> Result<StreamInfo> {
+    pub(crate) fn info(&self, meta: &StreamMeta, txn: &redb::ReadTransaction) -> Result<StreamInfo> {
         let states = txn.open_table(STREAM_STATE).map_err(storage)?;
         let guard = states.get(meta.id).map_err(storage)?.ok_or_else(|| {
             Error::new(

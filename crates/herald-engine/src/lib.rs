@@ -26,6 +26,8 @@
 
 mod append;
 mod clock;
+mod consumer_api;
+mod consumers;
 mod dedup;
 mod encode;
 mod engine;
@@ -34,6 +36,7 @@ mod notify;
 mod read;
 mod recovery;
 mod retention;
+mod settle;
 mod store;
 mod streams;
 mod tables;
@@ -42,4 +45,4 @@ mod writer;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{DATA_FILE, Engine, EngineBuilder};
 pub use error::EngineError;
-pub use writer::{MAINTENANCE_INTERVAL, RELAXED_FLUSH_INTERVAL};
+pub use writer::{CONSUMER_SAVE_INTERVAL, MAINTENANCE_INTERVAL, RELAXED_FLUSH_INTERVAL};

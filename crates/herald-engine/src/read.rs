@@ -61,7 +61,7 @@ impl Reader {
     ///
     /// Times never decrease along a stream, so this is a binary search over seqs,
     /// each probe the first message at or after a seq (seqs may have holes).
-    fn seq_at_time(&self, time: Timestamp, first: u64, last: u64) -> StoreResult<Option<u64>> {
+    pub(crate) fn seq_at_time(&self, time: Timestamp, first: u64, last: u64) -> StoreResult<Option<u64>> {
         let (mut lo, mut hi) = (first, last.saturating_add(1));
         let mut best = None;
         while lo < hi {
@@ -151,6 +151,72 @@ impl Reader {
             }
         }
         Ok(out)
+    }
+}
+
+impl Reader {
+    /// Messages from `from` on that `wants` accepts, at most `max` of them,
+    /// scanning at most `scan_cap` records; returns them and the seq to continue at.
+    pub(crate) fn scan(
+        &self,
+        from: u64,
+        wants: impl Fn(&str) -> bool,
+        max: usize,
+        scan_cap: usize,
+    ) -> StoreResult<(Vec<Message>, u64)> {
+        let mut out = Vec::new();
+        let mut next = from;
+        for (scanned, item) in self.messages.range((self.id, from)..=(self.id, u64::MAX))?.enumerate() {
+            if out.len() >= max || scanned >= scan_cap {
+                break;
+            }
+            let (k, v) = item?;
+            let seq = k.value().1;
+            next = seq + 1;
+            let head = encode::decode_head(v.value())?;
+            if self.live(head.expires) && wants(head.subject) {
+                out.push(encode::decode_message(
+                    &self.stream,
+                    seq,
+                    Bytes::copy_from_slice(v.value()),
+                )?);
+            }
+        }
+        Ok((out, next))
+    }
+
+    /// How many live messages from `from` on `wants` accepts.
+    pub(crate) fn count_from(&self, from: u64, wants: impl Fn(&str) -> bool) -> StoreResult<u64> {
+        let mut n = 0;
+        for item in self.messages.range((self.id, from)..=(self.id, u64::MAX))? {
+            let (_, v) = item?;
+            let head = encode::decode_head(v.value())?;
+            if self.live(head.expires) && wants(head.subject) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The time of the message at `seq`, if held.
+    pub(crate) fn time_of(&self, seq: u64) -> StoreResult<Option<Timestamp>> {
+        match self.messages.get((self.id, seq))? {
+            Some(g) => Ok(Some(encode::decode_head(g.value())?.time)),
+            None => Ok(None),
+        }
+    }
+
+    /// The last seq of every subject `wants` accepts, in seq order.
+    pub(crate) fn last_per_subject(&self, wants: impl Fn(&str) -> bool) -> StoreResult<Vec<u64>> {
+        let mut seqs = Vec::new();
+        for item in self.subjects.range((self.id, "")..(self.id + 1, ""))? {
+            let (k, v) = item?;
+            if wants(k.value().1) {
+                seqs.push(v.value().1);
+            }
+        }
+        seqs.sort_unstable();
+        Ok(seqs)
     }
 }
 

@@ -2,15 +2,17 @@
 //! state, and rebuild the duplicate windows from the tail of each stream.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use herald_core::Timestamp;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+use crate::consumers::{ConsumerRecord, ConsumerRuntime, ConsumerState, Registry};
 use crate::dedup::DedupWindow;
 use crate::encode::{self, StreamMeta};
 use crate::error::{EngineError, StoreResult};
 use crate::store::{StreamEntry, Tables};
-use crate::tables::{COUNTERS, MESSAGES, NEXT_STREAM_ID, STREAM_STATE, STREAMS};
+use crate::tables::{CONSUMERS, COUNTERS, MESSAGES, NEXT_STREAM_ID, STREAM_STATE, STREAMS};
 
 /// What the writer starts from.
 pub(crate) struct Loaded {
@@ -24,6 +26,28 @@ pub(crate) fn create_tables(db: &Database) -> StoreResult<()> {
     let txn = db.begin_write()?;
     Tables::open(&txn)?;
     txn.commit()?;
+    Ok(())
+}
+
+/// Loads every stored consumer.
+pub(crate) fn load_consumers(db: &Database, registry: &Registry) -> StoreResult<()> {
+    let txn = db.begin_read()?;
+    let metas = txn.open_table(STREAMS)?;
+    let mut names = HashMap::new();
+    for item in metas.iter()? {
+        let (_, value) = item?;
+        let meta = StreamMeta::decode(value.value())?;
+        names.insert(meta.id, meta.config.name);
+    }
+    let consumers = txn.open_table(CONSUMERS)?;
+    for item in consumers.iter()? {
+        let (key, value) = item?;
+        let (stream_id, _) = key.value();
+        let Some(stream) = names.get(&stream_id) else { continue };
+        let record = ConsumerRecord::decode(value.value())?;
+        let state = ConsumerState::restore(record);
+        registry.insert(Arc::new(ConsumerRuntime::new(stream_id, stream.clone(), state)));
+    }
     Ok(())
 }
 

@@ -18,6 +18,10 @@ impl Writer {
         config: &StreamConfig,
         subjects: &[Subject],
     ) -> StoreResult<()> {
+        if config.retention != herald_core::Retention::Limits {
+            // Publishes over a limit were refused; owed messages are never dropped.
+            return Ok(());
+        }
         if let Some(max) = config.max_msgs_per_subject {
             let mut checked: Vec<&str> = Vec::new();
             let all: Vec<String>;
@@ -73,6 +77,15 @@ impl Writer {
                 break;
             }
             let first = entry.state.first_seq;
+            if entry.meta.config.retention != herald_core::Retention::Limits {
+                let subject = match tables.messages.get((entry.id(), first))? {
+                    Some(guard) => crate::encode::decode_head(guard.value())?.subject.to_string(),
+                    None => break,
+                };
+                if !self.registry.all_settled(entry.id(), first, &subject) {
+                    break;
+                }
+            }
             tables.delete(entry, first)?;
             deleted += 1;
         }

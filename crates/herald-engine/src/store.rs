@@ -10,7 +10,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::encode::{self, StreamMeta};
 use crate::error::StoreResult;
-use crate::tables::{CHAIN, COUNTERS, EXPIRY, MESSAGES, STREAM_STATE, STREAMS, SUBJECTS};
+use crate::tables::{CHAIN, CONSUMERS, COUNTERS, EXPIRY, MESSAGES, STREAM_STATE, STREAMS, SUBJECTS};
 
 /// A stream as the writer holds it: metadata and live state.
 #[derive(Clone, Debug)]
@@ -34,6 +34,7 @@ pub(crate) struct Tables<'t> {
     subjects: Table<'t, (u32, &'static str), (u64, u64, u64)>,
     pub(crate) expiry: Table<'t, (u64, u32, u64), ()>,
     pub(crate) counters: Table<'t, &'static str, u64>,
+    pub(crate) consumers: Table<'t, (u32, &'static str), &'static [u8]>,
     /// Write-back cache of the subject index for this transaction: a batch of
     /// appends to a few subjects updates each subject's entry and chain links
     /// many times, but each reaches its B-tree once, in key order, at [`flush`](Tables::flush).
@@ -57,6 +58,7 @@ impl<'t> Tables<'t> {
             subjects: txn.open_table(SUBJECTS)?,
             expiry: txn.open_table(EXPIRY)?,
             counters: txn.open_table(COUNTERS)?,
+            consumers: txn.open_table(CONSUMERS)?,
             pending: Pending::default(),
         })
     }

@@ -1,6 +1,6 @@
 //! Stream administration inside the writer: create, update, delete.
 
-use herald_core::{Error, ErrorKind, Result, Retention, StreamConfig, StreamInfo, StreamName, StreamState, Timestamp};
+use herald_core::{Error, ErrorKind, Result, StreamConfig, StreamInfo, StreamName, StreamState, Timestamp};
 
 use crate::encode::StreamMeta;
 use crate::error::StoreResult;
@@ -38,19 +38,7 @@ impl Writer {
     }
 
     fn check_config(&self, config: &StreamConfig) -> Result<()> {
-        config.validate()?;
-        if config.retention != Retention::Limits {
-            // Interest and work-queue retention delete on consumer acks; until the
-            // engine has consumers, accepting them would promise deletions that never happen.
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "stream `{}`: {:?} retention needs durable consumers, which this engine does not have yet",
-                    config.name, config.retention
-                ),
-            ));
-        }
-        Ok(())
+        config.validate()
     }
 
     pub(crate) fn create_stream(
@@ -117,6 +105,15 @@ impl Writer {
             return Ok(Err(err));
         }
         let mut entry = self.streams[&id].clone();
+        if entry.meta.config.retention != config.retention {
+            return Ok(Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "stream `{}`: the retention kind cannot change after creation",
+                    config.name
+                ),
+            )));
+        }
         entry.meta.config = config.clone();
         tables.save_meta(&entry.meta)?;
         // New limits apply at once.
@@ -139,6 +136,8 @@ impl Writer {
         tables.drop_all(&mut entry)?;
         tables.streams.remove(name.as_str())?;
         tables.state.remove(id)?;
+        tables.consumers.retain_in((id, "")..(id + 1, ""), |_, _| false)?;
+        self.registry.remove_stream(id);
         self.names.remove(name);
         self.dedup.remove(&id);
         self.batch.touched.remove(&id);

@@ -38,3 +38,8 @@ pub(crate) const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new
 /// The key of the next stream id in [`COUNTERS`]. Ids are never reused, so a
 /// deleted stream's leftovers can never be read as a new stream's.
 pub(crate) const NEXT_STREAM_ID: &str = "next_stream_id";
+
+/// (stream id, consumer name) → JSON [`crate::consumers::ConsumerRecord`]:
+/// config, `next_seq` and outstanding seqs. Written on create/update and then
+/// lazily, at most every `CONSUMER_SAVE_INTERVAL`.
+pub(crate) const CONSUMERS: TableDefinition<'_, (u32, &str), &[u8]> = TableDefinition::new("consumers");

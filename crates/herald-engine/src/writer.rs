@@ -9,11 +9,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use herald_core::{Error, ErrorKind, OutgoingMessage, PublishAck, Purge, Result, StreamConfig, StreamInfo, StreamName};
+use herald_core::{
+    ConsumerName, Error, ErrorKind, OutgoingMessage, PublishAck, Purge, Result, StreamConfig, StreamInfo, StreamName,
+};
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::consumers::{ConsumerRuntime, Registry};
 use crate::dedup::DedupWindow;
 use crate::encode::StreamMeta;
 use crate::error::{EngineError, StoreResult};
@@ -30,6 +33,10 @@ const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// 100 ms: the longest a commit of a `Durability::Relaxed` stream stays without
 /// an fsync. docs/semantics.md states this bound.
 pub const RELAXED_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// 250 ms: how often changed consumer state is written (lazily: losing the
+/// latest snapshot only causes redelivery). docs/semantics.md states it.
+pub const CONSUMER_SAVE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// 1 s: how often age and TTL retention run when nothing else wakes the writer.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
@@ -60,6 +67,27 @@ pub(crate) enum Request {
     Maintain {
         reply: oneshot::Sender<Result<()>>,
     },
+    /// Stores a new consumer (and creates its dead-letter stream).
+    CreateConsumer {
+        runtime: Arc<ConsumerRuntime>,
+        reply: oneshot::Sender<Result<Arc<ConsumerRuntime>>>,
+    },
+    /// Writes a consumer's snapshot now (config updates, resets).
+    SaveConsumer {
+        runtime: Arc<ConsumerRuntime>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    DeleteConsumer {
+        stream_id: u32,
+        name: ConsumerName,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Consumers settled these seqs: interest and work-queue streams may delete them.
+    Settled {
+        stream_id: u32,
+        seqs: Vec<u64>,
+        reply: oneshot::Sender<Result<()>>,
+    },
 }
 
 impl Request {
@@ -74,6 +102,7 @@ impl Request {
 /// A request that succeeded inside the transaction, answered after the commit.
 pub(crate) enum Done {
     Publish(oneshot::Sender<Result<Vec<PublishAck>>>, Vec<PublishAck>),
+    Consumer(oneshot::Sender<Result<Arc<ConsumerRuntime>>>, Arc<ConsumerRuntime>),
     Info(oneshot::Sender<Result<StreamInfo>>, StreamInfo),
     Unit(oneshot::Sender<Result<()>>),
     Count(oneshot::Sender<Result<u64>>, u64),
@@ -84,6 +113,7 @@ impl Done {
         // A caller that stopped waiting is not an error.
         let _ = match self {
             Done::Publish(tx, acks) => tx.send(Ok(acks)).map_err(drop),
+            Done::Consumer(tx, c) => tx.send(Ok(c)).map_err(drop),
             Done::Info(tx, info) => tx.send(Ok(info)).map_err(drop),
             Done::Unit(tx) => tx.send(Ok(())).map_err(drop),
             Done::Count(tx, n) => tx.send(Ok(n)).map_err(drop),
@@ -93,6 +123,7 @@ impl Done {
     fn fail(self, err: Error) {
         let _ = match self {
             Done::Publish(tx, _) => tx.send(Err(err)).map_err(drop),
+            Done::Consumer(tx, _) => tx.send(Err(err)).map_err(drop),
             Done::Info(tx, _) => tx.send(Err(err)).map_err(drop),
             Done::Unit(tx) => tx.send(Err(err)).map_err(drop),
             Done::Count(tx, _) => tx.send(Err(err)).map_err(drop),
@@ -140,6 +171,7 @@ pub(crate) struct Writer {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) catalog: Arc<Catalog>,
+    pub(crate) registry: Arc<Registry>,
     pub(crate) options: WriterOptions,
     pub(crate) streams: HashMap<u32, StreamEntry>,
     pub(crate) names: HashMap<StreamName, u32>,
@@ -152,6 +184,7 @@ pub(crate) struct Writer {
     pub(crate) batch: BatchMarks,
     unsynced_since: Option<Instant>,
     next_maintenance: Instant,
+    next_consumer_save: Instant,
 }
 
 /// What the current batch did, for the commit that follows.
@@ -173,6 +206,7 @@ impl Writer {
         clock: Arc<dyn Clock>,
         notifier: Arc<Notifier>,
         catalog: Arc<Catalog>,
+        registry: Arc<Registry>,
         options: WriterOptions,
     ) -> StoreResult<Self> {
         let mut writer = Self {
@@ -180,6 +214,7 @@ impl Writer {
             clock,
             notifier,
             catalog,
+            registry,
             options,
             streams: HashMap::new(),
             names: HashMap::new(),
@@ -189,6 +224,7 @@ impl Writer {
             batch: BatchMarks::default(),
             unsynced_since: None,
             next_maintenance: Instant::now(),
+            next_consumer_save: Instant::now() + CONSUMER_SAVE_INTERVAL,
         };
         writer.reload()?;
         Ok(writer)
@@ -246,15 +282,19 @@ impl Writer {
             }
             self.process(batch);
         }
+        // Last words: every consumer's progress, then one fsync.
+        self.next_consumer_save = Instant::now();
+        self.process(Vec::new());
         if self.unsynced_since.is_some() {
             self.flush();
         }
     }
 
     fn next_timer(&self) -> Instant {
+        let timer = self.next_maintenance.min(self.next_consumer_save);
         match self.unsynced_since {
-            Some(since) => (since + RELAXED_FLUSH_INTERVAL).min(self.next_maintenance),
-            None => self.next_maintenance,
+            Some(since) => (since + RELAXED_FLUSH_INTERVAL).min(timer),
+            None => timer,
         }
     }
 
@@ -274,10 +314,19 @@ impl Writer {
     fn process(&mut self, batch: Vec<Request>) {
         let now = Instant::now();
         let maintain = now >= self.next_maintenance;
+        let save_consumers = now >= self.next_consumer_save;
         let flush_due = self
             .unsynced_since
             .is_some_and(|since| now >= since + RELAXED_FLUSH_INTERVAL);
-        if batch.is_empty() && !maintain {
+        if save_consumers {
+            self.next_consumer_save = now + CONSUMER_SAVE_INTERVAL;
+        }
+        let dirty_consumers: Vec<_> = if save_consumers {
+            self.registry.all().into_iter().filter(|c| c.lock().dirty).collect()
+        } else {
+            Vec::new()
+        };
+        if batch.is_empty() && !maintain && dirty_consumers.is_empty() {
             if flush_due {
                 self.flush();
             }
@@ -288,7 +337,7 @@ impl Writer {
             ..BatchMarks::default()
         };
         let mut done = Vec::with_capacity(batch.len());
-        let outcome = self.run_transaction(batch, maintain, &mut done);
+        let outcome = self.run_transaction(batch, maintain, &dirty_consumers, &mut done);
         if maintain {
             self.next_maintenance = now + MAINTENANCE_INTERVAL;
         }
@@ -323,13 +372,25 @@ impl Writer {
         }
     }
 
-    fn run_transaction(&mut self, batch: Vec<Request>, maintain: bool, done: &mut Vec<Done>) -> StoreResult<()> {
+    fn run_transaction(
+        &mut self,
+        batch: Vec<Request>,
+        maintain: bool,
+        dirty_consumers: &[Arc<ConsumerRuntime>],
+        done: &mut Vec<Done>,
+    ) -> StoreResult<()> {
         let mut txn = self.db.begin_write()?;
+        let mut saved = Vec::new();
         {
             let mut tables = Tables::open(&txn)?;
             let now = self.clock.now();
             if maintain {
                 self.enforce_time_limits(&mut tables, now)?;
+            }
+            for runtime in dirty_consumers {
+                if self.save_consumer(&mut tables, runtime)? {
+                    saved.push(runtime.clone());
+                }
             }
             for request in batch {
                 self.apply(&mut tables, request, now, done)?;
@@ -352,6 +413,10 @@ impl Writer {
             std::mem::take(done).into_iter().for_each(Done::succeed);
         }
         txn.commit()?;
+        // Marked clean only now; a failed commit leaves them dirty for the next save.
+        for runtime in saved {
+            runtime.lock().dirty = false;
+        }
         if self.batch.durable {
             self.unsynced_since = None;
         } else if !self.batch.touched.is_empty() || self.batch.catalog_changed {
@@ -400,6 +465,27 @@ impl Writer {
                     let _ = reply.send(Err(err));
                 }
             },
+            Request::CreateConsumer { runtime, reply } => match self.create_consumer(tables, runtime, now)? {
+                Ok(runtime) => done.push(Done::Consumer(reply, runtime)),
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Request::SaveConsumer { runtime, reply } => {
+                self.save_consumer(tables, &runtime)?;
+                self.batch.durable = true;
+                done.push(Done::Unit(reply));
+            }
+            Request::DeleteConsumer { stream_id, name, reply } => {
+                tables.consumers.remove((stream_id, name.as_str()))?;
+                self.registry.remove(stream_id, &name);
+                self.batch.durable = true;
+                done.push(Done::Unit(reply));
+            }
+            Request::Settled { stream_id, seqs, reply } => {
+                self.delete_settled(tables, stream_id, &seqs)?;
+                done.push(Done::Unit(reply));
+            }
             Request::Maintain { reply } => {
                 self.enforce_time_limits(tables, now)?;
                 self.batch.durable = true;

@@ -12,6 +12,7 @@ use herald::{Bus, ManualClock};
 pub struct TestBus {
     bus: Bus,
     clock: Option<ManualClock>,
+    paused: bool,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -27,6 +28,7 @@ impl TestBus {
         TestBus {
             bus: Bus::from_engine(engine),
             clock: Some(clock),
+            paused: false,
             _dir: None,
         }
     }
@@ -44,6 +46,7 @@ impl TestBus {
         TestBus {
             bus,
             clock: Some(clock),
+            paused: false,
             _dir: Some(dir),
         }
     }
@@ -53,18 +56,30 @@ impl TestBus {
         TestBus {
             bus,
             clock: None,
+            paused: false,
             _dir: None,
         }
     }
 
+    /// Marks the test as running on paused tokio time, so [`advance`](TestBus::advance)
+    /// moves tokio's clock (leases, backoff) along with the bus's.
+    pub fn with_paused_time(mut self) -> TestBus {
+        self.paused = true;
+        self
+    }
+
     /// Moves time forward by `by` and lets time-based retention run.
     pub async fn advance(&self, by: Duration) {
+        if self.paused {
+            tokio::time::advance(by).await;
+        }
         match &self.clock {
             Some(clock) => {
                 clock.advance(by);
                 self.bus.enforce_retention().await.expect("retention runs");
             }
-            None => tokio::time::sleep(by).await,
+            None if !self.paused => tokio::time::sleep(by).await,
+            None => {}
         }
     }
 }

@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use herald_core::{
-    Error, ErrorKind, Message, OutgoingMessage, PublishAck, Purge, ReadRange, Result, StreamBackend, StreamConfig,
-    StreamInfo, StreamName, Subject,
+    Backend, ConsumerConfig, ConsumerInfo, ConsumerName, Error, ErrorKind, Message, OutgoingMessage, PublishAck, Purge,
+    ReadRange, Result, StreamConfig, StreamInfo, StreamName, Subject, dead_letter_names, dlq,
 };
 use herald_engine::{Clock, Engine, EngineBuilder};
+
+use crate::consumer::{Consumer, ConsumerBuilder};
 use tokio::sync::watch;
 
 /// A handle to an event bus. Cheap to clone.
@@ -30,7 +32,7 @@ use tokio::sync::watch;
 /// ```
 #[derive(Clone)]
 pub struct Bus {
-    backend: Arc<dyn StreamBackend>,
+    backend: Arc<dyn Backend>,
     engine: Option<Engine>,
 }
 
@@ -124,13 +126,124 @@ impl Bus {
     }
 
     /// A bus on any backend (the remote client, NATS, a test double).
-    pub fn from_backend(backend: Arc<dyn StreamBackend>) -> Bus {
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Bus {
         Bus { backend, engine: None }
     }
 
     /// The backend, for code written against the traits.
-    pub fn backend(&self) -> &Arc<dyn StreamBackend> {
+    pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// Starts configuring the durable consumer `name` on `stream`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let bus = herald::Bus::memory()?;
+    /// bus.create_stream(herald::StreamConfig::new("orders")?).await?;
+    /// let consumer = bus.consumer("orders", "shipping").filter("orders.paid").max_deliver(5).create().await?;
+    /// assert_eq!(consumer.info().await?.pending, 0);
+    /// # Ok::<(), herald::Error>(())
+    /// # })?;
+    /// # Ok::<(), herald::Error>(())
+    /// ```
+    pub fn consumer(&self, stream: impl AsRef<str>, name: impl AsRef<str>) -> ConsumerBuilder {
+        ConsumerBuilder {
+            backend: self.backend.clone(),
+            stream: StreamName::new(stream),
+            config: ConsumerConfig::new(name),
+        }
+    }
+
+    /// A handle on an existing consumer, after checking that it exists.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `StreamNotFound`, `ConsumerNotFound`.
+    pub async fn bind_consumer(&self, stream: impl AsRef<str>, name: impl AsRef<str>) -> Result<Consumer> {
+        let (stream, name) = (StreamName::new(stream)?, ConsumerName::new(name)?);
+        self.backend.consumer_info(&stream, &name).await?;
+        Ok(Consumer::new(self.backend.clone(), stream, name))
+    }
+
+    /// Every consumer of a stream.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `StreamNotFound`.
+    pub async fn consumers(&self, stream: impl AsRef<str>) -> Result<Vec<ConsumerInfo>> {
+        self.backend.list_consumers(&StreamName::new(stream)?).await
+    }
+
+    /// Deletes a consumer and its progress (its dead-letter stream stays).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `StreamNotFound`, `ConsumerNotFound`.
+    pub async fn delete_consumer(&self, stream: impl AsRef<str>, name: impl AsRef<str>) -> Result<()> {
+        self.backend
+            .delete_consumer(&StreamName::new(stream)?, &ConsumerName::new(name)?)
+            .await
+    }
+
+    /// The dead letters of a consumer, oldest first, up to `limit`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`; `StreamNotFound` if the consumer never had dead letters enabled.
+    pub async fn dead_letters(
+        &self,
+        stream: impl AsRef<str>,
+        consumer: impl AsRef<str>,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let (dlq, _) = dead_letter_names(&StreamName::new(stream)?, &ConsumerName::new(consumer)?);
+        self.backend.read_range(&dlq, ReadRange::from_seq(1, limit)).await
+    }
+
+    /// Republishes every dead letter of a consumer to its original subject (with
+    /// its original headers and a fresh id) and removes it from the dead-letter
+    /// stream; returns how many were replayed.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `StreamNotFound`, and any publish error (what was replayed
+    /// before it stays replayed and removed).
+    pub async fn replay_dead_letters(&self, stream: impl AsRef<str>, consumer: impl AsRef<str>) -> Result<u64> {
+        let (dlq, _) = dead_letter_names(&StreamName::new(stream)?, &ConsumerName::new(consumer)?);
+        let mut replayed = 0;
+        loop {
+            let letters = self.backend.read_range(&dlq, ReadRange::from_seq(1, 256)).await?;
+            let Some(last) = letters.last().map(|m| m.seq) else {
+                return Ok(replayed);
+            };
+            for letter in letters {
+                let subject = letter.headers.get(dlq::SUBJECT).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidRequest,
+                        format!("dead letter {} has no original subject", letter.seq),
+                    )
+                })?;
+                let mut message = OutgoingMessage::new(Subject::new(subject)?, letter.payload.clone())
+                    .id(format!("replay:{dlq}:{}", letter.seq));
+                message.headers = letter.headers.clone();
+                message.headers.retain(|k, _| !k.starts_with("herald-dlq-"));
+                message.content_type = letter.content_type.clone();
+                self.backend.publish(message).await?;
+                replayed += 1;
+            }
+            self.backend.purge_stream(&dlq, Purge::all().before(last + 1)).await?;
+        }
+    }
+
+    /// Deletes every dead letter of a consumer; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `StreamNotFound`.
+    pub async fn purge_dead_letters(&self, stream: impl AsRef<str>, consumer: impl AsRef<str>) -> Result<u64> {
+        let (dlq, _) = dead_letter_names(&StreamName::new(stream)?, &ConsumerName::new(consumer)?);
+        self.backend.purge_stream(&dlq, Purge::all()).await
     }
 
     /// Publishes `payload` to `subject`.

@@ -29,12 +29,15 @@
 //! ```
 
 mod bus;
+mod consumer;
 
 pub use bus::{Bus, BusBuilder};
+pub use consumer::{Consumer, ConsumerBuilder, DEFAULT_MEMBER, Received};
 pub use herald_core::{
-    Bytes, DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_PAYLOAD, Discard, Durability, Error, ErrorDetail, ErrorKind, Headers,
-    MAX_HEADER_BYTES, MAX_ID_LEN, MAX_NAME_LEN, MAX_SUBJECT_LEN, Message, OutgoingMessage, Pattern, PublishAck, Purge,
-    ReadFrom, ReadRange, Result, Retention, StreamBackend, StreamConfig, StreamInfo, StreamName, StreamState, Subject,
-    Timestamp,
+    Backend, Bytes, ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_DUPLICATE_WINDOW,
+    DEFAULT_MAX_PAYLOAD, DeadLetter, Delivery, Discard, Durability, Error, ErrorDetail, ErrorKind, Headers,
+    MAX_HEADER_BYTES, MAX_ID_LEN, MAX_NAME_LEN, MAX_SUBJECT_LEN, MemberInfo, Message, OutgoingMessage, Pattern,
+    PublishAck, Purge, ReadFrom, ReadRange, Result, Retention, Settle, StartPolicy, StreamBackend, StreamConfig,
+    StreamInfo, StreamName, StreamState, Subject, Timestamp, dlq,
 };
 pub use herald_engine::{DATA_FILE, Engine, ManualClock};

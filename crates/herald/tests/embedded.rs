@@ -188,16 +188,3 @@ async fn relaxed_publishes_are_on_disk_after_a_clean_close() {
     let bus = Bus::open(dir.path()).await.unwrap();
     assert_eq!(bus.stream_info("fast").await.unwrap().state.messages, 100);
 }
-
-#[tokio::test]
-async fn consumer_driven_retention_is_refused_until_consumers_exist() {
-    let bus = Bus::memory().unwrap();
-    for retention in [Retention::Interest, Retention::WorkQueue] {
-        let err = bus
-            .create_stream(StreamConfig::new("q").unwrap().retention(retention))
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unsupported);
-    }
-    assert!(bus.streams().await.unwrap().is_empty());
-}

@@ -8,6 +8,7 @@
 
 use herald::{ErrorKind, OutgoingMessage, Result, Subject};
 
+pub mod consumers;
 pub mod publish;
 pub mod reads;
 pub mod retention;
@@ -32,7 +33,7 @@ pub fn kind<T: std::fmt::Debug>(result: Result<T>) -> ErrorKind {
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:path) => {
-        $crate::conformance_tests!(@each $factory;
+        $crate::conformance_tests!(@paused $factory;
             streams::a_stream_is_created_on_first_publish,
             streams::a_publish_goes_to_the_stream_that_captures_its_subject,
             streams::creating_a_stream_again_with_the_same_config_is_a_no_op,
@@ -74,9 +75,41 @@ macro_rules! conformance_tests {
             retention::discard_new_rejects_publishes_over_the_limit,
             retention::max_age_deletes_old_messages,
             retention::a_message_ttl_expires_it,
+            consumers::two_consumers_each_see_every_message,
+            consumers::a_lone_member_gets_an_ordered_stream,
+            consumers::filters_and_start_policies_choose_what_is_delivered,
+            consumers::an_expired_lease_goes_to_another_member,
+            consumers::a_nak_with_a_delay_is_not_redelivered_before_the_delay,
+            consumers::the_backoff_schedule_is_honoured,
+            consumers::max_deliver_dead_letters_and_replay_republishes,
+            consumers::term_dead_letters_at_once_with_the_reason,
+            consumers::acks_are_idempotent,
+            consumers::in_progress_extends_the_lease,
+            consumers::fresh_messages_come_before_redeliveries,
+            consumers::max_ack_pending_bounds_what_is_in_flight,
+            consumers::info_reports_floor_lag_and_in_flight,
+            consumers::a_reset_moves_the_consumer_and_shows_in_info,
+            consumers::consumers_are_listed_updated_and_deleted,
+            consumers::consumers_work_far_into_a_stream_among_other_streams,
+            consumers::work_queue_retention_deletes_exactly_the_acked,
+            consumers::interest_retention_deletes_once_every_consumer_acked,
+        );
+        $crate::conformance_tests!(@real_time $factory;
+            consumers::four_members_share_ten_thousand_messages,
+            consumers::a_publish_racing_a_waiting_consumer_is_never_missed,
         );
     };
-    (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
+    (@paused $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            // Paused tokio time: leases, backoff and waits run on virtual time.
+            #[tokio::test(start_paused = true)]
+            async fn $name() {
+                let bus = $factory().await.with_paused_time();
+                $crate::suite::$module::$name(&bus).await;
+            }
+        )*
+    };
+    (@real_time $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {

@@ -1,0 +1,351 @@
+//! Durable consumers: configuration, deliveries and info.
+//!
+//! A consumer is a named cursor on one stream. Several members may share it (a
+//! consumer group): each message in flight is leased to one member at a time.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::message::{Message, Timestamp};
+use crate::subject::{Pattern, StreamName, check_name};
+
+/// 30 s: the default lease, as in NATS: long enough for ordinary handlers, short
+/// enough that a crashed member's messages come back within a minute.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// 1,000: the default bound on messages in flight per consumer, as in NATS.
+pub const DEFAULT_MAX_ACK_PENDING: NonZeroU32 = NonZeroU32::new(1000).expect("non-zero");
+
+/// A validated consumer (or member) name: the same rules as stream names.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConsumerName(Arc<str>);
+
+impl ConsumerName {
+    /// Validates `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::InvalidName`] as for stream names (no leading `$`).
+    pub fn new(name: impl AsRef<str>) -> Result<Self, Error> {
+        let name = name.as_ref();
+        if name.starts_with('$') {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidName,
+                format!("consumer name `{name}` may not start with `$`"),
+            ));
+        }
+        check_name(name, "consumer")?;
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConsumerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl fmt::Debug for ConsumerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConsumerName({})", &self.0)
+    }
+}
+
+impl TryFrom<String> for ConsumerName {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::new(value)
+    }
+}
+
+impl From<ConsumerName> for String {
+    fn from(value: ConsumerName) -> Self {
+        value.0.to_string()
+    }
+}
+
+/// Where a new consumer starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartPolicy {
+    /// From the first message held.
+    #[default]
+    All,
+    /// From the next message published after the consumer is created.
+    New,
+    /// From this sequence.
+    FromSeq(u64),
+    /// From the first message appended at or after this time.
+    FromTime(Timestamp),
+    /// From the last message of each subject (then everything after).
+    LastPerSubject,
+}
+
+/// Where a consumer's dead letters go.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetter {
+    /// To the consumer's own stream `$dlq-<stream>-<consumer>`, subject
+    /// `$dlq.<stream>.<consumer>`.
+    #[default]
+    PerConsumer,
+    /// Dropped: a message past `max_deliver` or termed is acked and forgotten.
+    Discard,
+}
+
+/// A durable consumer's configuration.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use herald_core::ConsumerConfig;
+///
+/// let config = ConsumerConfig::new("billing")?
+///     .filter("orders.created")?
+///     .ack_wait(Duration::from_secs(10))
+///     .max_deliver(5)
+///     .backoff([Duration::from_secs(1), Duration::from_secs(5)]);
+/// assert_eq!(config.filters.len(), 1);
+/// # Ok::<(), herald_core::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerConfig {
+    /// The consumer's name, unique within its stream.
+    pub name: ConsumerName,
+    /// Only messages whose subject matches one of these; empty means all.
+    #[serde(default)]
+    pub filters: Vec<Pattern>,
+    /// Where it starts. Default: [`StartPolicy::All`].
+    #[serde(default)]
+    pub start: StartPolicy,
+    /// How long a delivery is leased before it is redelivered. Default: 30 s.
+    #[serde(default = "default_ack_wait")]
+    pub ack_wait: Duration,
+    /// After this many deliveries a message is dead-lettered instead. Default: no limit.
+    #[serde(default)]
+    pub max_deliver: Option<NonZeroU32>,
+    /// The lease of the n-th delivery is `backoff[n-1]` (the last entry repeats);
+    /// empty means `ack_wait` for every delivery. Default: empty.
+    #[serde(default)]
+    pub backoff: Vec<Duration>,
+    /// At most this many messages in flight. Default: 1,000.
+    #[serde(default = "default_max_ack_pending")]
+    pub max_ack_pending: NonZeroU32,
+    /// Where dead letters go. Default: [`DeadLetter::PerConsumer`].
+    #[serde(default)]
+    pub dead_letter: DeadLetter,
+}
+
+fn default_ack_wait() -> Duration {
+    DEFAULT_ACK_WAIT
+}
+
+fn default_max_ack_pending() -> NonZeroU32 {
+    DEFAULT_MAX_ACK_PENDING
+}
+
+impl ConsumerConfig {
+    /// The default configuration for a consumer named `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::InvalidName`].
+    pub fn new(name: impl AsRef<str>) -> Result<Self, Error> {
+        Ok(Self {
+            name: ConsumerName::new(name)?,
+            filters: Vec::new(),
+            start: StartPolicy::All,
+            ack_wait: DEFAULT_ACK_WAIT,
+            max_deliver: None,
+            backoff: Vec::new(),
+            max_ack_pending: DEFAULT_MAX_ACK_PENDING,
+            dead_letter: DeadLetter::PerConsumer,
+        })
+    }
+
+    /// Adds a subject filter (may be called several times).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::InvalidSubject`].
+    pub fn filter(mut self, pattern: impl AsRef<str>) -> Result<Self, Error> {
+        self.filters.push(Pattern::new(pattern)?);
+        Ok(self)
+    }
+
+    /// Sets the start policy.
+    pub fn start(mut self, start: StartPolicy) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Sets the lease.
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
+        self
+    }
+
+    /// Dead-letters a message after `n` deliveries (`0` means no limit).
+    pub fn max_deliver(mut self, n: u32) -> Self {
+        self.max_deliver = NonZeroU32::new(n);
+        self
+    }
+
+    /// Sets the per-delivery leases.
+    pub fn backoff(mut self, schedule: impl IntoIterator<Item = Duration>) -> Self {
+        self.backoff = schedule.into_iter().collect();
+        self
+    }
+
+    /// Bounds the messages in flight.
+    pub fn max_ack_pending(mut self, n: NonZeroU32) -> Self {
+        self.max_ack_pending = n;
+        self
+    }
+
+    /// Sets where dead letters go.
+    pub fn dead_letter(mut self, dead_letter: DeadLetter) -> Self {
+        self.dead_letter = dead_letter;
+        self
+    }
+
+    /// The lease of the `delivery`-th delivery (1-based).
+    pub fn lease_for(&self, delivery: u32) -> Duration {
+        let i = (delivery.max(1) - 1) as usize;
+        self.backoff
+            .get(i)
+            .or(self.backoff.last())
+            .copied()
+            .unwrap_or(self.ack_wait)
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::InvalidConfig`] for a zero `ack_wait` or backoff step.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.ack_wait.is_zero() || self.backoff.iter().any(Duration::is_zero) {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidConfig,
+                format!(
+                    "consumer `{}`: ack_wait and backoff steps must be above zero",
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the consumer takes messages of `subject`.
+    pub fn wants(&self, subject: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|p| p.matches_str(subject))
+    }
+}
+
+/// The dead-letter stream and subject of a consumer.
+pub fn dead_letter_names(stream: &StreamName, consumer: &ConsumerName) -> (StreamName, String) {
+    let name = StreamName::new(format!("$dlq-{stream}-{consumer}")).expect("reserved names allow 140 characters");
+    (name, format!("$dlq.{stream}.{consumer}"))
+}
+
+/// One delivery of a message to a consumer member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The message.
+    pub message: Message,
+    /// The consumer's own sequence for this delivery (counts every delivery).
+    pub consumer_seq: u64,
+    /// How many times this message has been delivered, this one included.
+    pub deliveries: u32,
+    /// Messages matching the consumer after this one, not yet delivered.
+    pub pending: u64,
+    /// The member holding the lease.
+    pub member: ConsumerName,
+}
+
+/// How a delivery is settled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settle {
+    /// Done: never delivered to this consumer again.
+    Ack,
+    /// Failed: deliver again after `delay` (at once when zero).
+    Nak {
+        /// How long to wait before redelivering.
+        delay: Duration,
+    },
+    /// Still working: extend the lease by the current delivery's lease.
+    InProgress,
+    /// Give up: dead-letter now, with a reason.
+    Term {
+        /// Why, recorded in the dead letter's headers.
+        reason: String,
+    },
+}
+
+/// A member of a consumer, as listed in its info.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// The member's name.
+    pub name: ConsumerName,
+    /// When it last fetched or settled.
+    pub last_seen: Timestamp,
+    /// Messages it holds leases on.
+    pub in_flight: u64,
+}
+
+/// A consumer's configuration and progress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerInfo {
+    /// The stream it reads.
+    pub stream: StreamName,
+    /// Its configuration.
+    pub config: ConsumerConfig,
+    /// Every matching message at or below this seq is acked (or dead-lettered).
+    pub ack_floor: u64,
+    /// The next stream seq it will consider for a first delivery.
+    pub next_seq: u64,
+    /// Lag in messages: matching messages after the ack floor not yet acked.
+    pub pending: u64,
+    /// Lag in time: the age of the oldest unacked matching message, if any.
+    pub oldest_unacked_age: Option<Duration>,
+    /// Messages delivered and not yet settled.
+    pub in_flight: u64,
+    /// Deliveries that were redeliveries.
+    pub redelivered: u64,
+    /// Messages moved to dead letters (or dropped, with [`DeadLetter::Discard`]).
+    pub dead_lettered: u64,
+    /// Every delivery so far.
+    pub delivered: u64,
+    /// Members seen, by name.
+    pub members: Vec<MemberInfo>,
+}
+
+/// The headers a dead letter carries about where it came from.
+pub mod dlq {
+    /// The stream it came from.
+    pub const STREAM: &str = "herald-dlq-stream";
+    /// Its seq there.
+    pub const SEQ: &str = "herald-dlq-seq";
+    /// Its original subject (a replay republishes to it).
+    pub const SUBJECT: &str = "herald-dlq-subject";
+    /// The consumer that gave up on it.
+    pub const CONSUMER: &str = "herald-dlq-consumer";
+    /// How many times it was delivered.
+    pub const DELIVERIES: &str = "herald-dlq-deliveries";
+    /// Why: `max_deliver` reached, or the reason given to `term`.
+    pub const REASON: &str = "herald-dlq-reason";
+}

@@ -1,0 +1,408 @@
+//! The engine's [`ConsumerBackend`]: fetch with waiting, settling, dead letters,
+//! resets and info.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use herald_core::{
+    ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, Message,
+    OutgoingMessage, ReadFrom, Result, Retention, Settle, StartPolicy, StreamBackend, StreamName, Subject,
+    dead_letter_names, dlq,
+};
+use tokio::time::Instant;
+
+use crate::consumers::{ConsumerRuntime, ConsumerState, Retry};
+use crate::engine::Engine;
+use crate::error::storage;
+use crate::writer::Request;
+
+impl Engine {
+    fn consumer(&self, stream: &StreamName, name: &ConsumerName) -> Result<Arc<ConsumerRuntime>> {
+        let meta = self.meta(stream)?;
+        self.inner.registry.get(meta.id, name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::ConsumerNotFound,
+                format!("consumer `{name}` not found on stream `{stream}`"),
+            )
+        })
+    }
+
+    /// The seq a consumer starts at, and first deliveries queued up front.
+    fn resolve_start(
+        &self,
+        stream: &StreamName,
+        config: &ConsumerConfig,
+        start: StartPolicy,
+    ) -> Result<(u64, Vec<u64>)> {
+        let (reader, txn) = self.reader(stream)?;
+        let meta = self.meta(stream)?;
+        let state = self.info(&meta, &txn)?.state;
+        let resolved = match start {
+            StartPolicy::All => (state.first_seq.max(1), Vec::new()),
+            StartPolicy::New => (state.last_seq + 1, Vec::new()),
+            StartPolicy::FromSeq(seq) => (seq.max(1), Vec::new()),
+            StartPolicy::FromTime(time) => {
+                let seq = reader
+                    .seq_at_time(time, state.first_seq, state.last_seq)
+                    .map_err(Error::from)?;
+                (seq.unwrap_or(state.last_seq + 1), Vec::new())
+            }
+            StartPolicy::LastPerSubject => {
+                let lasts = reader.last_per_subject(|s| config.wants(s)).map_err(Error::from)?;
+                (state.last_seq + 1, lasts)
+            }
+        };
+        Ok(resolved)
+    }
+
+    async fn settled(&self, runtime: &ConsumerRuntime, seqs: Vec<u64>) -> Result<()> {
+        let meta = self.meta(&runtime.stream)?;
+        if meta.config.retention == Retention::Limits || seqs.is_empty() {
+            return Ok(());
+        }
+        let stream_id = runtime.stream_id;
+        self.call(|reply| Request::Settled { stream_id, seqs, reply }).await
+    }
+
+    /// Appends a message to the consumer's dead-letter stream, then counts it as settled.
+    async fn dead_letter(
+        &self,
+        runtime: &ConsumerRuntime,
+        message: Message,
+        deliveries: u32,
+        reason: &str,
+    ) -> Result<()> {
+        let seq = message.seq;
+        let target = runtime.lock().config.dead_letter.clone();
+        if target == DeadLetter::PerConsumer {
+            let (_, subject) = dead_letter_names(&runtime.stream, &runtime.name);
+            let mut letter = OutgoingMessage::new(Subject::new(subject)?, message.payload.clone())
+                // The id makes a retried dead-lettering idempotent.
+                .id(format!("dlq:{}:{}:{seq}", runtime.stream, runtime.name));
+            letter.headers = message.headers.clone();
+            letter.content_type = message.content_type.clone();
+            letter = letter
+                .header(dlq::STREAM, runtime.stream.as_str())
+                .header(dlq::SEQ, seq.to_string())
+                .header(dlq::SUBJECT, message.subject.as_str())
+                .header(dlq::CONSUMER, runtime.name.as_str())
+                .header(dlq::DELIVERIES, deliveries.to_string())
+                .header(dlq::REASON, reason);
+            if let Err(err) = self.publish(letter).await {
+                // Not dead-lettered: it stays owed and comes back for another try.
+                let mut state = runtime.lock();
+                state.dead_lettering.remove(&seq);
+                state.retry.insert(
+                    seq,
+                    Retry {
+                        deliveries,
+                        not_before: Instant::now(),
+                    },
+                );
+                return Err(err);
+            }
+        }
+        {
+            let mut state = runtime.lock();
+            state.dead_lettering.remove(&seq);
+            state.dead_lettered += 1;
+            state.dirty = true;
+        }
+        self.settled(runtime, vec![seq]).await
+    }
+
+    async fn save_now(&self, runtime: Arc<ConsumerRuntime>) -> Result<()> {
+        self.call(|reply| Request::SaveConsumer { runtime, reply }).await
+    }
+}
+
+#[async_trait]
+impl ConsumerBackend for Engine {
+    async fn create_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo> {
+        config.validate()?;
+        let meta = self.meta(stream)?;
+        if let Some(existing) = self.inner.registry.get(meta.id, &config.name) {
+            if existing.lock().config == config {
+                return self.consumer_info(stream, &config.name).await;
+            }
+            return Err(Error::new(
+                ErrorKind::ConsumerExists,
+                format!(
+                    "consumer `{}` on stream `{stream}` exists with a different configuration",
+                    config.name
+                ),
+            ));
+        }
+        let (next_seq, first) = self.resolve_start(stream, &config, config.start)?;
+        let mut state = ConsumerState::new(config.clone(), self.inner.clock.now(), next_seq);
+        let now = Instant::now();
+        state.retry = first
+            .into_iter()
+            .map(|seq| {
+                (
+                    seq,
+                    Retry {
+                        deliveries: 0,
+                        not_before: now,
+                    },
+                )
+            })
+            .collect();
+        let runtime = Arc::new(ConsumerRuntime::new(meta.id, stream.clone(), state));
+        self.call(|reply| Request::CreateConsumer { runtime, reply }).await?;
+        self.consumer_info(stream, &config.name).await
+    }
+
+    async fn update_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo> {
+        config.validate()?;
+        let runtime = self.consumer(stream, &config.name)?;
+        {
+            let mut state = runtime.lock();
+            if state.config.start != config.start {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "consumer `{}`: the start policy cannot change; reset the consumer instead",
+                        config.name
+                    ),
+                ));
+            }
+            state.config = config.clone();
+            state.dirty = true;
+        }
+        self.save_now(runtime.clone()).await?;
+        runtime.wake.notify_waiters();
+        self.consumer_info(stream, &config.name).await
+    }
+
+    async fn delete_consumer(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<()> {
+        let runtime = self.consumer(stream, consumer)?;
+        let (stream_id, name) = (runtime.stream_id, consumer.clone());
+        self.call(|reply| Request::DeleteConsumer { stream_id, name, reply })
+            .await?;
+        runtime.wake.notify_waiters();
+        Ok(())
+    }
+
+    async fn consumer_info(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<ConsumerInfo> {
+        let runtime = self.consumer(stream, consumer)?;
+        let (reader, _txn) = self.reader(stream)?;
+        let state = runtime.lock();
+        let outstanding: Vec<u64> = state
+            .in_flight
+            .keys()
+            .chain(state.retry.keys())
+            .chain(state.dead_lettering.iter())
+            .copied()
+            .collect();
+        let config = &state.config;
+        let ahead = reader
+            .count_from(state.next_seq, |s| config.wants(s))
+            .map_err(storage)?;
+        let oldest_seq = match outstanding.iter().min() {
+            Some(seq) => Some(*seq),
+            None => reader
+                .scan(state.next_seq, |s| config.wants(s), 1, usize::MAX)
+                .map_err(storage)?
+                .0
+                .first()
+                .map(|m| m.seq),
+        };
+        let oldest = match oldest_seq {
+            Some(seq) => reader
+                .time_of(seq)
+                .map_err(storage)?
+                .map(|t| self.inner.clock.now().since(t)),
+            None => None,
+        };
+        Ok(state.info(stream, ahead + outstanding.len() as u64, oldest))
+    }
+
+    async fn list_consumers(&self, stream: &StreamName) -> Result<Vec<ConsumerInfo>> {
+        let meta = self.meta(stream)?;
+        let mut infos = Vec::new();
+        for runtime in self.inner.registry.of_stream(meta.id) {
+            infos.push(self.consumer_info(stream, &runtime.name).await?);
+        }
+        Ok(infos)
+    }
+
+    async fn fetch(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>> {
+        if max == 0 {
+            return Err(Error::new(ErrorKind::InvalidRequest, "fetch needs max of at least 1"));
+        }
+        let runtime = self.consumer(stream, consumer)?;
+        let deadline = Instant::now() + wait;
+        let mut head = self.watch_head(stream)?;
+        loop {
+            // Arm both wake-ups before looking, so nothing that lands between the
+            // look and the wait is missed.
+            head.borrow_and_update();
+            let woken = runtime.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let pass = {
+                let (reader, txn) = self.reader(stream)?;
+                let meta = self.meta(stream)?;
+                let last_seq = self.info(&meta, &txn)?.state.last_seq;
+                runtime
+                    .pass(&reader, member, max, Instant::now(), self.inner.clock.now(), last_seq)
+                    .map_err(Error::from)?
+            };
+            for (message, deliveries) in pass.exhausted {
+                let limit = deliveries.to_string();
+                self.dead_letter(
+                    &runtime,
+                    message,
+                    deliveries,
+                    &format!("max_deliver reached after {limit} deliveries"),
+                )
+                .await?;
+            }
+            if !pass.deliveries.is_empty() {
+                return Ok(pass.deliveries);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            if self.inner.registry.get(runtime.stream_id, consumer).is_none() {
+                return Err(Error::new(
+                    ErrorKind::ConsumerNotFound,
+                    format!("consumer `{consumer}` was deleted"),
+                ));
+            }
+            let wake_at = runtime.lock().next_wake().map_or(deadline, |t| t.min(deadline));
+            tokio::select! {
+                changed = head.changed() => {
+                    if changed.is_err() {
+                        return Err(Error::new(ErrorKind::StreamNotFound, format!("stream `{stream}` was deleted")));
+                    }
+                }
+                () = &mut woken => {}
+                () = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        seq: u64,
+        deliveries: u32,
+        settle: Settle,
+    ) -> Result<()> {
+        let runtime = self.consumer(stream, consumer)?;
+        let now = Instant::now();
+        let term = {
+            let mut state = runtime.lock();
+            state.members.insert(member.clone(), self.inner.clock.now());
+            let held = state
+                .in_flight
+                .get(&seq)
+                .is_some_and(|l| &l.member == member && l.deliveries == deliveries);
+            if !held {
+                // Settling what is already settled is a no-op; what is owed to
+                // someone else (or due again) was lost with the lease.
+                if !state.owes(seq) {
+                    return Ok(());
+                }
+                let why = if seq >= state.next_seq {
+                    "was never delivered"
+                } else {
+                    "is no longer leased to this member"
+                };
+                return Err(Error::new(
+                    ErrorKind::LeaseLost,
+                    format!("seq {seq} (delivery {deliveries}) of consumer `{consumer}` {why}"),
+                ));
+            }
+            state.dirty = true;
+            match settle {
+                Settle::Ack => {
+                    state.in_flight.remove(&seq);
+                    None
+                }
+                Settle::Nak { delay } => {
+                    state.in_flight.remove(&seq);
+                    state.retry.insert(
+                        seq,
+                        Retry {
+                            deliveries,
+                            not_before: now + delay,
+                        },
+                    );
+                    None
+                }
+                Settle::InProgress => {
+                    let lease = state.config.lease_for(deliveries);
+                    if let Some(l) = state.in_flight.get_mut(&seq) {
+                        l.deadline = now + lease;
+                    }
+                    None
+                }
+                Settle::Term { reason } => {
+                    state.in_flight.remove(&seq);
+                    state.dead_lettering.insert(seq);
+                    Some(reason)
+                }
+            }
+        };
+        match term {
+            Some(reason) => {
+                let message = match self.get_message(stream, seq).await {
+                    Ok(message) => message,
+                    Err(err) if err.kind() == ErrorKind::MessageNotFound => {
+                        let mut state = runtime.lock();
+                        state.dead_lettering.remove(&seq);
+                        return Ok(());
+                    }
+                    Err(err) => return Err(err),
+                };
+                self.dead_letter(&runtime, message, deliveries, &reason).await
+            }
+            None => {
+                runtime.wake.notify_waiters();
+                if is_settled(&runtime, seq) {
+                    self.settled(&runtime, vec![seq]).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn reset_consumer(&self, stream: &StreamName, consumer: &ConsumerName, to: ReadFrom) -> Result<ConsumerInfo> {
+        let runtime = self.consumer(stream, consumer)?;
+        let config = runtime.lock().config.clone();
+        let start = match to {
+            ReadFrom::Seq(seq) => StartPolicy::FromSeq(seq),
+            ReadFrom::Time(time) => StartPolicy::FromTime(time),
+        };
+        let (next_seq, _) = self.resolve_start(stream, &config, start)?;
+        {
+            let mut state = runtime.lock();
+            state.in_flight.clear();
+            state.retry.clear();
+            state.next_seq = next_seq;
+            state.dirty = true;
+        }
+        self.save_now(runtime.clone()).await?;
+        runtime.wake.notify_waiters();
+        self.consumer_info(stream, consumer).await
+    }
+}
+
+/// Whether `seq` is now settled for good (not owed), so retention may act.
+fn is_settled(runtime: &ConsumerRuntime, seq: u64) -> bool {
+    !runtime.lock().owes(seq)
+}

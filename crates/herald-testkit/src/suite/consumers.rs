@@ -1,0 +1,527 @@
+//! Durable consumers and consumer groups.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald::{ConsumerConfig, ErrorKind, ReadFrom, ReadRange, Retention, StartPolicy, StreamConfig, dlq};
+use tokio::time::Instant;
+
+use super::{kind, msg};
+use crate::TestBus;
+
+const NO_WAIT: Duration = Duration::ZERO;
+const LONG: Duration = Duration::from_secs(5);
+
+async fn publish_n(bus: &TestBus, subject: &str, n: usize) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let batch = chunk.iter().map(|i| msg(subject, format!("{i}"))).collect();
+        bus.publish_batch(batch).await.unwrap();
+    }
+}
+
+async fn held(bus: &TestBus, stream: &str) -> Vec<u64> {
+    bus.read(stream, ReadRange::from_seq(1, 10_000))
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect()
+}
+
+/// Two consumers on one stream each get every message.
+pub async fn two_consumers_each_see_every_message(bus: &TestBus) {
+    publish_n(bus, "c.x", 50).await;
+    let a = bus.consumer("c", "a").create().await.unwrap();
+    let b = bus.consumer("c", "b").create().await.unwrap();
+    for consumer in [&a, &b] {
+        let got = consumer.fetch(100, LONG).await.unwrap();
+        assert_eq!(
+            got.iter().map(|d| d.message.seq).collect::<Vec<_>>(),
+            (1..=50).collect::<Vec<_>>()
+        );
+        for d in &got {
+            d.ack().await.unwrap();
+        }
+        let info = consumer.info().await.unwrap();
+        assert_eq!((info.ack_floor, info.pending, info.in_flight), (50, 0, 0));
+    }
+}
+
+/// A lone member gets the stream in order, one delivery per message.
+pub async fn a_lone_member_gets_an_ordered_stream(bus: &TestBus) {
+    publish_n(bus, "c.x", 30).await;
+    let consumer = bus.consumer("c", "solo").create().await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 30 {
+        let d = consumer.next().await.unwrap();
+        assert_eq!((d.deliveries, d.consumer_seq), (1, seen.len() as u64 + 1));
+        seen.push(d.message.seq);
+        d.ack().await.unwrap();
+    }
+    assert_eq!(seen, (1..=30).collect::<Vec<_>>());
+}
+
+/// Filters pick subjects; start policies pick where a consumer begins.
+pub async fn filters_and_start_policies_choose_what_is_delivered(bus: &TestBus) {
+    for (i, subject) in ["c.a", "c.b", "c.a", "c.c", "c.b"].iter().enumerate() {
+        bus.publish(subject, format!("{i}")).await.unwrap();
+        bus.advance(Duration::from_millis(10)).await;
+    }
+    let seqs = |v: Vec<herald::Received>| v.iter().map(|d| d.message.seq).collect::<Vec<_>>();
+    let ab = bus
+        .consumer("c", "ab")
+        .filter("c.a")
+        .filter("c.b")
+        .create()
+        .await
+        .unwrap();
+    assert_eq!(seqs(ab.fetch(10, NO_WAIT).await.unwrap()), [1, 2, 3, 5]);
+    let from3 = bus
+        .consumer("c", "from3")
+        .start(StartPolicy::FromSeq(3))
+        .create()
+        .await
+        .unwrap();
+    assert_eq!(seqs(from3.fetch(10, NO_WAIT).await.unwrap()), [3, 4, 5]);
+    let last = bus
+        .consumer("c", "last")
+        .start(StartPolicy::LastPerSubject)
+        .create()
+        .await
+        .unwrap();
+    assert_eq!(seqs(last.fetch(10, NO_WAIT).await.unwrap()), [3, 4, 5]);
+    let t4 = bus.get("c", 4).await.unwrap().time;
+    let from_t = bus
+        .consumer("c", "from-t")
+        .start(StartPolicy::FromTime(t4))
+        .create()
+        .await
+        .unwrap();
+    assert_eq!(seqs(from_t.fetch(10, NO_WAIT).await.unwrap())[0], 4);
+    let new = bus.consumer("c", "new").start(StartPolicy::New).create().await.unwrap();
+    assert!(new.fetch(10, NO_WAIT).await.unwrap().is_empty());
+    bus.publish("c.z", "6").await.unwrap();
+    assert_eq!(seqs(new.fetch(10, LONG).await.unwrap()), [6]);
+}
+
+/// An unacked delivery comes back after `ack_wait`, to any member.
+pub async fn an_expired_lease_goes_to_another_member(bus: &TestBus) {
+    bus.publish("c.x", "job").await.unwrap();
+    let group = bus
+        .consumer("c", "workers")
+        .ack_wait(Duration::from_secs(10))
+        .create()
+        .await
+        .unwrap();
+    let (one, two) = (group.member("one").unwrap(), group.member("two").unwrap());
+    let first = one.fetch(1, NO_WAIT).await.unwrap().pop().unwrap();
+    assert_eq!(first.member.as_str(), "one");
+    assert!(two.fetch(1, NO_WAIT).await.unwrap().is_empty(), "leased to one only");
+    bus.advance(Duration::from_secs(11)).await;
+    let again = two
+        .fetch(1, NO_WAIT)
+        .await
+        .unwrap()
+        .pop()
+        .expect("redelivered after the lease");
+    assert_eq!(
+        (again.message.seq, again.deliveries, again.member.as_str()),
+        (1, 2, "two")
+    );
+    // The first member's late ack changes nothing and causes no duplicate.
+    assert_eq!(kind(first.ack().await), ErrorKind::LeaseLost);
+    again.ack().await.unwrap();
+    assert!(one.fetch(1, NO_WAIT).await.unwrap().is_empty());
+    let info = group.info().await.unwrap();
+    assert_eq!((info.ack_floor, info.redelivered), (1, 1));
+    let members: Vec<&str> = info.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(members, ["one", "two"]);
+}
+
+/// A nak with a delay is not redelivered before the delay.
+pub async fn a_nak_with_a_delay_is_not_redelivered_before_the_delay(bus: &TestBus) {
+    bus.publish("c.x", "retry me").await.unwrap();
+    let consumer = bus.consumer("c", "n").create().await.unwrap();
+    let d = consumer.fetch(1, NO_WAIT).await.unwrap().pop().unwrap();
+    let naked_at = Instant::now();
+    d.nak_after(Duration::from_secs(5)).await.unwrap();
+    assert!(consumer.fetch(1, Duration::from_secs(4)).await.unwrap().is_empty());
+    let again = consumer.fetch(1, Duration::from_secs(10)).await.unwrap().pop().unwrap();
+    assert!(
+        naked_at.elapsed() >= Duration::from_secs(5),
+        "redelivered after {:?}",
+        naked_at.elapsed()
+    );
+    assert_eq!(again.deliveries, 2);
+    // A plain nak comes back at once.
+    again.nak().await.unwrap();
+    assert_eq!(consumer.fetch(1, NO_WAIT).await.unwrap().pop().unwrap().deliveries, 3);
+}
+
+/// Each redelivery's lease follows the backoff schedule.
+pub async fn the_backoff_schedule_is_honoured(bus: &TestBus) {
+    bus.publish("c.x", "slow").await.unwrap();
+    let schedule = [Duration::from_secs(1), Duration::from_secs(4), Duration::from_secs(9)];
+    let consumer = bus.consumer("c", "b").backoff(schedule).create().await.unwrap();
+    let mut last = Instant::now();
+    let mut gaps = Vec::new();
+    for delivery in 1..=4u32 {
+        let d = consumer.fetch(1, Duration::from_secs(60)).await.unwrap().pop().unwrap();
+        assert_eq!(d.deliveries, delivery);
+        if delivery > 1 {
+            gaps.push(last.elapsed().as_secs());
+        }
+        last = Instant::now();
+    }
+    assert_eq!(gaps, [1, 4, 9], "redelivered after each lease of the schedule");
+}
+
+/// Past `max_deliver` a message goes to the dead-letter stream with its story
+/// in headers; replay republishes it to its subject.
+pub async fn max_deliver_dead_letters_and_replay_republishes(bus: &TestBus) {
+    bus.publish_message(msg("c.orders", "poison").header("trace", "t-1"))
+        .await
+        .unwrap();
+    let consumer = bus.consumer("c", "billing").max_deliver(2).create().await.unwrap();
+    for _ in 0..2 {
+        let d = consumer.fetch(1, LONG).await.unwrap().pop().unwrap();
+        assert_eq!(d.message.seq, 1);
+        d.nak().await.unwrap();
+    }
+    bus.publish("c.orders", "fine").await.unwrap();
+    // The next pass delivers the fresh message and dead-letters seq 1 instead of
+    // a third delivery.
+    let next = consumer.fetch(10, LONG).await.unwrap();
+    assert_eq!(next.iter().map(|d| d.message.seq).collect::<Vec<_>>(), [2]);
+    next[0].ack().await.unwrap();
+    let letters = bus.dead_letters("c", "billing", 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let h = &letters[0].headers;
+    assert_eq!(h.get(dlq::STREAM).map(String::as_str), Some("c"));
+    assert_eq!(h.get(dlq::SEQ).map(String::as_str), Some("1"));
+    assert_eq!(h.get(dlq::SUBJECT).map(String::as_str), Some("c.orders"));
+    assert_eq!(h.get(dlq::CONSUMER).map(String::as_str), Some("billing"));
+    assert_eq!(h.get(dlq::DELIVERIES).map(String::as_str), Some("2"));
+    assert!(h.get(dlq::REASON).is_some_and(|r| r.contains("max_deliver")));
+    assert_eq!(h.get("trace").map(String::as_str), Some("t-1"));
+    assert_eq!(&letters[0].payload[..], b"poison");
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.ack_floor, info.dead_lettered), (2, 1));
+
+    assert_eq!(bus.replay_dead_letters("c", "billing").await.unwrap(), 1);
+    assert!(bus.dead_letters("c", "billing", 10).await.unwrap().is_empty());
+    let replayed = consumer.fetch(1, LONG).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (replayed.message.seq, &replayed.message.payload[..]),
+        (3, &b"poison"[..])
+    );
+    assert_eq!(replayed.message.subject.as_str(), "c.orders");
+    assert_eq!(replayed.message.headers.get("trace").map(String::as_str), Some("t-1"));
+    assert!(!replayed.message.headers.contains_key(dlq::REASON));
+}
+
+/// `term` dead-letters at once with the given reason; purge empties the dead letters.
+pub async fn term_dead_letters_at_once_with_the_reason(bus: &TestBus) {
+    bus.publish("c.x", "bad input").await.unwrap();
+    let consumer = bus.consumer("c", "t").create().await.unwrap();
+    let d = consumer.fetch(1, NO_WAIT).await.unwrap().pop().unwrap();
+    d.term("cannot parse").await.unwrap();
+    let letters = bus.dead_letters("c", "t", 10).await.unwrap();
+    assert_eq!(
+        letters[0].headers.get(dlq::REASON).map(String::as_str),
+        Some("cannot parse")
+    );
+    assert!(consumer.fetch(1, NO_WAIT).await.unwrap().is_empty());
+    assert_eq!(bus.purge_dead_letters("c", "t").await.unwrap(), 1);
+    assert!(bus.dead_letters("c", "t", 10).await.unwrap().is_empty());
+}
+
+/// Acks are idempotent; settling what was never delivered is `LeaseLost`.
+pub async fn acks_are_idempotent(bus: &TestBus) {
+    publish_n(bus, "c.x", 3).await;
+    let consumer = bus.consumer("c", "i").create().await.unwrap();
+    let d = consumer.fetch(1, NO_WAIT).await.unwrap().pop().unwrap();
+    d.ack().await.unwrap();
+    d.ack().await.unwrap();
+    assert_eq!(consumer.info().await.unwrap().ack_floor, 1);
+    let next = consumer.fetch(5, NO_WAIT).await.unwrap();
+    assert_eq!(next.len(), 2, "an acked message is never delivered again");
+    let (stream, name) = (
+        herald::StreamName::new("c").unwrap(),
+        herald::ConsumerName::new("i").unwrap(),
+    );
+    let member = herald::ConsumerName::new("default").unwrap();
+    let unknown = bus
+        .backend()
+        .settle(&stream, &name, &member, 99, 1, herald::Settle::Ack)
+        .await;
+    assert_eq!(kind(unknown), ErrorKind::LeaseLost);
+}
+
+/// `in_progress` extends the lease.
+pub async fn in_progress_extends_the_lease(bus: &TestBus) {
+    bus.publish("c.x", "long job").await.unwrap();
+    let consumer = bus
+        .consumer("c", "p")
+        .ack_wait(Duration::from_secs(10))
+        .create()
+        .await
+        .unwrap();
+    let other = consumer.member("other").unwrap();
+    let d = consumer.fetch(1, NO_WAIT).await.unwrap().pop().unwrap();
+    bus.advance(Duration::from_secs(8)).await;
+    d.in_progress().await.unwrap();
+    bus.advance(Duration::from_secs(8)).await;
+    assert!(
+        other.fetch(1, NO_WAIT).await.unwrap().is_empty(),
+        "the lease was extended"
+    );
+    d.ack().await.unwrap();
+}
+
+/// Fresh messages are served before redeliveries come back around.
+pub async fn fresh_messages_come_before_redeliveries(bus: &TestBus) {
+    publish_n(bus, "c.x", 3).await;
+    let consumer = bus.consumer("c", "f").create().await.unwrap();
+    let first = consumer.fetch(1, NO_WAIT).await.unwrap().pop().unwrap();
+    first.nak().await.unwrap();
+    let order: Vec<u64> = consumer
+        .fetch(10, NO_WAIT)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.message.seq)
+        .collect();
+    assert_eq!(order, [2, 3, 1]);
+}
+
+/// `max_ack_pending` bounds what is in flight.
+pub async fn max_ack_pending_bounds_what_is_in_flight(bus: &TestBus) {
+    publish_n(bus, "c.x", 10).await;
+    let consumer = bus.consumer("c", "m").max_ack_pending(3).create().await.unwrap();
+    let got = consumer.fetch(10, NO_WAIT).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(consumer.fetch(10, NO_WAIT).await.unwrap().is_empty());
+    got[0].ack().await.unwrap();
+    assert_eq!(consumer.fetch(10, NO_WAIT).await.unwrap().len(), 1);
+}
+
+/// Info reports the ack floor, lag in messages and in time, and what is in flight.
+pub async fn info_reports_floor_lag_and_in_flight(bus: &TestBus) {
+    publish_n(bus, "c.x", 10).await;
+    let consumer = bus.consumer("c", "lag").create().await.unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.ack_floor, info.pending, info.in_flight), (0, 10, 0));
+    bus.advance(Duration::from_secs(3)).await;
+    let got = consumer.fetch(4, NO_WAIT).await.unwrap();
+    got[0].ack().await.unwrap();
+    got[2].ack().await.unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        (info.ack_floor, info.pending, info.in_flight, info.delivered),
+        (1, 8, 2, 4)
+    );
+    assert!(info.oldest_unacked_age.is_some_and(|age| age >= Duration::from_secs(3)));
+}
+
+/// A reset moves the consumer to a seq; everything from there comes again.
+pub async fn a_reset_moves_the_consumer_and_shows_in_info(bus: &TestBus) {
+    publish_n(bus, "c.x", 5).await;
+    let consumer = bus.consumer("c", "r").create().await.unwrap();
+    for d in consumer.fetch(5, NO_WAIT).await.unwrap() {
+        d.ack().await.unwrap();
+    }
+    let info = consumer.reset(ReadFrom::Seq(3)).await.unwrap();
+    assert_eq!((info.ack_floor, info.next_seq, info.pending), (2, 3, 3));
+    let again: Vec<u64> = consumer
+        .fetch(5, NO_WAIT)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.message.seq)
+        .collect();
+    assert_eq!(again, [3, 4, 5]);
+}
+
+/// Consumers are listed, updated and deleted; unknown ones are `ConsumerNotFound`.
+pub async fn consumers_are_listed_updated_and_deleted(bus: &TestBus) {
+    bus.create_stream(StreamConfig::new("c").unwrap()).await.unwrap();
+    bus.consumer("c", "b").create().await.unwrap();
+    let a = bus.consumer("c", "a").create().await.unwrap();
+    let names: Vec<String> = bus
+        .consumers("c")
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.config.name.to_string())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    let again = bus.consumer("c", "a").max_deliver(3).create().await;
+    assert_eq!(kind(again), ErrorKind::ConsumerExists);
+    let updated = a
+        .update(ConsumerConfig::new("a").unwrap().max_deliver(3))
+        .await
+        .unwrap();
+    assert_eq!(updated.config.max_deliver.map(|n| n.get()), Some(3));
+    bus.delete_consumer("c", "b").await.unwrap();
+    assert_eq!(kind(bus.bind_consumer("c", "b").await), ErrorKind::ConsumerNotFound);
+    assert_eq!(kind(bus.delete_consumer("c", "b").await), ErrorKind::ConsumerNotFound);
+    assert_eq!(
+        kind(bus.consumer("nope", "x").create().await),
+        ErrorKind::StreamNotFound
+    );
+    assert_eq!(
+        kind(bus.consumer("c", "bad.name").create().await),
+        ErrorKind::InvalidName
+    );
+}
+
+/// Four members share 10,000 messages: each acked exactly once, never leased twice at once.
+pub async fn four_members_share_ten_thousand_messages(bus: &TestBus) {
+    publish_n(bus, "c.x", 10_000).await;
+    let group = bus
+        .consumer("c", "g")
+        .ack_wait(Duration::from_secs(300))
+        .create()
+        .await
+        .unwrap();
+    let holders: Arc<Mutex<HashMap<u64, String>>> = Arc::default();
+    let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for m in 0..4 {
+        let member = group.member(format!("m{m}")).unwrap();
+        let (holders, acked) = (holders.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut count = 0;
+            loop {
+                let batch = member.fetch(50, Duration::from_millis(200)).await.unwrap();
+                if batch.is_empty() {
+                    return count;
+                }
+                for d in &batch {
+                    let previous = holders.lock().unwrap().insert(d.message.seq, d.member.to_string());
+                    assert!(previous.is_none(), "seq {} leased twice", d.message.seq);
+                }
+                for d in batch {
+                    holders.lock().unwrap().remove(&d.message.seq);
+                    d.ack().await.unwrap();
+                    assert!(
+                        acked.lock().unwrap().insert(d.message.seq),
+                        "seq {} acked twice",
+                        d.message.seq
+                    );
+                    count += 1;
+                }
+            }
+        }));
+    }
+    let mut per_member = Vec::new();
+    for t in tasks {
+        per_member.push(t.await.unwrap());
+    }
+    assert_eq!(per_member.iter().sum::<usize>(), 10_000);
+    assert_eq!(acked.lock().unwrap().len(), 10_000);
+    let info = group.info().await.unwrap();
+    assert_eq!((info.ack_floor, info.pending, info.redelivered), (10_000, 0, 0));
+}
+
+/// Consumers work past seq 100 and 10,000 with other streams' traffic interleaved.
+pub async fn consumers_work_far_into_a_stream_among_other_streams(bus: &TestBus) {
+    for round in 0..20 {
+        let batch = (0..520).map(|i| msg("far.x", format!("{round}-{i}"))).collect();
+        bus.publish_batch(batch).await.unwrap();
+        bus.publish_batch((0..50).map(|i| msg("other.y", format!("{i}"))).collect())
+            .await
+            .unwrap();
+    }
+    let late = bus
+        .consumer("far", "late")
+        .start(StartPolicy::FromSeq(10_001))
+        .create()
+        .await
+        .unwrap();
+    let group = bus
+        .consumer("far", "group")
+        .start(StartPolicy::FromSeq(101))
+        .create()
+        .await
+        .unwrap();
+    let got = late.fetch(500, NO_WAIT).await.unwrap();
+    assert_eq!(got.first().map(|d| d.message.seq), Some(10_001));
+    assert_eq!(got.len(), 400);
+    let (a, b) = (group.member("a").unwrap(), group.member("b").unwrap());
+    let mut seen = HashSet::new();
+    loop {
+        let mut progressed = false;
+        for member in [&a, &b] {
+            for d in member.fetch(200, NO_WAIT).await.unwrap() {
+                assert!(seen.insert(d.message.seq));
+                d.ack().await.unwrap();
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    assert_eq!(seen, (101..=10_400).collect::<HashSet<u64>>());
+    assert_eq!(group.info().await.unwrap().ack_floor, 10_400);
+}
+
+/// Work-queue streams delete a message once it is acked, and nothing else.
+pub async fn work_queue_retention_deletes_exactly_the_acked(bus: &TestBus) {
+    bus.create_stream(StreamConfig::new("jobs").unwrap().retention(Retention::WorkQueue))
+        .await
+        .unwrap();
+    publish_n(bus, "jobs.x", 10).await;
+    let workers = bus.consumer("jobs", "workers").create().await.unwrap();
+    let got = workers.fetch(10, NO_WAIT).await.unwrap();
+    for d in got.iter().filter(|d| d.message.seq % 2 == 0) {
+        d.ack().await.unwrap();
+    }
+    got[0].nak().await.unwrap();
+    assert_eq!(held(bus, "jobs").await, [1, 3, 5, 7, 9]);
+    let overlapping = bus.consumer("jobs", "second").create().await;
+    assert_eq!(kind(overlapping), ErrorKind::InvalidConfig);
+}
+
+/// Interest streams delete a message once every interested consumer acked it.
+pub async fn interest_retention_deletes_once_every_consumer_acked(bus: &TestBus) {
+    bus.create_stream(StreamConfig::new("ev").unwrap().retention(Retention::Interest))
+        .await
+        .unwrap();
+    let a = bus.consumer("ev", "a").create().await.unwrap();
+    let b = bus.consumer("ev", "b").filter("ev.b").create().await.unwrap();
+    bus.publish("ev.a", "only a wants it").await.unwrap();
+    bus.publish("ev.b", "both want it").await.unwrap();
+    for d in a.fetch(10, NO_WAIT).await.unwrap() {
+        d.ack().await.unwrap();
+    }
+    assert_eq!(
+        held(bus, "ev").await,
+        [2],
+        "seq 1 had no other interest; seq 2 is owed to b"
+    );
+    b.fetch(10, NO_WAIT).await.unwrap()[0].ack().await.unwrap();
+    assert!(held(bus, "ev").await.is_empty());
+}
+
+/// A publish racing a consumer that is about to wait is always seen promptly.
+pub async fn a_publish_racing_a_waiting_consumer_is_never_missed(bus: &TestBus) {
+    bus.create_stream(StreamConfig::new("race").unwrap()).await.unwrap();
+    let consumer = bus.consumer("race", "r").create().await.unwrap();
+    for round in 1..=1000u64 {
+        let publisher = {
+            let bus = herald::Bus::clone(bus);
+            tokio::spawn(async move { bus.publish("race.x", "x").await.unwrap() })
+        };
+        let got = tokio::time::timeout(Duration::from_secs(10), consumer.fetch(1, Duration::from_secs(60)))
+            .await
+            .expect("woken by the commit, not by a timeout")
+            .unwrap();
+        assert_eq!(got[0].message.seq, round);
+        got[0].ack().await.unwrap();
+        publisher.await.unwrap();
+    }
+}
