@@ -12,7 +12,7 @@ use crate::consumer::{ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Sett
 use crate::error::Result;
 use crate::message::{Message, OutgoingMessage, PublishAck};
 use crate::stream::{Purge, ReadFrom, ReadRange, StreamConfig, StreamInfo};
-use crate::subject::{StreamName, Subject};
+use crate::subject::{Pattern, StreamName, Subject};
 
 /// Streams: admin, publishing and reads.
 ///
@@ -142,7 +142,29 @@ pub trait ConsumerBackend: Send + Sync + 'static {
     async fn reset_consumer(&self, stream: &StreamName, consumer: &ConsumerName, to: ReadFrom) -> Result<ConsumerInfo>;
 }
 
-/// Everything a bus needs from a backend.
-pub trait Backend: StreamBackend + ConsumerBackend {}
+/// Live subscriptions: any pattern across streams, optionally replaying first.
+#[async_trait]
+pub trait SubscriptionBackend: Send + Sync + 'static {
+    /// Follows every message whose subject matches `pattern`, in every stream that
+    /// can hold one. With `from`, replays from that seq or time (in each stream)
+    /// first, then follows; without, starts with the next message published.
+    ///
+    /// Errors: `InvalidSubject`.
+    async fn subscribe(&self, pattern: Pattern, from: Option<ReadFrom>) -> Result<Box<dyn LiveSubscription>>;
+}
 
-impl<T: StreamBackend + ConsumerBackend> Backend for T {}
+/// A live subscription: messages in order per stream, no gap and no duplicate.
+#[async_trait]
+pub trait LiveSubscription: Send + 'static {
+    /// The next message, waiting for one.
+    ///
+    /// Errors: `Lagged` (with [`crate::ErrorDetail::Lagged`]) when messages were
+    /// deleted before this subscriber read them; the subscription carries on after
+    /// them, so the next call continues. `Closed` when the bus is gone.
+    async fn next(&mut self) -> Result<Message>;
+}
+
+/// Everything a bus needs from a backend.
+pub trait Backend: StreamBackend + ConsumerBackend + SubscriptionBackend {}
+
+impl<T: StreamBackend + ConsumerBackend + SubscriptionBackend> Backend for T {}

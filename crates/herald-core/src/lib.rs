@@ -26,7 +26,7 @@ mod message;
 mod stream;
 mod subject;
 
-pub use backend::{Backend, ConsumerBackend, StreamBackend};
+pub use backend::{Backend, ConsumerBackend, LiveSubscription, StreamBackend, SubscriptionBackend};
 pub use consumer::{
     ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_ACK_WAIT, DEFAULT_MAX_ACK_PENDING, DeadLetter, Delivery,
     MemberInfo, Settle, StartPolicy, dead_letter_names, dlq,

@@ -39,6 +39,7 @@ mod retention;
 mod settle;
 mod store;
 mod streams;
+mod subscribe;
 mod tables;
 mod writer;
 

@@ -10,9 +10,21 @@ use std::sync::Mutex;
 use tokio::sync::watch;
 
 /// One watch channel per stream id, holding the stream's last sequence.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Notifier {
     heads: Mutex<HashMap<u32, watch::Sender<u64>>>,
+    /// Bumped after every commit that appended anywhere, for subscribers that
+    /// follow many streams.
+    commits: watch::Sender<u64>,
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Self {
+            heads: Mutex::default(),
+            commits: watch::channel(0).0,
+        }
+    }
 }
 
 impl Notifier {
@@ -34,6 +46,16 @@ impl Notifier {
     pub(crate) fn subscribe(&self, id: u32, current: u64) -> watch::Receiver<u64> {
         let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
         heads.entry(id).or_insert_with(|| watch::channel(current).0).subscribe()
+    }
+
+    /// Announces that a commit appended to some stream.
+    pub(crate) fn committed(&self) {
+        self.commits.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver of the commit counter.
+    pub(crate) fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// Drops the channel of a deleted stream; its receivers see it closed.

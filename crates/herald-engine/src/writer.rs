@@ -354,6 +354,9 @@ impl Writer {
                         self.notifier.publish(*id, entry.state.last_seq);
                     }
                 }
+                if !self.batch.touched.is_empty() || self.batch.catalog_changed {
+                    self.notifier.committed();
+                }
                 if !self.options.ack_before_commit {
                     done.into_iter().for_each(Done::succeed);
                 }

@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use herald_core::{
-    Backend, ConsumerConfig, ConsumerInfo, ConsumerName, Error, ErrorKind, Message, OutgoingMessage, PublishAck, Purge,
-    ReadRange, Result, StreamConfig, StreamInfo, StreamName, Subject, dead_letter_names, dlq,
+    Backend, ConsumerConfig, ConsumerInfo, ConsumerName, Error, ErrorKind, Message, OutgoingMessage, Pattern,
+    PublishAck, Purge, ReadFrom, ReadRange, Result, StreamConfig, StreamInfo, StreamName, Subject, dead_letter_names,
+    dlq,
 };
 use herald_engine::{Clock, Engine, EngineBuilder};
 
 use crate::consumer::{Consumer, ConsumerBuilder};
+use crate::subscription::Subscription;
 use tokio::sync::watch;
 
 /// A handle to an event bus. Cheap to clone.
@@ -133,6 +135,28 @@ impl Bus {
     /// The backend, for code written against the traits.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// Follows every new message matching `pattern`, across streams.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidSubject`.
+    pub async fn subscribe(&self, pattern: impl AsRef<str>) -> Result<Subscription> {
+        Ok(Subscription::new(
+            self.backend.subscribe(Pattern::new(pattern)?, None).await?,
+        ))
+    }
+
+    /// Replays matching messages from a seq or a time (in each stream), then follows.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidSubject`.
+    pub async fn subscribe_from(&self, pattern: impl AsRef<str>, from: ReadFrom) -> Result<Subscription> {
+        Ok(Subscription::new(
+            self.backend.subscribe(Pattern::new(pattern)?, Some(from)).await?,
+        ))
     }
 
     /// Starts configuring the durable consumer `name` on `stream`.

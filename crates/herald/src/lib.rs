@@ -30,6 +30,7 @@
 
 mod bus;
 mod consumer;
+mod subscription;
 
 pub use bus::{Bus, BusBuilder};
 pub use consumer::{Consumer, ConsumerBuilder, DEFAULT_MEMBER, Received};
@@ -41,3 +42,4 @@ pub use herald_core::{
     StreamInfo, StreamName, StreamState, Subject, Timestamp, dlq,
 };
 pub use herald_engine::{DATA_FILE, Engine, ManualClock};
+pub use subscription::Subscription;

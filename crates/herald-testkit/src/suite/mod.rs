@@ -13,6 +13,7 @@ pub mod publish;
 pub mod reads;
 pub mod retention;
 pub mod streams;
+pub mod subscriptions;
 
 /// A message to `subject` with `payload`.
 pub fn msg(subject: &str, payload: impl Into<herald::Bytes>) -> OutgoingMessage {
@@ -93,10 +94,14 @@ macro_rules! conformance_tests {
             consumers::consumers_work_far_into_a_stream_among_other_streams,
             consumers::work_queue_retention_deletes_exactly_the_acked,
             consumers::interest_retention_deletes_once_every_consumer_acked,
+            subscriptions::a_slow_subscriber_is_told_it_lagged_and_resumes,
         );
         $crate::conformance_tests!(@real_time $factory;
             consumers::four_members_share_ten_thousand_messages,
             consumers::a_publish_racing_a_waiting_consumer_is_never_missed,
+            subscriptions::a_subscription_follows_a_pattern_across_streams,
+            subscriptions::replay_then_follow_has_no_gap_or_duplicate,
+            subscriptions::a_publish_racing_a_waiting_subscriber_is_never_missed,
         );
     };
     (@paused $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
