@@ -239,6 +239,9 @@ impl ConsumerBackend for Engine {
         if max == 0 {
             return Err(Error::new(ErrorKind::InvalidRequest, "fetch needs max of at least 1"));
         }
+        // A fetch that finds work never awaits anything else; spend tokio's
+        // cooperative budget so members sharing a runtime take turns.
+        tokio::task::consume_budget().await;
         let runtime = self.consumer(stream, consumer)?;
         let deadline = Instant::now() + wait;
         let mut head = self.watch_head(stream)?;
