@@ -41,11 +41,14 @@ pub(crate) struct Tables<'t> {
     pending: Pending,
 }
 
+/// A subject's (first seq, last seq, count).
+type SubjectSpan = (u64, u64, u64);
+
 /// Subject-index entries changed in this transaction; `None` marks a removal.
 #[derive(Default)]
 struct Pending {
     chain: HashMap<(u32, u64), Option<(u64, u64)>>,
-    subjects: HashMap<u32, HashMap<String, Option<(u64, u64, u64)>>>,
+    subjects: HashMap<u32, HashMap<String, Option<SubjectSpan>>>,
 }
 
 impl<'t> Tables<'t> {

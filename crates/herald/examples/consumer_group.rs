@@ -18,7 +18,11 @@ async fn main() -> Result<(), herald::Error> {
         bus.publish("orders.created", format!("order-{i}")).await?;
     }
 
-    let group = bus.consumer("orders", "fulfilment").ack_wait(Duration::from_millis(500)).create().await?;
+    let group = bus
+        .consumer("orders", "fulfilment")
+        .ack_wait(Duration::from_millis(500))
+        .create()
+        .await?;
     let mut workers = Vec::new();
     for w in 0..3 {
         let member = group.member(format!("worker-{w}"))?;

@@ -29,7 +29,11 @@ fn args() -> Args {
         .find(|w| w[0] == "--messages")
         .and_then(|w| w[1].parse().ok())
         .unwrap_or(if quick { 20_000 } else { 1_000_000 });
-    Args { messages, latency_msgs: if quick { 500 } else { 10_000 }, rate: 2_000 }
+    Args {
+        messages,
+        latency_msgs: if quick { 500 } else { 10_000 },
+        rate: 2_000,
+    }
 }
 
 async fn fill(bus: &Bus, stream: &str, n: usize) -> Result<(), herald::Error> {
@@ -38,7 +42,9 @@ async fn fill(bus: &Bus, stream: &str, n: usize) -> Result<(), herald::Error> {
     let started = Instant::now();
     for chunk_start in (0..n).step_by(1000) {
         let size = 1000.min(n - chunk_start);
-        let batch = (0..size).map(|_| OutgoingMessage::new(subject.clone(), payload.clone())).collect();
+        let batch = (0..size)
+            .map(|_| OutgoingMessage::new(subject.clone(), payload.clone()))
+            .collect();
         bus.publish_batch(batch).await?;
         if chunk_start % 200_000 == 0 {
             eprintln!("  filling {stream}: {chunk_start}/{n}");
@@ -63,7 +69,11 @@ async fn main() -> Result<(), herald::Error> {
 
     // 1. One consumer catching up, acking every message.
     fill(&bus, "catchup", a.messages).await?;
-    let consumer = bus.consumer("catchup", "reader").max_ack_pending(10_000).create().await?;
+    let consumer = bus
+        .consumer("catchup", "reader")
+        .max_ack_pending(10_000)
+        .create()
+        .await?;
     let started = Instant::now();
     let mut seen = 0usize;
     while seen < a.messages {
@@ -76,12 +86,25 @@ async fn main() -> Result<(), herald::Error> {
     }
     let secs = started.elapsed().as_secs_f64();
     let info = consumer.info().await?;
-    assert_eq!((info.ack_floor, info.pending), (a.messages as u64, 0), "every message acked once");
-    rows.push(("1 consumer catch-up, ack each".to_string(), a.messages, secs, String::new()));
+    assert_eq!(
+        (info.ack_floor, info.pending),
+        (a.messages as u64, 0),
+        "every message acked once"
+    );
+    rows.push((
+        "1 consumer catch-up, ack each".to_string(),
+        a.messages,
+        secs,
+        String::new(),
+    ));
 
     // 2. A 4-member group sharing N messages.
     fill(&bus, "group", a.messages).await?;
-    let group = bus.consumer("group", "workers").max_ack_pending(10_000).create().await?;
+    let group = bus
+        .consumer("group", "workers")
+        .max_ack_pending(10_000)
+        .create()
+        .await?;
     let counted = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -112,13 +135,23 @@ async fn main() -> Result<(), herald::Error> {
     }
     // The members stop after 300 ms without work; that idle tail is not throughput.
     let secs = started.elapsed().as_secs_f64() - 0.3;
-    assert_eq!(distinct.len(), a.messages, "every message delivered to exactly one member");
-    rows.push(("4-member group".to_string(), a.messages, secs, format!("shares {shares:?}")));
+    assert_eq!(
+        distinct.len(),
+        a.messages,
+        "every message delivered to exactly one member"
+    );
+    rows.push((
+        "4-member group".to_string(),
+        a.messages,
+        secs,
+        format!("shares {shares:?}"),
+    ));
 
     // 3. Publish-to-delivery latency at a fixed rate, durable and relaxed.
     for (name, durability) in [("durable", Durability::Fsync), ("relaxed", Durability::Relaxed)] {
         let stream = format!("lat-{name}");
-        bus.create_stream(StreamConfig::new(&stream)?.durability(durability)).await?;
+        bus.create_stream(StreamConfig::new(&stream)?.durability(durability))
+            .await?;
         let consumer = bus.consumer(&stream, "probe").create().await?;
         let origin = Instant::now();
         let publisher = {
@@ -131,7 +164,8 @@ async fn main() -> Result<(), herald::Error> {
                 for _ in 0..n {
                     tick.tick().await;
                     let sent = origin.elapsed().as_nanos() as u64;
-                    let msg = OutgoingMessage::new(subject.clone(), vec![1u8; PAYLOAD]).header("sent", sent.to_string());
+                    let msg =
+                        OutgoingMessage::new(subject.clone(), vec![1u8; PAYLOAD]).header("sent", sent.to_string());
                     let bus = bus.clone();
                     inflight.push(tokio::spawn(async move { bus.publish_message(msg).await }));
                 }
@@ -165,7 +199,11 @@ async fn main() -> Result<(), herald::Error> {
     println!("| scenario | messages | seconds | msgs/s | note |");
     println!("| --- | ---: | ---: | ---: | --- |");
     for (scenario, n, secs, note) in rows {
-        let rate = if secs > 0.0 { format!("{:.0}", n as f64 / secs) } else { "-".into() };
+        let rate = if secs > 0.0 {
+            format!("{:.0}", n as f64 / secs)
+        } else {
+            "-".into()
+        };
         let secs = if secs > 0.0 { format!("{secs:.2}") } else { "-".into() };
         println!("| {scenario} | {n} | {secs} | {rate} | {note} |");
     }

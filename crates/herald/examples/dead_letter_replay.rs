@@ -51,6 +51,9 @@ async fn main() -> Result<(), herald::Error> {
         job.ack().await?;
     }
     let info = consumer.info().await?;
-    println!("ledger: ack floor {}, dead-lettered {}, pending {}", info.ack_floor, info.dead_lettered, info.pending);
+    println!(
+        "ledger: ack floor {}, dead-lettered {}, pending {}",
+        info.ack_floor, info.dead_lettered, info.pending
+    );
     Ok(())
 }

@@ -10,9 +10,12 @@ use herald::{Bus, ReadFrom, StreamConfig};
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), herald::Error> {
     let bus = Bus::memory()?;
-    bus.create_stream(StreamConfig::new("eu")?.subjects(["orders.eu.>"])?).await?;
-    bus.create_stream(StreamConfig::new("us")?.subjects(["orders.us.>"])?).await?;
-    bus.publish("orders.eu.created", "eu order placed before the tail started").await?;
+    bus.create_stream(StreamConfig::new("eu")?.subjects(["orders.eu.>"])?)
+        .await?;
+    bus.create_stream(StreamConfig::new("us")?.subjects(["orders.us.>"])?)
+        .await?;
+    bus.publish("orders.eu.created", "eu order placed before the tail started")
+        .await?;
 
     let mut tail = bus.subscribe_from("orders.>", ReadFrom::Seq(1)).await?;
     let publisher = {
@@ -20,7 +23,8 @@ async fn main() -> Result<(), herald::Error> {
         tokio::spawn(async move {
             for i in 0..5 {
                 let region = if i % 2 == 0 { "us" } else { "eu" };
-                bus.publish(format!("orders.{region}.created"), format!("live order {i}")).await?;
+                bus.publish(format!("orders.{region}.created"), format!("live order {i}"))
+                    .await?;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Ok::<_, herald::Error>(())
@@ -28,7 +32,13 @@ async fn main() -> Result<(), herald::Error> {
     };
     for _ in 0..6 {
         let m = tail.next().await?;
-        println!("{:<4} #{:<3} {:<20} {}", m.stream, m.seq, m.subject, String::from_utf8_lossy(&m.payload));
+        println!(
+            "{:<4} #{:<3} {:<20} {}",
+            m.stream,
+            m.seq,
+            m.subject,
+            String::from_utf8_lossy(&m.payload)
+        );
     }
     publisher.await.expect("publisher task")?;
     Ok(())

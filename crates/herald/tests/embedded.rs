@@ -194,7 +194,9 @@ async fn a_consumer_resumes_from_its_ack_floor_after_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let bus = Bus::open(dir.path()).await.unwrap();
-        bus.publish_batch((0..20).map(|i| msg("jobs.x", format!("{i}"))).collect()).await.unwrap();
+        bus.publish_batch((0..20).map(|i| msg("jobs.x", format!("{i}"))).collect())
+            .await
+            .unwrap();
         let consumer = bus.consumer("jobs", "worker").create().await.unwrap();
         let got = consumer.fetch(10, Duration::ZERO).await.unwrap();
         // Acks 1..=7; 8, 9 and 10 stay in flight when the process goes away.
@@ -207,8 +209,13 @@ async fn a_consumer_resumes_from_its_ack_floor_after_a_reopen() {
     let consumer = bus.bind_consumer("jobs", "worker").await.unwrap();
     let info = consumer.info().await.unwrap();
     assert_eq!((info.ack_floor, info.pending), (7, 13));
-    let mut seqs: Vec<u64> =
-        consumer.fetch(100, Duration::ZERO).await.unwrap().iter().map(|d| d.message.seq).collect();
+    let mut seqs: Vec<u64> = consumer
+        .fetch(100, Duration::ZERO)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.message.seq)
+        .collect();
     seqs.sort_unstable();
     // Nothing acked comes back; everything unacked does.
     assert_eq!(seqs, (8..=20).collect::<Vec<_>>());
@@ -219,7 +226,9 @@ async fn a_clean_close_saves_consumer_progress_and_deleted_consumers_stay_delete
     let dir = tempfile::tempdir().unwrap();
     {
         let bus = Bus::open(dir.path()).await.unwrap();
-        bus.publish_batch((0..5).map(|i| msg("lazy.x", format!("{i}"))).collect()).await.unwrap();
+        bus.publish_batch((0..5).map(|i| msg("lazy.x", format!("{i}"))).collect())
+            .await
+            .unwrap();
         let consumer = bus.consumer("lazy", "c").create().await.unwrap();
         bus.consumer("lazy", "gone").create().await.unwrap();
         bus.delete_consumer("lazy", "gone").await.unwrap();
@@ -228,7 +237,22 @@ async fn a_clean_close_saves_consumer_progress_and_deleted_consumers_stay_delete
         }
     }
     let bus = Bus::open(dir.path()).await.unwrap();
-    assert_eq!(bus.bind_consumer("lazy", "c").await.unwrap().info().await.unwrap().ack_floor, 5);
-    let names: Vec<String> = bus.consumers("lazy").await.unwrap().iter().map(|c| c.config.name.to_string()).collect();
+    assert_eq!(
+        bus.bind_consumer("lazy", "c")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .ack_floor,
+        5
+    );
+    let names: Vec<String> = bus
+        .consumers("lazy")
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.config.name.to_string())
+        .collect();
     assert_eq!(names, ["c"]);
 }
