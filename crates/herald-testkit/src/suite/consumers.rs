@@ -62,6 +62,25 @@ pub async fn a_lone_member_gets_an_ordered_stream(bus: &TestBus) {
     assert_eq!(seen, (1..=30).collect::<Vec<_>>());
 }
 
+/// Deliveries also arrive as a `futures::Stream`.
+pub async fn deliveries_arrive_as_a_stream(bus: &TestBus) {
+    use futures_util::StreamExt;
+    publish_n(bus, "c.x", 5).await;
+    let consumer = bus.consumer("c", "s").create().await.unwrap();
+    let got: Vec<u64> = consumer
+        .messages()
+        .take(5)
+        .then(|d| async move {
+            let d = d.unwrap();
+            d.ack().await.unwrap();
+            d.message.seq
+        })
+        .collect()
+        .await;
+    assert_eq!(got, [1, 2, 3, 4, 5]);
+    assert_eq!(consumer.info().await.unwrap().ack_floor, 5);
+}
+
 /// Filters pick subjects; start policies pick where a consumer begins.
 pub async fn filters_and_start_policies_choose_what_is_delivered(bus: &TestBus) {
     for (i, subject) in ["c.a", "c.b", "c.a", "c.c", "c.b"].iter().enumerate() {

@@ -78,6 +78,7 @@ macro_rules! conformance_tests {
             retention::a_message_ttl_expires_it,
             consumers::two_consumers_each_see_every_message,
             consumers::a_lone_member_gets_an_ordered_stream,
+            consumers::deliveries_arrive_as_a_stream,
             consumers::filters_and_start_policies_choose_what_is_delivered,
             consumers::an_expired_lease_goes_to_another_member,
             consumers::a_nak_with_a_delay_is_not_redelivered_before_the_delay,
