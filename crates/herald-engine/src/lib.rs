@@ -5,6 +5,11 @@
 //! before it answers them; reads are redb MVCC read transactions and never block
 //! it. `Engine::memory()` is the same engine on redb's in-memory backend.
 //!
+//! Durable consumers keep their cursor and leases in memory behind short locks
+//! and are saved lazily by the writer; live subscriptions follow the log with a
+//! cursor. Commits wake waiting fetches and subscriptions through watch channels
+//! that carry only a stream's new head, never payloads.
+//!
 //! Most users reach the engine through the `herald` facade (`Bus::open`); use it
 //! directly to pick a custom clock or storage backend.
 //!

@@ -4,10 +4,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald::{ConsumerConfig, ErrorKind, ReadFrom, ReadRange, Retention, StartPolicy, StreamConfig, dlq};
+use herald::{ConsumerConfig, ErrorKind, ReadFrom, Retention, StartPolicy, StreamConfig, dlq};
 use tokio::time::Instant;
 
-use super::{kind, msg};
+use super::{kind, msg, seqs_held};
 use crate::TestBus;
 
 const NO_WAIT: Duration = Duration::ZERO;
@@ -18,15 +18,6 @@ async fn publish_n(bus: &TestBus, subject: &str, n: usize) {
         let batch = chunk.iter().map(|i| msg(subject, format!("{i}"))).collect();
         bus.publish_batch(batch).await.unwrap();
     }
-}
-
-async fn held(bus: &TestBus, stream: &str) -> Vec<u64> {
-    bus.read(stream, ReadRange::from_seq(1, 10_000))
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.seq)
-        .collect()
 }
 
 /// Two consumers on one stream each get every message.
@@ -500,7 +491,7 @@ pub async fn work_queue_retention_deletes_exactly_the_acked(bus: &TestBus) {
         d.ack().await.unwrap();
     }
     got[0].nak().await.unwrap();
-    assert_eq!(held(bus, "jobs").await, [1, 3, 5, 7, 9]);
+    assert_eq!(seqs_held(bus, "jobs").await, [1, 3, 5, 7, 9]);
     let overlapping = bus.consumer("jobs", "second").create().await;
     assert_eq!(kind(overlapping), ErrorKind::InvalidConfig);
 }
@@ -518,12 +509,12 @@ pub async fn interest_retention_deletes_once_every_consumer_acked(bus: &TestBus)
         d.ack().await.unwrap();
     }
     assert_eq!(
-        held(bus, "ev").await,
+        seqs_held(bus, "ev").await,
         [2],
         "seq 1 had no other interest; seq 2 is owed to b"
     );
     b.fetch(10, NO_WAIT).await.unwrap()[0].ack().await.unwrap();
-    assert!(held(bus, "ev").await.is_empty());
+    assert!(seqs_held(bus, "ev").await.is_empty());
 }
 
 /// A publish racing a consumer that is about to wait is always seen promptly.

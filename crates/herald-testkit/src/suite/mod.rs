@@ -20,6 +20,12 @@ pub fn msg(subject: &str, payload: impl Into<herald::Bytes>) -> OutgoingMessage 
     OutgoingMessage::new(Subject::new(subject).expect("test subjects are valid"), payload)
 }
 
+/// The seqs a stream holds, in order.
+pub async fn seqs_held(bus: &crate::TestBus, stream: &str) -> Vec<u64> {
+    let all = bus.read(stream, herald::ReadRange::from_seq(1, 100_000)).await.unwrap();
+    all.iter().map(|m| m.seq).collect()
+}
+
 /// The kind of a result's error; panics if it succeeded.
 #[track_caller]
 pub fn kind<T: std::fmt::Debug>(result: Result<T>) -> ErrorKind {

@@ -2,19 +2,10 @@
 
 use std::time::Duration;
 
-use herald::{Discard, ErrorKind, ReadRange, StreamConfig};
+use herald::{Discard, ErrorKind, StreamConfig};
 
-use super::{kind, msg};
+use super::{kind, msg, seqs_held};
 use crate::TestBus;
-
-async fn seqs(bus: &TestBus, stream: &str) -> Vec<u64> {
-    bus.read(stream, ReadRange::from_seq(1, 10_000))
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.seq)
-        .collect()
-}
 
 /// `max_msgs` keeps exactly the newest messages.
 pub async fn max_msgs_deletes_the_oldest(bus: &TestBus) {
@@ -24,13 +15,13 @@ pub async fn max_msgs_deletes_the_oldest(bus: &TestBus) {
     for i in 0..12 {
         bus.publish("m.x", format!("{i}")).await.unwrap();
     }
-    assert_eq!(seqs(bus, "m").await, [8, 9, 10, 11, 12]);
+    assert_eq!(seqs_held(bus, "m").await, [8, 9, 10, 11, 12]);
     let s = bus.stream_info("m").await.unwrap().state;
     assert_eq!((s.messages, s.first_seq, s.last_seq, s.deleted), (5, 8, 12, 7));
     // A batch larger than the limit keeps its newest messages.
     let batch = (0..7).map(|i| msg("m.x", format!("b{i}"))).collect();
     bus.publish_batch(batch).await.unwrap();
-    assert_eq!(seqs(bus, "m").await, [15, 16, 17, 18, 19]);
+    assert_eq!(seqs_held(bus, "m").await, [15, 16, 17, 18, 19]);
 }
 
 /// `max_bytes` deletes the oldest until the stream fits.
@@ -65,7 +56,7 @@ pub async fn max_msgs_per_subject_keeps_the_newest_of_each_subject(bus: &TestBus
     }
     let s = bus.stream_info("kv").await.unwrap().state;
     assert_eq!((s.messages, s.subjects, s.deleted), (3, 3, 12));
-    assert_eq!(seqs(bus, "kv").await, [13, 14, 15]);
+    assert_eq!(seqs_held(bus, "kv").await, [13, 14, 15]);
     assert_eq!(&bus.last("kv", "kv.b").await.unwrap().payload[..], b"b4");
 }
 
@@ -88,7 +79,7 @@ pub async fn discard_new_rejects_publishes_over_the_limit(bus: &TestBus) {
         kind(bus.publish_batch(vec![msg("full.c", "x")]).await),
         ErrorKind::StreamFull
     );
-    assert_eq!(seqs(bus, "full").await, [1, 2, 3]);
+    assert_eq!(seqs_held(bus, "full").await, [1, 2, 3]);
 }
 
 /// `max_age` deletes messages older than the age.
@@ -100,7 +91,7 @@ pub async fn max_age_deletes_old_messages(bus: &TestBus) {
     bus.advance(Duration::from_millis(1500)).await;
     bus.publish("age.x", "new").await.unwrap();
     bus.advance(Duration::from_millis(1000)).await;
-    assert_eq!(seqs(bus, "age").await, [2]);
+    assert_eq!(seqs_held(bus, "age").await, [2]);
     let s = bus.stream_info("age").await.unwrap().state;
     assert_eq!((s.messages, s.first_seq, s.deleted), (1, 2, 1));
     bus.advance(Duration::from_secs(3)).await;
@@ -122,10 +113,10 @@ pub async fn a_message_ttl_expires_it(bus: &TestBus) {
     assert!(bus.get("ttl", short.seq).await.unwrap().expires.is_some());
     bus.advance(Duration::from_secs(2)).await;
     assert_eq!(kind(bus.get("ttl", short.seq).await), ErrorKind::MessageNotFound);
-    assert_eq!(seqs(bus, "ttl").await, [keep.seq, long.seq]);
+    assert_eq!(seqs_held(bus, "ttl").await, [keep.seq, long.seq]);
     let s = bus.stream_info("ttl").await.unwrap().state;
     assert_eq!((s.messages, s.first_seq, s.deleted), (2, keep.seq, 1));
     bus.advance(Duration::from_secs(10)).await;
-    assert_eq!(seqs(bus, "ttl").await, [keep.seq]);
+    assert_eq!(seqs_held(bus, "ttl").await, [keep.seq]);
     assert_eq!(kind(bus.last("ttl", "ttl.y").await), ErrorKind::MessageNotFound);
 }
