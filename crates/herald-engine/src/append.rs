@@ -120,6 +120,14 @@ impl Writer {
                 }
             }
         }
+        if entry.meta.config.retention == herald_core::Retention::Interest {
+            // No consumer is interested: nothing is owed, so nothing is kept.
+            for (m, ack) in messages.iter().zip(&acks) {
+                if !ack.duplicate && self.registry.nobody_wants(id, m.subject.as_str()) {
+                    tables.delete(&mut entry, ack.seq)?;
+                }
+            }
+        }
         let config = entry.meta.config.clone();
         let touched_subjects: Vec<Subject> = messages.iter().map(|m| m.subject.clone()).collect();
         self.enforce_limits(tables, &mut entry, &config, &touched_subjects)?;

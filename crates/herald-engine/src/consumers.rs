@@ -427,10 +427,19 @@ impl Registry {
     }
 
     /// Whether every consumer of the stream that wants `subject` has settled `seq`.
+    /// A stream with no consumer keeps everything: nobody has had a chance to read it.
     pub(crate) fn all_settled(&self, stream_id: u32, seq: u64, subject: &str) -> bool {
-        self.of_stream(stream_id).iter().all(|c| {
-            let state = c.lock();
-            !state.config.wants(subject) || !state.owes(seq)
-        })
+        let consumers = self.of_stream(stream_id);
+        !consumers.is_empty()
+            && consumers.iter().all(|c| {
+                let state = c.lock();
+                !state.config.wants(subject) || !state.owes(seq)
+            })
+    }
+
+    /// Whether the stream has consumers and none of them wants `subject`.
+    pub(crate) fn nobody_wants(&self, stream_id: u32, subject: &str) -> bool {
+        let consumers = self.of_stream(stream_id);
+        !consumers.is_empty() && consumers.iter().all(|c| !c.lock().config.wants(subject))
     }
 }

@@ -29,7 +29,15 @@ impl Writer {
             )));
         };
         let config = runtime.lock().config.clone();
-        if let Some(existing) = self.registry.get(runtime.stream_id, &runtime.name) {
+        let pending = self
+            .batch
+            .new_consumers
+            .iter()
+            .find(|c| c.stream_id == runtime.stream_id && c.name == runtime.name);
+        if let Some(existing) = pending
+            .cloned()
+            .or_else(|| self.registry.get(runtime.stream_id, &runtime.name))
+        {
             let same = existing.lock().config == config;
             return Ok(if same {
                 Ok(existing)
@@ -74,7 +82,7 @@ impl Writer {
             }
         }
         self.save_consumer(tables, &runtime)?;
-        self.registry.insert(runtime.clone());
+        self.batch.new_consumers.push(runtime.clone());
         self.batch.durable = true;
         Ok(Ok(runtime))
     }

@@ -198,6 +198,10 @@ pub(crate) struct BatchMarks {
     pub(crate) deleted: Vec<u32>,
     /// Whether this commit must be fsynced before answering.
     pub(crate) durable: bool,
+    /// Consumers created in this batch, registered once it commits.
+    pub(crate) new_consumers: Vec<Arc<ConsumerRuntime>>,
+    /// Consumers deleted in this batch, unregistered once it commits.
+    pub(crate) dropped_consumers: Vec<(u32, ConsumerName)>,
 }
 
 impl Writer {
@@ -346,6 +350,14 @@ impl Writer {
                 if self.batch.catalog_changed {
                     self.publish_catalog();
                 }
+                for runtime in std::mem::take(&mut self.batch.new_consumers) {
+                    self.registry.insert(runtime);
+                }
+                for (stream_id, name) in std::mem::take(&mut self.batch.dropped_consumers) {
+                    if let Some(runtime) = self.registry.remove(stream_id, &name) {
+                        runtime.wake.notify_waiters();
+                    }
+                }
                 for id in std::mem::take(&mut self.batch.deleted) {
                     self.notifier.forget(id);
                 }
@@ -481,7 +493,7 @@ impl Writer {
             }
             Request::DeleteConsumer { stream_id, name, reply } => {
                 tables.consumers.remove((stream_id, name.as_str()))?;
-                self.registry.remove(stream_id, &name);
+                self.batch.dropped_consumers.push((stream_id, name));
                 self.batch.durable = true;
                 done.push(Done::Unit(reply));
             }

@@ -498,21 +498,31 @@ pub async fn work_queue_retention_deletes_exactly_the_acked(bus: &TestBus) {
 
 /// Interest streams delete a message once every interested consumer acked it.
 pub async fn interest_retention_deletes_once_every_consumer_acked(bus: &TestBus) {
-    bus.create_stream(StreamConfig::new("ev").unwrap().retention(Retention::Interest))
+    let config = StreamConfig::new("ev").unwrap().retention(Retention::Interest);
+    bus.create_stream(config).await.unwrap();
+    // With no consumer yet, messages are kept for the first one to come.
+    bus.publish("ev.early", "kept").await.unwrap();
+    let a = bus
+        .consumer("ev", "a")
+        .filter("ev.a")
+        .filter("ev.b")
+        .filter("ev.early")
+        .create()
         .await
         .unwrap();
-    let a = bus.consumer("ev", "a").create().await.unwrap();
     let b = bus.consumer("ev", "b").filter("ev.b").create().await.unwrap();
     bus.publish("ev.a", "only a wants it").await.unwrap();
     bus.publish("ev.b", "both want it").await.unwrap();
+    bus.publish("ev.c", "nobody wants it").await.unwrap();
+    assert_eq!(
+        seqs_held(bus, "ev").await,
+        [1, 2, 3],
+        "a message no consumer wants is not kept"
+    );
     for d in a.fetch(10, NO_WAIT).await.unwrap() {
         d.ack().await.unwrap();
     }
-    assert_eq!(
-        seqs_held(bus, "ev").await,
-        [2],
-        "seq 1 had no other interest; seq 2 is owed to b"
-    );
+    assert_eq!(seqs_held(bus, "ev").await, [3], "only b still owes seq 3");
     b.fetch(10, NO_WAIT).await.unwrap()[0].ack().await.unwrap();
     assert!(seqs_held(bus, "ev").await.is_empty());
 }
