@@ -22,7 +22,8 @@ struct Planned {
     subject: Subject,
     time: Timestamp,
     expires: Option<Timestamp>,
-    record: Vec<u8>,
+    /// The encoded record's place in the request's arena.
+    record: std::ops::Range<usize>,
     dedup_id: Option<String>,
 }
 
@@ -54,29 +55,27 @@ impl Writer {
             Some(entry) => entry.meta.config.name.clone(),
             None => self.streams[&id].meta.config.name.clone(),
         };
-        for m in &messages[1..] {
-            let routed = self.stream_of(&m.subject).or_else(|| {
-                created
-                    .as_ref()
-                    .filter(|e| e.meta.config.captures(&m.subject))
-                    .map(|e| e.meta.config.name.clone())
-            });
-            if routed.as_ref() != Some(&target) {
-                return Ok(Err(Error::new(
-                    ErrorKind::InvalidRequest,
-                    format!(
-                        "a batch must go to one stream; `{}` is not captured by stream `{target}`",
-                        m.subject
-                    ),
-                )));
-            }
+        // Streams never capture overlapping subjects, so a subject the target
+        // captures belongs to no other stream.
+        let target_config = match &created {
+            Some(entry) => &entry.meta.config,
+            None => &self.streams[&id].meta.config,
+        };
+        if let Some(m) = messages[1..].iter().find(|m| !target_config.captures(&m.subject)) {
+            return Ok(Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "a batch must go to one stream; `{}` is not captured by stream `{target}`",
+                    m.subject
+                ),
+            )));
         }
         let mut entry = match created {
             Some(entry) => entry,
             None => self.streams.get(&id).expect("routed to a known stream").clone(),
         };
-        let planned = match self.check(tables, &entry, &messages, now)? {
-            Ok(planned) => planned,
+        let (planned, slots, arena) = match self.check(tables, &entry, &messages, now)? {
+            Ok(checked) => checked,
             Err(err) => return Ok(Err(err)),
         };
         // Every check passed: from here on the request succeeds or the batch aborts.
@@ -98,7 +97,7 @@ impl Writer {
         if let Some(window) = window {
             dedup.prune(now, window);
         }
-        for slot in plan_slots(&messages, &entry, dedup) {
+        for slot in slots {
             match slot {
                 Slot::Duplicate(seq) => acks.push(PublishAck {
                     stream: entry.meta.config.name.clone(),
@@ -108,7 +107,14 @@ impl Writer {
                 Slot::Append => {
                     let p = next.take().expect("one plan per appended message");
                     next = planned.next();
-                    tables.append(&mut entry, p.seq, p.subject.as_str(), p.time, p.expires, &p.record)?;
+                    tables.append(
+                        &mut entry,
+                        p.seq,
+                        p.subject.as_str(),
+                        p.time,
+                        p.expires,
+                        &arena[p.record],
+                    )?;
                     if let (Some(dedup_id), Some(_)) = (&p.dedup_id, window) {
                         dedup.insert(dedup_id, p.seq, p.time);
                     }
@@ -197,7 +203,7 @@ impl Writer {
         entry: &StreamEntry,
         messages: &[OutgoingMessage],
         now: Timestamp,
-    ) -> StoreResult<Result<Vec<Planned>>> {
+    ) -> StoreResult<Result<(Vec<Planned>, Vec<Slot>, Vec<u8>)>> {
         let config = &entry.meta.config;
         let id = entry.id();
         let stream = &config.name;
@@ -212,8 +218,11 @@ impl Writer {
         }
         let slots = plan_slots(messages, entry, &dedup);
         self.dedup.insert(id, dedup);
-        let mut planned = Vec::new();
-        for (m, slot) in messages.iter().zip(slots) {
+        let mut planned = Vec::with_capacity(messages.len());
+        // One buffer holds every record of the request: one allocation, not one per message.
+        let mut arena = Vec::with_capacity(messages.iter().map(|m| m.payload.len() + 96).sum());
+        let mut id_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        for (m, slot) in messages.iter().zip(&slots) {
             if matches!(slot, Slot::Duplicate(_)) {
                 continue;
             }
@@ -259,15 +268,11 @@ impl Writer {
             let seq = last_seq + 1;
             time = time.max(now);
             let expires = m.ttl.map(|ttl| time.saturating_add(ttl));
-            let generated;
             let msg_id = match &m.id {
                 Some(id) => id.as_str(),
-                None => {
-                    generated = self.generate_id(time);
-                    generated.as_str()
-                }
+                None => self.generate_id(time, &mut id_buf),
             };
-            let mut record = Vec::with_capacity(m.payload.len() + 64);
+            let start = arena.len();
             encode::encode_record(
                 &NewRecord {
                     subject,
@@ -279,8 +284,9 @@ impl Writer {
                     headers: &m.headers,
                     payload: &m.payload,
                 },
-                &mut record,
+                &mut arena,
             );
+            let record = start..arena.len();
             // Interest and work-queue streams owe their messages to consumers: at a
             // limit they refuse new messages rather than drop owed ones.
             if config.discard == Discard::New || config.retention != herald_core::Retention::Limits {
@@ -319,17 +325,16 @@ impl Writer {
                 dedup_id: m.id.clone(),
             });
         }
-        Ok(Ok(planned))
+        Ok(Ok((planned, slots, arena)))
     }
 
     /// A fresh message id: a UUIDv7 from the message time and the writer's own
     /// generator (seeded from the OS once), so ids cost no syscall each.
-    fn generate_id(&mut self, time: Timestamp) -> String {
+    fn generate_id<'b>(&mut self, time: Timestamp, buf: &'b mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> &'b str {
         let mut random = [0u8; 10];
         self.rng.fill(&mut random);
-        uuid::Builder::from_unix_timestamp_millis(time.as_nanos() / 1_000_000, &random)
-            .into_uuid()
-            .to_string()
+        let id = uuid::Builder::from_unix_timestamp_millis(time.as_nanos() / 1_000_000, &random).into_uuid();
+        id.hyphenated().encode_lower(buf)
     }
 
     /// The id the next created stream gets.
@@ -339,7 +344,7 @@ impl Writer {
 }
 
 /// Whether each message of a request is appended or is a duplicate of a seq.
-enum Slot {
+pub(crate) enum Slot {
     Append,
     Duplicate(u64),
 }

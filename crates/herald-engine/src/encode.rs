@@ -25,10 +25,9 @@ pub(crate) struct NewRecord<'a> {
     pub(crate) payload: &'a [u8],
 }
 
-/// Encodes a record: version, flags, time, [expires], subject, id,
-/// [content type], headers, then the payload to the end.
+/// Appends an encoded record to `out`: version, flags, time, [expires],
+/// subject, id, [content type], headers, then the payload to the end.
 pub(crate) fn encode_record(r: &NewRecord<'_>, out: &mut Vec<u8>) {
-    out.clear();
     let mut flags = 0;
     if r.explicit_id {
         flags |= FLAG_EXPLICIT_ID;

@@ -4,6 +4,7 @@
 //! stays behind this module and `tables.rs`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use herald_core::{StreamState, Timestamp};
 use redb::{ReadableTable, Table, WriteTransaction};
@@ -41,13 +42,38 @@ pub(crate) struct Tables<'t> {
     pending: Pending,
 }
 
+/// A hasher for (stream id, seq) keys. Seqs are assigned by the engine, not by
+/// users, so a multiply-rotate mix is enough and much cheaper than SipHash.
+#[derive(Default)]
+struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// A subject's (first seq, last seq, count).
 type SubjectSpan = (u64, u64, u64);
 
 /// Subject-index entries changed in this transaction; `None` marks a removal.
 #[derive(Default)]
 struct Pending {
-    chain: HashMap<(u32, u64), Option<(u64, u64)>>,
+    chain: HashMap<(u32, u64), Option<(u64, u64)>, BuildHasherDefault<SeqHasher>>,
     subjects: HashMap<u32, HashMap<String, Option<SubjectSpan>>>,
 }
 
