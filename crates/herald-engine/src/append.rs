@@ -16,6 +16,10 @@ use crate::error::StoreResult;
 use crate::store::{StreamEntry, Tables};
 use crate::writer::Writer;
 
+/// A request that passed every check: what to append, duplicates, and the
+/// encoded records.
+type Checked = (Vec<Planned>, Vec<Slot>, Vec<u8>);
+
 /// One message that passed every check, ready to append.
 struct Planned {
     seq: u64,
@@ -203,7 +207,7 @@ impl Writer {
         entry: &StreamEntry,
         messages: &[OutgoingMessage],
         now: Timestamp,
-    ) -> StoreResult<Result<(Vec<Planned>, Vec<Slot>, Vec<u8>)>> {
+    ) -> StoreResult<Result<Checked>> {
         let config = &entry.meta.config;
         let id = entry.id();
         let stream = &config.name;
