@@ -67,13 +67,16 @@ impl Hasher for SeqHasher {
     }
 }
 
+/// A message's (previous, next) seqs of the same subject.
+type Links = (u64, u64);
+
 /// A subject's (first seq, last seq, count).
 type SubjectSpan = (u64, u64, u64);
 
 /// Subject-index entries changed in this transaction; `None` marks a removal.
 #[derive(Default)]
 struct Pending {
-    chain: HashMap<(u32, u64), Option<(u64, u64)>, BuildHasherDefault<SeqHasher>>,
+    chain: HashMap<(u32, u64), Option<Links>, BuildHasherDefault<SeqHasher>>,
     subjects: HashMap<u32, HashMap<String, Option<SubjectSpan>>>,
 }
 
