@@ -42,6 +42,33 @@ enum Storage {
     Custom(OpenFn),
 }
 
+/// Where a new database is built before it is renamed into place.
+const CREATING_FILE: &str = "herald.redb.creating";
+
+/// Creates the data file if it does not exist, so that a crash at any moment
+/// leaves either no data file or a complete one: the database is built and
+/// fsynced under a temporary name, renamed into place, and the directory fsynced.
+/// A leftover temporary file (a crash during an earlier creation) held nothing
+/// acknowledged and is removed.
+fn create_atomically(builder: &redb::Builder, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(storage)?;
+    let path = dir.join(DATA_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let creating = dir.join(CREATING_FILE);
+    if creating.exists() {
+        std::fs::remove_file(&creating).map_err(storage)?;
+    }
+    {
+        let db = builder.create(&creating).map_err(storage)?;
+        crate::recovery::create_tables(&db).map_err(Error::from)?;
+    }
+    std::fs::rename(&creating, &path).map_err(storage)?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(storage)?;
+    Ok(())
+}
+
 /// Configures and opens an [`Engine`].
 ///
 /// # Examples
@@ -149,8 +176,8 @@ impl EngineBuilder {
         builder.set_cache_size(self.cache_bytes);
         let db = match self.storage {
             Storage::Dir(dir) => {
-                std::fs::create_dir_all(&dir).map_err(storage)?;
-                builder.create(dir.join(DATA_FILE)).map_err(storage)?
+                create_atomically(&builder, &dir)?;
+                builder.open(dir.join(DATA_FILE)).map_err(storage)?
             }
             Storage::Memory => builder
                 .create_with_backend(redb::backends::InMemoryBackend::new())

@@ -91,6 +91,23 @@ pub(crate) enum Request {
 }
 
 impl Request {
+    /// Answers the request with `err` without applying it.
+    fn fail(self, err: Error) {
+        let _ = match self {
+            Request::Publish { reply, .. } => reply.send(Err(err)).map_err(drop),
+            Request::CreateStream { reply, .. } | Request::UpdateStream { reply, .. } => {
+                reply.send(Err(err)).map_err(drop)
+            }
+            Request::DeleteStream { reply, .. }
+            | Request::Maintain { reply }
+            | Request::SaveConsumer { reply, .. }
+            | Request::DeleteConsumer { reply, .. }
+            | Request::Settled { reply, .. } => reply.send(Err(err)).map_err(drop),
+            Request::Purge { reply, .. } => reply.send(Err(err)).map_err(drop),
+            Request::CreateConsumer { reply, .. } => reply.send(Err(err)).map_err(drop),
+        };
+    }
+
     fn size(&self) -> usize {
         match self {
             Request::Publish { messages, .. } => messages.iter().map(|m| m.payload.len() + 64).sum(),
@@ -341,7 +358,8 @@ impl Writer {
             ..BatchMarks::default()
         };
         let mut done = Vec::with_capacity(batch.len());
-        let outcome = self.run_transaction(batch, maintain, &dirty_consumers, &mut done);
+        let mut queue = batch.into_iter();
+        let outcome = self.run_transaction(&mut queue, maintain, &dirty_consumers, &mut done);
         if maintain {
             self.next_maintenance = now + MAINTENANCE_INTERVAL;
         }
@@ -378,6 +396,10 @@ impl Writer {
                 for d in done {
                     d.fail(Error::new(ErrorKind::Storage, message.clone()));
                 }
+                // Requests the failed transaction never reached fail the same way.
+                for request in queue {
+                    request.fail(Error::new(ErrorKind::Storage, message.clone()));
+                }
                 // The in-memory view ran ahead of the failed commit: go back to disk.
                 if let Err(reload) = self.reload() {
                     // Keep going: the next batch retries, and fails while the disk does.
@@ -389,7 +411,7 @@ impl Writer {
 
     fn run_transaction(
         &mut self,
-        batch: Vec<Request>,
+        batch: &mut std::vec::IntoIter<Request>,
         maintain: bool,
         dirty_consumers: &[Arc<ConsumerRuntime>],
         done: &mut Vec<Done>,
@@ -407,7 +429,7 @@ impl Writer {
                     saved.push(runtime.clone());
                 }
             }
-            for request in batch {
+            for request in batch.by_ref() {
                 self.apply(&mut tables, request, now, done)?;
             }
             tables.flush()?;

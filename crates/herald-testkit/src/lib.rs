@@ -10,7 +10,7 @@
 //! herald_testkit::conformance_tests!(embedded);
 //! ```
 
-pub mod faulty_storage;
+pub mod fault_disk;
 mod fixture;
 pub mod suite;
 

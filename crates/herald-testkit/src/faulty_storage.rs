@@ -1,1 +1,0 @@
-//! Fault-injecting redb storage (being written).
