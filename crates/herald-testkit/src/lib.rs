@@ -3,7 +3,7 @@
 //!
 //! A backend proves it keeps Herald's promises by running the whole suite:
 //!
-//! ```ignore
+//! ```no_run
 //! async fn embedded() -> herald_testkit::TestBus {
 //!     herald_testkit::TestBus::memory()
 //! }
