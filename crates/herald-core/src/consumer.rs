@@ -50,30 +50,7 @@ impl ConsumerName {
     }
 }
 
-impl fmt::Display for ConsumerName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl fmt::Debug for ConsumerName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConsumerName({})", &self.0)
-    }
-}
-
-impl TryFrom<String> for ConsumerName {
-    type Error = Error;
-    fn try_from(value: String) -> Result<Self, Error> {
-        Self::new(value)
-    }
-}
-
-impl From<ConsumerName> for String {
-    fn from(value: ConsumerName) -> Self {
-        value.0.to_string()
-    }
-}
+crate::subject::text_newtype!(ConsumerName);
 
 /// Where a new consumer starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

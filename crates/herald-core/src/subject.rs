@@ -20,6 +20,56 @@ pub const MAX_SUBJECT_LEN: usize = 512;
 /// and in URLs, so they stay short.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// The text-newtype plumbing shared by validated names: display, debug,
+/// `AsRef<str>`, conversions from and to strings (through `new`, so they
+/// validate).
+macro_rules! text_newtype {
+    ($name:ident) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), &self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = Error;
+            fn try_from(value: &str) -> Result<Self, Error> {
+                Self::new(value)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Error;
+            fn try_from(value: String) -> Result<Self, Error> {
+                Self::new(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0.to_string()
+            }
+        }
+    };
+}
+pub(crate) use text_newtype;
+
+text_newtype!(Subject);
+text_newtype!(Pattern);
+text_newtype!(StreamName);
+
 fn check_token_chars(input: &str, what: &str) -> Result<(), Error> {
     if input.is_empty() {
         return Err(Error::new(ErrorKind::InvalidSubject, format!("{what} is empty")));
@@ -105,44 +155,6 @@ impl Subject {
     /// Whether the subject is reserved for Herald's own streams (starts with `$`).
     pub fn is_reserved(&self) -> bool {
         self.0.starts_with('$')
-    }
-}
-
-impl fmt::Display for Subject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl fmt::Debug for Subject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Subject({})", &self.0)
-    }
-}
-
-impl AsRef<str> for Subject {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<&str> for Subject {
-    type Error = Error;
-    fn try_from(value: &str) -> Result<Self, Error> {
-        Self::new(value)
-    }
-}
-
-impl TryFrom<String> for Subject {
-    type Error = Error;
-    fn try_from(value: String) -> Result<Self, Error> {
-        Self::new(value)
-    }
-}
-
-impl From<Subject> for String {
-    fn from(value: Subject) -> Self {
-        value.0.to_string()
     }
 }
 
@@ -288,38 +300,6 @@ impl From<Subject> for Pattern {
     }
 }
 
-impl fmt::Display for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl fmt::Debug for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Pattern({})", &self.0)
-    }
-}
-
-impl TryFrom<&str> for Pattern {
-    type Error = Error;
-    fn try_from(value: &str) -> Result<Self, Error> {
-        Self::new(value)
-    }
-}
-
-impl TryFrom<String> for Pattern {
-    type Error = Error;
-    fn try_from(value: String) -> Result<Self, Error> {
-        Self::new(value)
-    }
-}
-
-impl From<Pattern> for String {
-    fn from(value: Pattern) -> Self {
-        value.0.to_string()
-    }
-}
-
 /// 140 characters: a reserved name such as `$dlq-<stream>-<consumer>` holds two
 /// ordinary names.
 pub const MAX_RESERVED_NAME_LEN: usize = 2 * MAX_NAME_LEN + 12;
@@ -395,44 +375,6 @@ impl StreamName {
     /// The default patterns a stream of this name captures: `name` and `name.>`.
     pub fn default_patterns(&self) -> Vec<Pattern> {
         vec![Pattern(self.0.clone()), Pattern(Arc::from(format!("{}.>", self.0)))]
-    }
-}
-
-impl fmt::Display for StreamName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl fmt::Debug for StreamName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StreamName({})", &self.0)
-    }
-}
-
-impl AsRef<str> for StreamName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<&str> for StreamName {
-    type Error = Error;
-    fn try_from(value: &str) -> Result<Self, Error> {
-        Self::new(value)
-    }
-}
-
-impl TryFrom<String> for StreamName {
-    type Error = Error;
-    fn try_from(value: String) -> Result<Self, Error> {
-        Self::new(value)
-    }
-}
-
-impl From<StreamName> for String {
-    fn from(value: StreamName) -> Self {
-        value.0.to_string()
     }
 }
 
