@@ -311,7 +311,20 @@ impl Writer {
                 let next = match rx.try_recv() {
                     Ok(request) => Some(request),
                     Err(_) if linger.is_zero() || Instant::now() >= deadline => None,
-                    Err(_) => rx.recv_timeout(linger).ok(),
+                    Err(_) => {
+                        // Yield rather than sleep: a futex sleep and wake-up per
+                        // request costs more than the gap it waits for.
+                        let gap_ends = Instant::now() + linger;
+                        loop {
+                            std::thread::yield_now();
+                            if let Ok(request) = rx.try_recv() {
+                                break Some(request);
+                            }
+                            if Instant::now() >= gap_ends {
+                                break None;
+                            }
+                        }
+                    }
                 };
                 match next {
                     Some(request) => {
