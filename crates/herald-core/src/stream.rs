@@ -110,6 +110,12 @@ pub struct StreamConfig {
     /// When a publish is acknowledged. Default: [`Durability::Fsync`].
     #[serde(default)]
     pub durability: Durability,
+    /// Keep a per-subject history index, so that all messages of one subject
+    /// can be read in order without scanning the stream (event-sourced
+    /// aggregates, KV history). It costs one more index write per message, so it
+    /// is off by default; `max_msgs_per_subject` turns it on. Fixed at creation.
+    #[serde(default)]
+    pub subject_index: bool,
 }
 
 fn default_max_payload() -> NonZeroU32 {
@@ -145,6 +151,7 @@ impl StreamConfig {
             discard: Discard::Old,
             duplicate_window: Some(DEFAULT_DUPLICATE_WINDOW),
             durability: Durability::Fsync,
+            subject_index: false,
         }
     }
 
@@ -214,6 +221,18 @@ impl StreamConfig {
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
+    }
+
+    /// Keeps a per-subject history index (default: off; see the field).
+    pub fn subject_index(mut self, enabled: bool) -> Self {
+        self.subject_index = enabled;
+        self
+    }
+
+    /// Whether the stream keeps the per-subject history index: asked for, or
+    /// needed by `max_msgs_per_subject` (which deletes each subject's oldest).
+    pub fn indexes_subjects(&self) -> bool {
+        self.subject_index || self.max_msgs_per_subject.is_some()
     }
 
     /// Checks the configuration on its own (not against other streams).

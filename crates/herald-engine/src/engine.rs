@@ -308,7 +308,9 @@ impl Engine {
     pub(crate) fn reader(&self, stream: &StreamName) -> Result<(Reader, redb::ReadTransaction)> {
         let meta = self.meta(stream)?;
         let txn = self.inner.db.begin_read().map_err(storage)?;
-        let reader = Reader::new(&txn, meta.config.name.clone(), meta.id, self.inner.clock.now()).map_err(storage)?;
+        let indexed = meta.config.indexes_subjects();
+        let reader =
+            Reader::new(&txn, meta.config.name.clone(), meta.id, self.inner.clock.now(), indexed).map_err(storage)?;
         Ok((reader, txn))
     }
 
@@ -459,6 +461,15 @@ impl StreamBackend for Engine {
         limit: usize,
     ) -> Result<Vec<Message>> {
         let (stream, subject) = (stream.clone(), subject.clone());
+        if !self.meta(&stream)?.config.indexes_subjects() {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "stream `{stream}` keeps no per-subject history index; create it with `subject_index(true)` \
+                     (or `max_msgs_per_subject`) to read one subject's messages"
+                ),
+            ));
+        }
         self.blocking(move |engine| {
             let (reader, _txn) = engine.reader(&stream)?;
             reader.subject(&subject, from_seq, limit).map_err(Error::from)

@@ -16,10 +16,17 @@ pub(crate) struct Reader {
     stream: StreamName,
     id: u32,
     now: Timestamp,
+    indexed: bool,
 }
 
 impl Reader {
-    pub(crate) fn new(txn: &ReadTransaction, stream: StreamName, id: u32, now: Timestamp) -> StoreResult<Self> {
+    pub(crate) fn new(
+        txn: &ReadTransaction,
+        stream: StreamName,
+        id: u32,
+        now: Timestamp,
+        indexed: bool,
+    ) -> StoreResult<Self> {
         Ok(Self {
             messages: txn.open_table(MESSAGES)?,
             chain: txn.open_table(CHAIN)?,
@@ -27,6 +34,7 @@ impl Reader {
             stream,
             id,
             now,
+            indexed,
         })
     }
 
@@ -48,11 +56,25 @@ impl Reader {
         let Some((_, mut seq, _)) = self.subjects.get((self.id, subject.as_str()))?.map(|g| g.value()) else {
             return Ok(None);
         };
+        if let Some(msg) = self.get(seq)? {
+            return Ok(Some(msg));
+        }
+        // The newest has expired but is not swept yet: take the one before it.
+        if !self.indexed {
+            for item in self.messages.range((self.id, 0)..(self.id, seq))?.rev() {
+                let (k, v) = item?;
+                let head = encode::decode_head(v.value())?;
+                if head.subject == subject.as_str() && self.live(head.expires) {
+                    return self.get(k.value().1);
+                }
+            }
+            return Ok(None);
+        }
         while seq != 0 {
+            seq = self.chain.get((self.id, seq))?.map_or(0, |g| g.value().0);
             if let Some(msg) = self.get(seq)? {
                 return Ok(Some(msg));
             }
-            seq = self.chain.get((self.id, seq))?.map_or(0, |g| g.value().0);
         }
         Ok(None)
     }
@@ -118,6 +140,7 @@ impl Reader {
 
     /// Messages of one subject from `from_seq`, following the subject chain.
     pub(crate) fn subject(&self, subject: &Subject, from_seq: u64, limit: usize) -> StoreResult<Vec<Message>> {
+        debug_assert!(self.indexed, "callers check the stream keeps the subject index");
         let Some((first, last, _)) = self.subjects.get((self.id, subject.as_str()))?.map(|g| g.value()) else {
             return Ok(Vec::new());
         };

@@ -149,6 +149,13 @@ impl Writer {
                     count += 1;
                 }
             }
+            Some(subject) if !entry.meta.config.indexes_subjects() => {
+                for seq in tables.scan_subject(id, subject.as_str(), before)? {
+                    if tables.delete(&mut entry, seq)? {
+                        count += 1;
+                    }
+                }
+            }
             Some(subject) => {
                 let mut seq = tables
                     .subject_info(id, subject.as_str())?

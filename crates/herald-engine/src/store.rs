@@ -180,6 +180,7 @@ impl<'t> Tables<'t> {
     ) -> StoreResult<()> {
         let id = entry.id();
         self.messages.insert((id, seq), record)?;
+        let indexed = entry.meta.config.indexes_subjects();
         let prev = match self.subject_info(id, subject)? {
             Some((first, last, count)) => {
                 self.set_subject(id, subject, Some((first, seq, count + 1)));
@@ -191,10 +192,12 @@ impl<'t> Tables<'t> {
                 0
             }
         };
-        self.set_links(id, seq, Some((prev, 0)));
-        if prev != 0 {
-            let before = self.chain_links(id, prev)?.map_or(0, |(p, _)| p);
-            self.set_links(id, prev, Some((before, seq)));
+        if indexed {
+            self.set_links(id, seq, Some((prev, 0)));
+            if prev != 0 {
+                let before = self.chain_links(id, prev)?.map_or(0, |(p, _)| p);
+                self.set_links(id, prev, Some((before, seq)));
+            }
         }
         if let Some(expires) = expires {
             self.expiry.insert((expires.as_nanos(), id, seq), ())?;
@@ -223,27 +226,10 @@ impl<'t> Tables<'t> {
             let head = encode::decode_head(record)?;
             (record.len() as u64, head.subject.to_string(), head.expires)
         };
-        let (prev, next) = self.chain_links(id, seq)?.unwrap_or((0, 0));
-        self.set_links(id, seq, None);
-        if prev != 0
-            && let Some((pp, _)) = self.chain_links(id, prev)?
-        {
-            self.set_links(id, prev, Some((pp, next)));
-        }
-        if next != 0
-            && let Some((_, nn)) = self.chain_links(id, next)?
-        {
-            self.set_links(id, next, Some((prev, nn)));
-        }
-        if let Some((first, last, count)) = self.subject_info(id, &subject)? {
-            if count <= 1 {
-                self.set_subject(id, &subject, None);
-                entry.state.subjects = entry.state.subjects.saturating_sub(1);
-            } else {
-                let first = if first == seq { next } else { first };
-                let last = if last == seq { prev } else { last };
-                self.set_subject(id, &subject, Some((first, last, count - 1)));
-            }
+        if entry.meta.config.indexes_subjects() {
+            self.unlink(entry, seq, &subject)?;
+        } else {
+            self.forget(entry, seq, &subject)?;
         }
         if let Some(expires) = expires {
             self.expiry.remove((expires.as_nanos(), id, seq))?;
@@ -256,6 +242,80 @@ impl<'t> Tables<'t> {
             self.advance_first(entry)?;
         }
         Ok(true)
+    }
+
+    /// Splices a deleted message out of its subject's chain (indexed streams).
+    fn unlink(&mut self, entry: &mut StreamEntry, seq: u64, subject: &str) -> StoreResult<()> {
+        let id = entry.id();
+        let (prev, next) = self.chain_links(id, seq)?.unwrap_or((0, 0));
+        self.set_links(id, seq, None);
+        if prev != 0
+            && let Some((pp, _)) = self.chain_links(id, prev)?
+        {
+            self.set_links(id, prev, Some((pp, next)));
+        }
+        if next != 0
+            && let Some((_, nn)) = self.chain_links(id, next)?
+        {
+            self.set_links(id, next, Some((prev, nn)));
+        }
+        if let Some((first, last, count)) = self.subject_info(id, subject)? {
+            if count <= 1 {
+                self.set_subject(id, subject, None);
+                entry.state.subjects = entry.state.subjects.saturating_sub(1);
+            } else {
+                let first = if first == seq { next } else { first };
+                let last = if last == seq { prev } else { last };
+                self.set_subject(id, subject, Some((first, last, count - 1)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Updates a subject's count and last seq for a deleted message (streams
+    /// without the history index). Their `first` is not kept: nothing reads it.
+    fn forget(&mut self, entry: &mut StreamEntry, seq: u64, subject: &str) -> StoreResult<()> {
+        let id = entry.id();
+        if let Some((_, last, count)) = self.subject_info(id, subject)? {
+            if count <= 1 {
+                self.set_subject(id, subject, None);
+                entry.state.subjects = entry.state.subjects.saturating_sub(1);
+            } else {
+                // Deleting a subject's newest message while older ones remain
+                // (TTLs, work-queue acks out of order): find the one before it.
+                let last = if last == seq {
+                    self.previous_of(id, subject, seq)?
+                } else {
+                    last
+                };
+                self.set_subject(id, subject, Some((0, last, count - 1)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The seq of the newest message of `subject` below `before`, by scanning back.
+    fn previous_of(&self, stream: u32, subject: &str, before: u64) -> StoreResult<u64> {
+        for item in self.messages.range((stream, 0)..(stream, before))?.rev() {
+            let (k, v) = item?;
+            if encode::decode_head(v.value())?.subject == subject {
+                return Ok(k.value().1);
+            }
+        }
+        Ok(0)
+    }
+
+    /// The seqs of `subject` below `before`, oldest first, by scanning the
+    /// stream (purges on streams without the history index).
+    pub(crate) fn scan_subject(&self, stream: u32, subject: &str, before: u64) -> StoreResult<Vec<u64>> {
+        let mut seqs = Vec::new();
+        for item in self.messages.range((stream, 0)..(stream, before))? {
+            let (k, v) = item?;
+            if encode::decode_head(v.value())?.subject == subject {
+                seqs.push(k.value().1);
+            }
+        }
+        Ok(seqs)
     }
 
     /// Moves the stream's first seq (and time) to the first message held.

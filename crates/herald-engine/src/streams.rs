@@ -105,6 +105,15 @@ impl Writer {
             return Ok(Err(err));
         }
         let mut entry = self.streams[&id].clone();
+        if entry.meta.config.indexes_subjects() != config.indexes_subjects() {
+            return Ok(Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "stream `{}`: the subject index (subject_index, or max_msgs_per_subject) is fixed at creation",
+                    config.name
+                ),
+            )));
+        }
         if entry.meta.config.retention != config.retention {
             return Ok(Err(Error::new(
                 ErrorKind::InvalidConfig,

@@ -12,7 +12,7 @@ async fn main() -> Result<(), herald::Error> {
     let bus = Bus::open(&dir).await?;
     println!("opened a durable bus in {dir}/");
 
-    bus.create_stream(StreamConfig::new("orders")?.max_msgs(100_000))
+    bus.create_stream(StreamConfig::new("orders")?.max_msgs(100_000).subject_index(true))
         .await?;
     let before = bus.stream_info("orders").await?.state;
 

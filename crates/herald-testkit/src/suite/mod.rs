@@ -26,6 +26,12 @@ pub async fn seqs_held(bus: &crate::TestBus, stream: &str) -> Vec<u64> {
     all.iter().map(|m| m.seq).collect()
 }
 
+/// The seqs of one subject a stream holds, read with a filter (works on any stream).
+pub async fn subject_seqs(bus: &crate::TestBus, stream: &str, subject: &str) -> Vec<u64> {
+    let range = herald::ReadRange::from_seq(1, 100_000).filter(herald::Pattern::new(subject).unwrap());
+    bus.read(stream, range).await.unwrap().iter().map(|m| m.seq).collect()
+}
+
 /// The kind of a result's error; panics if it succeeded.
 #[track_caller]
 pub fn kind<T: std::fmt::Debug>(result: Result<T>) -> ErrorKind {
@@ -76,6 +82,8 @@ macro_rules! conformance_tests {
             reads::a_range_is_read_from_a_time,
             reads::a_subject_is_read_in_order_among_interleaved_subjects,
             reads::the_subject_index_survives_deletions_in_the_middle,
+            reads::reading_one_subject_needs_the_subject_index,
+            reads::the_last_of_a_subject_is_kept_exact_through_deletions,
             retention::max_msgs_deletes_the_oldest,
             retention::max_bytes_deletes_the_oldest,
             retention::max_msgs_per_subject_keeps_the_newest_of_each_subject,

@@ -86,6 +86,9 @@ pub async fn a_range_is_read_from_a_time(bus: &TestBus) {
 
 /// One subject's messages come back in order, from any seq, with a limit.
 pub async fn a_subject_is_read_in_order_among_interleaved_subjects(bus: &TestBus) {
+    bus.create_stream(StreamConfig::new("agg").unwrap().subject_index(true))
+        .await
+        .unwrap();
     let mut batch = Vec::new();
     for i in 0..150u64 {
         batch.push(msg(&format!("agg.{}", i % 3), format!("{i}")));
@@ -145,4 +148,45 @@ pub async fn the_subject_index_survives_deletions_in_the_middle(bus: &TestBus) {
         .collect();
     assert_eq!(b, [8, 10, next.seq]);
     assert_eq!(bus.last("ix", "ix.b").await.unwrap().seq, next.seq);
+}
+
+/// Reading one subject's history needs the per-subject index; without it the
+/// read is refused with a clear error instead of scanning the stream.
+pub async fn reading_one_subject_needs_the_subject_index(bus: &TestBus) {
+    bus.publish("plain.a", "x").await.unwrap();
+    let err = bus.read_subject("plain", "plain.a", 1, 10).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    assert!(err.to_string().contains("subject_index"), "{err}");
+    // The index is fixed at creation.
+    let config = bus.stream_info("plain").await.unwrap().config.subject_index(true);
+    assert_eq!(kind(bus.update_stream(config).await), ErrorKind::InvalidConfig);
+}
+
+/// The last message of a subject stays exact when newer ones are deleted out
+/// of order (TTLs), with and without the subject index.
+pub async fn the_last_of_a_subject_is_kept_exact_through_deletions(bus: &TestBus) {
+    bus.create_stream(StreamConfig::new("li").unwrap().subject_index(true))
+        .await
+        .unwrap();
+    bus.create_stream(StreamConfig::new("lp").unwrap()).await.unwrap();
+    for stream in ["li", "lp"] {
+        let subject = format!("{stream}.k");
+        bus.publish(&subject, "v1").await.unwrap();
+        bus.publish(format!("{stream}.other"), "x").await.unwrap();
+        let short = msg(&subject, "v2").ttl(std::time::Duration::from_secs(1));
+        bus.publish_message(short).await.unwrap();
+        assert_eq!(&bus.last(stream, &subject).await.unwrap().payload[..], b"v2");
+        bus.advance(std::time::Duration::from_secs(2)).await;
+        assert_eq!(
+            &bus.last(stream, &subject).await.unwrap().payload[..],
+            b"v1",
+            "{stream}"
+        );
+        let again = bus
+            .publish_message(msg(&subject, "v3").expect_last_subject_seq(1))
+            .await
+            .unwrap();
+        assert_eq!(&bus.last(stream, &subject).await.unwrap().payload[..], b"v3");
+        assert_eq!(again.seq, 4);
+    }
 }

@@ -2,7 +2,7 @@
 
 use herald::{Discard, ErrorKind, Purge, StreamConfig, Subject};
 
-use super::kind;
+use super::{kind, subject_seqs};
 use crate::TestBus;
 
 /// A publish to a new subject creates the stream named by its first token.
@@ -172,55 +172,58 @@ pub async fn purge_all_keeps_the_sequence_going(bus: &TestBus) {
     );
     assert_eq!(kind(bus.last("p", "p.a").await), ErrorKind::MessageNotFound);
     assert_eq!(bus.publish("p.a", "y").await.unwrap().seq, 5);
-    assert_eq!(bus.read_subject("p", "p.a", 1, 10).await.unwrap().len(), 1);
+    assert_eq!(subject_seqs(bus, "p", "p.a").await, [5]);
+}
+
+/// The two kinds of stream a subject purge must work on.
+async fn purge_streams(bus: &TestBus) -> [&'static str; 2] {
+    let indexed = StreamConfig::new("pi").unwrap().subject_index(true);
+    bus.create_stream(indexed).await.unwrap();
+    bus.create_stream(StreamConfig::new("pp").unwrap()).await.unwrap();
+    ["pi", "pp"]
 }
 
 /// Purging one subject leaves the others, and the subject's index, intact.
 pub async fn purge_by_subject_deletes_only_that_subject(bus: &TestBus) {
-    for i in 0..6 {
-        bus.publish(if i % 2 == 0 { "p.even" } else { "p.odd" }, format!("{i}"))
-            .await
-            .unwrap();
+    for stream in purge_streams(bus).await {
+        for i in 0..6 {
+            let subject = if i % 2 == 0 { "even" } else { "odd" };
+            bus.publish(format!("{stream}.{subject}"), format!("{i}"))
+                .await
+                .unwrap();
+        }
+        let even = Subject::new(format!("{stream}.even")).unwrap();
+        assert_eq!(bus.purge_stream(stream, Purge::subject(even)).await.unwrap(), 3);
+        let s = bus.stream_info(stream).await.unwrap().state;
+        assert_eq!((s.messages, s.subjects, s.first_seq), (3, 1, 2), "{stream}");
+        assert_eq!(subject_seqs(bus, stream, &format!("{stream}.odd")).await, [2, 4, 6]);
+        assert!(subject_seqs(bus, stream, &format!("{stream}.even")).await.is_empty());
+        assert_eq!(
+            kind(bus.last(stream, format!("{stream}.even")).await),
+            ErrorKind::MessageNotFound
+        );
+        assert_eq!(bus.last(stream, format!("{stream}.odd")).await.unwrap().seq, 6);
     }
-    let subject = Subject::new("p.even").unwrap();
-    assert_eq!(bus.purge_stream("p", Purge::subject(subject)).await.unwrap(), 3);
-    let s = bus.stream_info("p").await.unwrap().state;
-    assert_eq!((s.messages, s.subjects, s.first_seq), (3, 1, 2));
-    let odd: Vec<u64> = bus
-        .read_subject("p", "p.odd", 1, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.seq)
-        .collect();
-    assert_eq!(odd, [2, 4, 6]);
-    assert!(bus.read_subject("p", "p.even", 1, 10).await.unwrap().is_empty());
 }
 
 /// Purging before a seq deletes exactly the older messages, optionally of one subject.
 pub async fn purge_before_a_seq_deletes_only_older_messages(bus: &TestBus) {
-    for i in 0..10 {
-        bus.publish(if i % 2 == 0 { "p.a" } else { "p.b" }, format!("{i}"))
-            .await
-            .unwrap();
+    for stream in purge_streams(bus).await {
+        for i in 0..10 {
+            let subject = if i % 2 == 0 { "a" } else { "b" };
+            bus.publish(format!("{stream}.{subject}"), format!("{i}"))
+                .await
+                .unwrap();
+        }
+        // Seqs 1..=10: `a` has the odd seqs, `b` the even ones.
+        let a = Subject::new(format!("{stream}.a")).unwrap();
+        assert_eq!(bus.purge_stream(stream, Purge::subject(a).before(6)).await.unwrap(), 3); // 1, 3, 5
+        assert_eq!(subject_seqs(bus, stream, &format!("{stream}.a")).await, [7, 9]);
+        assert_eq!(bus.purge_stream(stream, Purge::all().before(8)).await.unwrap(), 4); // 2, 4, 6, 7
+        let s = bus.stream_info(stream).await.unwrap().state;
+        assert_eq!((s.messages, s.first_seq, s.last_seq), (3, 8, 10), "{stream}");
+        assert_eq!(bus.last(stream, format!("{stream}.a")).await.unwrap().seq, 9);
     }
-    // Seqs 1..=10: p.a has odd seqs, p.b even seqs.
-    let purged = bus
-        .purge_stream("p", Purge::subject(Subject::new("p.a").unwrap()).before(6))
-        .await
-        .unwrap();
-    assert_eq!(purged, 3); // seqs 1, 3, 5
-    let a: Vec<u64> = bus
-        .read_subject("p", "p.a", 1, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.seq)
-        .collect();
-    assert_eq!(a, [7, 9]);
-    assert_eq!(bus.purge_stream("p", Purge::all().before(8)).await.unwrap(), 4); // 2, 4, 6, 7
-    let s = bus.stream_info("p").await.unwrap().state;
-    assert_eq!((s.messages, s.first_seq, s.last_seq), (3, 8, 10));
 }
 
 /// Every operation on an unknown stream is `StreamNotFound` and creates nothing.
