@@ -5,6 +5,16 @@ use herald::{ErrorKind, Pattern, Purge, ReadRange, StreamConfig, Subject};
 use super::{kind, msg};
 use crate::TestBus;
 
+/// The seqs of one subject, through the per-subject index.
+async fn history(bus: &TestBus, stream: &str, subject: &str) -> Vec<u64> {
+    bus.read_subject(stream, subject, 1, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect()
+}
+
 /// A message is read back by seq; a missing seq is `MessageNotFound`.
 pub async fn a_message_is_read_by_seq(bus: &TestBus) {
     let ack = bus.publish("r.x", "hello").await.unwrap();
@@ -119,33 +129,15 @@ pub async fn the_subject_index_survives_deletions_in_the_middle(bus: &TestBus) {
             .unwrap();
     }
     // ix.a held 1,3,5,7,9 → keeps 5,7,9; ix.b keeps 6,8,10.
-    let a: Vec<u64> = bus
-        .read_subject("ix", "ix.a", 1, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.seq)
-        .collect();
+    let a = history(bus, "ix", "ix.a").await;
     assert_eq!(a, [5, 7, 9]);
     bus.purge_stream("ix", Purge::subject(Subject::new("ix.b").unwrap()).before(8))
         .await
         .unwrap();
-    let b: Vec<u64> = bus
-        .read_subject("ix", "ix.b", 1, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.seq)
-        .collect();
+    let b = history(bus, "ix", "ix.b").await;
     assert_eq!(b, [8, 10]);
     let next = bus.publish("ix.b", "new").await.unwrap();
-    let b: Vec<u64> = bus
-        .read_subject("ix", "ix.b", 1, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.seq)
-        .collect();
+    let b = history(bus, "ix", "ix.b").await;
     assert_eq!(b, [8, 10, next.seq]);
     assert_eq!(bus.last("ix", "ix.b").await.unwrap().seq, next.seq);
 }
