@@ -2,7 +2,8 @@
 //! publishers (singles and atomic batches) and is killed with SIGKILL at random
 //! moments, again and again on the same data directory. After each kill the
 //! directory is reopened and checked: every acknowledged message is there at
-//! its seq, batches are all or nothing, seqs are dense, no id is stored twice.
+//! its seq, batches are all or nothing, seqs are dense, no id is stored twice,
+//! and the child's durable consumer resumes without skipping a message.
 //! `HERALD_CRASH_CYCLES` sets the number of kills (default 30). The positive
 //! control acknowledges before committing and must be caught.
 
@@ -67,11 +68,15 @@ fn run_and_kill(dir: &Path, rng: &mut fastrand::Rng, ack_before_commit: bool) ->
     reader.join().unwrap()
 }
 
-/// Every acknowledged (seq, id), parsed from the child's lines.
-fn parse(lines: &[String], acked: &mut BTreeMap<u64, String>) {
+/// Every acknowledged (seq, id), and every seq the child's consumer acked,
+/// parsed from the child's lines.
+fn parse(lines: &[String], acked: &mut BTreeMap<u64, String>, consumed: &mut HashSet<u64>) {
     for line in lines {
         let parts: Vec<&str> = line.split(' ').collect();
         match parts.as_slice() {
+            ["C", seq] => {
+                consumed.insert(seq.parse().unwrap());
+            }
             ["A", seq, id] => {
                 acked.insert(seq.parse().unwrap(), (*id).to_string());
             }
@@ -88,8 +93,14 @@ fn parse(lines: &[String], acked: &mut BTreeMap<u64, String>) {
     }
 }
 
-/// What a reopened directory holds, checked against everything acknowledged.
-fn check(dir: &Path, acked: &BTreeMap<u64, String>) -> Result<u64, String> {
+/// What a reopened directory holds, checked against everything acknowledged;
+/// with `consumed`, also that the consumer will deliver every message it has
+/// not acked (its lazily saved progress may repeat, never skip).
+fn check(
+    dir: &Path,
+    acked: &BTreeMap<u64, String>,
+    consumed: Option<&HashSet<u64>>,
+) -> Result<(u64, HashSet<u64>), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -151,7 +162,29 @@ fn check(dir: &Path, acked: &BTreeMap<u64, String>) -> Result<u64, String> {
                 ));
             }
         }
-        Ok(n)
+        if let Some(consumed) = consumed {
+            // Drain what the consumer still owes (acking it, so that leases do not
+            // hit max_ack_pending); the next child carries on from there.
+            let consumer = bus.bind_consumer("crash", "checker").await.map_err(|e| e.to_string())?;
+            let mut owed = HashSet::new();
+            loop {
+                let batch = consumer.fetch(1000, Duration::ZERO).await.map_err(|e| e.to_string())?;
+                if batch.is_empty() {
+                    break;
+                }
+                for d in batch {
+                    d.ack().await.map_err(|e| e.to_string())?;
+                    owed.insert(d.message.seq);
+                }
+            }
+            if let Some(skipped) = (1..=n).find(|seq| !consumed.contains(seq) && !owed.contains(seq)) {
+                return Err(format!(
+                    "the consumer skipped seq {skipped}: never acked, yet not delivered again"
+                ));
+            }
+            return Ok((n, owed));
+        }
+        Ok((n, HashSet::new()))
     })
 }
 
@@ -169,11 +202,19 @@ fn every_acknowledged_publish_survives_sigkill() {
     println!("seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut acked = BTreeMap::new();
+    let mut consumed = HashSet::new();
     for cycle in 1..=cycles() {
         let lines = run_and_kill(dir.path(), &mut rng, false);
-        parse(&lines, &mut acked);
-        match check(dir.path(), &acked) {
-            Ok(held) => println!("cycle {cycle}: {} acknowledged so far, {held} on disk", acked.len()),
+        parse(&lines, &mut acked, &mut consumed);
+        match check(dir.path(), &acked, Some(&consumed)) {
+            Ok((held, drained)) => {
+                consumed.extend(drained);
+                println!(
+                    "cycle {cycle}: {} acknowledged so far, {held} on disk, {} consumed",
+                    acked.len(),
+                    consumed.len()
+                )
+            }
             Err(violation) => panic!("cycle {cycle} (seed {seed}): {violation}"),
         }
     }
@@ -184,10 +225,11 @@ fn the_checker_catches_acks_sent_before_the_commit() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = fastrand::Rng::with_seed(fastrand::u64(..));
     let mut acked = BTreeMap::new();
+    let mut consumed = HashSet::new();
     for cycle in 1..=30 {
         let lines = run_and_kill(dir.path(), &mut rng, true);
-        parse(&lines, &mut acked);
-        if let Err(violation) = check(dir.path(), &acked) {
+        parse(&lines, &mut acked, &mut consumed);
+        if let Err(violation) = check(dir.path(), &acked, None) {
             println!("positive control caught at cycle {cycle}: {violation}");
             return;
         }

@@ -8,6 +8,10 @@
 //! - `A <seq> <id>` for a single publish,
 //! - `B <first seq> <count> <id>,<id>,...` for a batch.
 //!
+//! A durable consumer `checker` reads the stream at the same time and prints
+//! `C <seq>` after each ack it gets back, so the parent can check that lazily
+//! saved consumer progress never skips a message.
+//!
 //! Payloads are `<id>|<batch>|<index>/<size>` (`-` for singles), so the checker
 //! can find every batch on disk. With `HERALD_CRASH_ACK_BEFORE_COMMIT=1` the
 //! engine acknowledges before committing: the positive control.
@@ -72,6 +76,24 @@ async fn run(dir: String) {
             }
         }));
     }
+    let consumer = bus.consumer("crash", "checker").create().await.expect("consumer");
+    let out_c = out.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            for delivery in consumer
+                .fetch(100, std::time::Duration::from_secs(1))
+                .await
+                .expect("fetch")
+            {
+                delivery.ack().await.expect("ack");
+                let line = format!("C {}\n", delivery.message.seq);
+                let out = out_c.lock().unwrap_or_else(|e| e.into_inner());
+                let mut out = out.lock();
+                out.write_all(line.as_bytes()).expect("stdout");
+                out.flush().expect("stdout");
+            }
+        }
+    }));
     for task in tasks {
         task.await.expect("publisher task");
     }
