@@ -10,7 +10,7 @@
 //! herald_testkit::conformance_tests!(embedded);
 //! ```
 
-pub mod fault_disk;
+pub mod faulty_storage;
 mod fixture;
 pub mod suite;
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::{Bus, Engine, OutgoingMessage, ReadRange, Subject};
-use herald_testkit::fault_disk::FaultyDisk;
+use herald_testkit::faulty_storage::FaultyStorage;
 
 /// One crash image and the acknowledged messages it must hold.
 struct Image {
@@ -25,7 +25,7 @@ struct Image {
 /// Runs 4 publishers (singles and batches) on a faulty disk, taking three crash
 /// images at each fsync; returns them and every acknowledged (seq, id).
 async fn run_workload(ack_before_commit: bool) -> (Vec<Image>, BTreeMap<u64, String>) {
-    let disk = FaultyDisk::new();
+    let disk = FaultyStorage::new();
     let acked: Arc<Mutex<BTreeMap<u64, String>>> = Arc::default();
     let images: Arc<Mutex<Vec<Image>>> = Arc::default();
     {
@@ -95,7 +95,8 @@ async fn run_workload(ack_before_commit: bool) -> (Vec<Image>, BTreeMap<u64, Str
     drop(bus);
     let mut images = std::mem::take(&mut *images.lock().unwrap());
     images.retain(|image| {
-        let during_creation = image.sync < created_at;
+        // The hook numbers syncs from 1, so syncs up to `created_at` made the database.
+        let during_creation = image.sync <= created_at;
         assert!(!during_creation || image.acked.is_empty());
         !during_creation
     });
@@ -107,7 +108,7 @@ async fn run_workload(ack_before_commit: bool) -> (Vec<Image>, BTreeMap<u64, Str
 /// and the stream is exactly seqs 1..=n of the committed history.
 fn check(image: &Image, history: &BTreeMap<u64, String>) -> Result<(), String> {
     let engine = Engine::builder()
-        .storage_backend(FaultyDisk::from_image(image.bytes.clone()))
+        .storage_backend(FaultyStorage::from_image(image.bytes.clone()))
         .open();
     let engine = engine.map_err(|e| {
         let mut chain = e.to_string();

@@ -8,15 +8,15 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use herald::{Bus, Durability, Engine, ErrorKind, ReadRange, StreamConfig};
-use herald_testkit::fault_disk::FaultyDisk;
+use herald_testkit::faulty_storage::FaultyStorage;
 
-fn bus_on(disk: &FaultyDisk) -> Bus {
+fn bus_on(disk: &FaultyStorage) -> Bus {
     Bus::from_engine(Engine::builder().storage_backend(disk.clone()).open().unwrap())
 }
 
 /// The ids held by the stream `s` in a reopened copy of `image`.
 async fn ids_in(image: Vec<u8>) -> HashSet<String> {
-    let bus = bus_on(&FaultyDisk::from_image(image));
+    let bus = bus_on(&FaultyStorage::from_image(image));
     match bus.read("s", ReadRange::from_seq(1, 100_000)).await {
         Ok(messages) => messages.into_iter().map(|m| m.id).collect(),
         Err(err) if err.kind() == ErrorKind::StreamNotFound => HashSet::new(),
@@ -26,7 +26,7 @@ async fn ids_in(image: Vec<u8>) -> HashSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_publishers_share_fsyncs() {
-    let disk = FaultyDisk::new();
+    let disk = FaultyStorage::new();
     let bus = bus_on(&disk);
     bus.create_stream(StreamConfig::new("s").unwrap()).await.unwrap();
     let before = disk.sync_count();
@@ -53,13 +53,13 @@ async fn concurrent_publishers_share_fsyncs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_commit_fails_every_request_in_it_and_acknowledges_none() {
-    let disk = FaultyDisk::new();
+    let disk = FaultyStorage::new();
     let bus = bus_on(&disk);
     bus.create_stream(StreamConfig::new("s").unwrap()).await.unwrap();
     bus.publish_message(herald_testkit::suite::msg("s.x", "before").id("before"))
         .await
         .unwrap();
-    disk.fail_next_syncs(1);
+    disk.fail_next_sync();
     let mut tasks = Vec::new();
     for p in 0..16 {
         let bus = bus.clone();
@@ -110,12 +110,12 @@ async fn a_failed_commit_fails_every_request_in_it_and_acknowledges_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relaxed_commits_are_fsynced_within_the_interval() {
-    let disk = FaultyDisk::new();
+    let disk = FaultyStorage::new();
     let bus = bus_on(&disk);
     bus.create_stream(StreamConfig::new("s").unwrap().durability(Durability::Relaxed))
         .await
         .unwrap();
-    let before = disk.sync_count();
+    let before = disk.durable_sync_count();
     bus.publish_message(herald_testkit::suite::msg("s.x", "fast").id("fast"))
         .await
         .unwrap();
@@ -124,7 +124,8 @@ async fn relaxed_commits_are_fsynced_within_the_interval() {
     assert!(!ids_in(disk.durable_image()).await.contains("fast"));
     // ...until the writer's own flush, with no other write to trigger it.
     let waiter = disk.clone();
-    let flushed = tokio::task::spawn_blocking(move || waiter.wait_for_syncs(before + 1, Duration::from_secs(10)));
+    let flushed =
+        tokio::task::spawn_blocking(move || waiter.wait_for_durable_syncs(before + 1, Duration::from_secs(10)));
     assert!(flushed.await.unwrap(), "no flush within 10 s");
     let durable = ids_in(disk.durable_image()).await;
     assert!(durable.contains("fast"), "the relaxed publish reached the disk");
