@@ -248,27 +248,21 @@ impl ConsumerBackend for Engine {
         loop {
             // Arm both wake-ups before looking, so nothing that lands between the
             // look and the wait is missed.
-            head.borrow_and_update();
+            // The head the last notified commit left: a commit not announced yet
+            // wakes the wait below, so reading only up to here loses nothing.
+            let last_seq = *head.borrow_and_update();
             let woken = runtime.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             let pass = {
-                let (reader, txn) = self.reader(stream)?;
-                let meta = self.meta(stream)?;
-                let last_seq = self.info(&meta, &txn)?.state.last_seq;
+                let (reader, _txn) = self.reader(stream)?;
                 runtime
                     .pass(&reader, member, max, Instant::now(), self.inner.clock.now(), last_seq)
                     .map_err(Error::from)?
             };
             for (message, deliveries) in pass.exhausted {
-                let limit = deliveries.to_string();
-                self.dead_letter(
-                    &runtime,
-                    message,
-                    deliveries,
-                    &format!("max_deliver reached after {limit} deliveries"),
-                )
-                .await?;
+                let reason = format!("max_deliver reached after {deliveries} deliveries");
+                self.dead_letter(&runtime, message, deliveries, &reason).await?;
             }
             if !pass.deliveries.is_empty() {
                 return Ok(pass.deliveries);
