@@ -189,7 +189,6 @@ impl EngineBuilder {
         let notifier = Arc::new(Notifier::default());
         let catalog = Arc::new(Catalog::default());
         let registry = Arc::new(Registry::default());
-        crate::recovery::load_consumers(&db, &registry).map_err(Error::from)?;
         let options = WriterOptions {
             auto_create_streams: self.auto_create_streams,
             ack_before_commit: self.ack_before_commit,
@@ -203,6 +202,8 @@ impl EngineBuilder {
             options,
         )
         .map_err(Error::from)?;
+        // The writer has loaded the streams into the catalog; their consumers next.
+        crate::recovery::load_consumers(&db, &catalog, &registry).map_err(Error::from)?;
         let (tx, rx) = flume::bounded(self.queue_capacity);
         let handle = std::thread::Builder::new()
             .name("herald-writer".into())

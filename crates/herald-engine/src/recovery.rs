@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use herald_core::Timestamp;
+use herald_core::{StreamName, Timestamp};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::consumers::{ConsumerRecord, ConsumerRuntime, ConsumerState, Registry};
 use crate::dedup::DedupWindow;
+use crate::writer::Catalog;
 use crate::encode::{self, StreamMeta};
 use crate::error::{EngineError, StoreResult};
 use crate::store::{StreamEntry, Tables};
@@ -29,16 +30,12 @@ pub(crate) fn create_tables(db: &Database) -> StoreResult<()> {
     Ok(())
 }
 
-/// Loads every stored consumer.
-pub(crate) fn load_consumers(db: &Database, registry: &Registry) -> StoreResult<()> {
+/// Loads every stored consumer of the streams in `catalog` (loaded just before
+/// by [`load`]); rows of streams that no longer exist are skipped.
+pub(crate) fn load_consumers(db: &Database, catalog: &Catalog, registry: &Registry) -> StoreResult<()> {
+    let names: HashMap<u32, StreamName> =
+        catalog.snapshot().values().map(|meta| (meta.id, meta.config.name.clone())).collect();
     let txn = db.begin_read()?;
-    let metas = txn.open_table(STREAMS)?;
-    let mut names = HashMap::new();
-    for item in metas.iter()? {
-        let (_, value) = item?;
-        let meta = StreamMeta::decode(value.value())?;
-        names.insert(meta.id, meta.config.name);
-    }
     let consumers = txn.open_table(CONSUMERS)?;
     for item in consumers.iter()? {
         let (key, value) = item?;
