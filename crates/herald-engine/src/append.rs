@@ -139,8 +139,7 @@ impl Writer {
             }
         }
         let config = entry.meta.config.clone();
-        let touched_subjects: Vec<Subject> = messages.iter().map(|m| m.subject.clone()).collect();
-        self.enforce_limits(tables, &mut entry, &config, &touched_subjects)?;
+        self.enforce_limits(tables, &mut entry, &config, Some(&messages))?;
         self.streams.insert(id, entry);
         self.touch(id);
         Ok(Ok(acks))

@@ -9,11 +9,11 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::consumers::{ConsumerRecord, ConsumerRuntime, ConsumerState, Registry};
 use crate::dedup::DedupWindow;
-use crate::writer::Catalog;
 use crate::encode::{self, StreamMeta};
 use crate::error::{EngineError, StoreResult};
 use crate::store::{StreamEntry, Tables};
 use crate::tables::{CONSUMERS, COUNTERS, MESSAGES, NEXT_STREAM_ID, STREAM_STATE, STREAMS};
+use crate::writer::Catalog;
 
 /// What the writer starts from.
 pub(crate) struct Loaded {
@@ -33,8 +33,11 @@ pub(crate) fn create_tables(db: &Database) -> StoreResult<()> {
 /// Loads every stored consumer of the streams in `catalog` (loaded just before
 /// by [`load`]); rows of streams that no longer exist are skipped.
 pub(crate) fn load_consumers(db: &Database, catalog: &Catalog, registry: &Registry) -> StoreResult<()> {
-    let names: HashMap<u32, StreamName> =
-        catalog.snapshot().values().map(|meta| (meta.id, meta.config.name.clone())).collect();
+    let names: HashMap<u32, StreamName> = catalog
+        .snapshot()
+        .values()
+        .map(|meta| (meta.id, meta.config.name.clone()))
+        .collect();
     let txn = db.begin_read()?;
     let consumers = txn.open_table(CONSUMERS)?;
     for item in consumers.iter()? {

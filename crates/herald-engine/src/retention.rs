@@ -1,7 +1,9 @@
 //! Retention that deletes for real: count, bytes and per-subject limits on
 //! write, age and TTL on a timer, and purges.
 
-use herald_core::{Purge, Result, StreamConfig, Subject, Timestamp};
+use std::collections::HashSet;
+
+use herald_core::{OutgoingMessage, Purge, Result, StreamConfig, Timestamp};
 use redb::ReadableTable;
 
 use crate::error::StoreResult;
@@ -9,34 +11,35 @@ use crate::store::{StreamEntry, Tables};
 use crate::writer::Writer;
 
 impl Writer {
-    /// Applies the discard-old limits after an append: per subject for the
-    /// subjects just written, then count and bytes from the front.
+    /// Applies the discard-old limits: per subject for the subjects of the
+    /// messages just `written` (every subject when `None`, after a config
+    /// change), then count and bytes from the front.
     pub(crate) fn enforce_limits(
         &mut self,
         tables: &mut Tables<'_>,
         entry: &mut StreamEntry,
         config: &StreamConfig,
-        subjects: &[Subject],
+        written: Option<&[OutgoingMessage]>,
     ) -> StoreResult<()> {
         if config.retention != herald_core::Retention::Limits {
             // Publishes over a limit were refused; owed messages are never dropped.
             return Ok(());
         }
         if let Some(max) = config.max_msgs_per_subject {
-            let mut checked: Vec<&str> = Vec::new();
             let all: Vec<String>;
-            let names: Vec<&str> = if subjects.is_empty() {
-                // A config update: check every subject.
-                all = tables.subjects_of(entry.id())?;
-                all.iter().map(String::as_str).collect()
-            } else {
-                subjects.iter().map(Subject::as_str).collect()
+            let names: Vec<&str> = match written {
+                Some(messages) => messages.iter().map(|m| m.subject.as_str()).collect(),
+                // A config change: every subject may be over the new limit.
+                None => {
+                    all = tables.subjects_of(entry.id())?;
+                    all.iter().map(String::as_str).collect()
+                }
             };
+            let mut checked = HashSet::new();
             for subject in names {
-                if checked.contains(&subject) {
+                if !checked.insert(subject) {
                     continue;
                 }
-                checked.push(subject);
                 while let Some((first, _, count)) = tables.subject_info(entry.id(), subject)? {
                     if count <= max.get() {
                         break;

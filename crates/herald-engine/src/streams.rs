@@ -126,7 +126,7 @@ impl Writer {
         entry.meta.config = config.clone();
         tables.save_meta(&entry.meta)?;
         // New limits apply at once.
-        self.enforce_limits(tables, &mut entry, &config, &[])?;
+        self.enforce_limits(tables, &mut entry, &config, None)?;
         self.enforce_age(tables, &mut entry, now)?;
         let info = info_of(&entry);
         self.streams.insert(id, entry);
