@@ -256,3 +256,18 @@ async fn a_clean_close_saves_consumer_progress_and_deleted_consumers_stay_delete
         .collect();
     assert_eq!(names, ["c"]);
 }
+
+#[tokio::test]
+async fn a_data_file_left_half_created_by_a_crash_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a crash during the very first open leaves: a partial database under
+    // the temporary name, and no data file.
+    std::fs::write(dir.path().join("herald.redb.creating"), b"half a header").unwrap();
+    let bus = Bus::open(dir.path()).await.unwrap();
+    assert_eq!(bus.publish("fresh.x", "ok").await.unwrap().seq, 1);
+    assert!(!dir.path().join("herald.redb.creating").exists());
+    drop(bus);
+    // A damaged data file itself is never silently replaced.
+    std::fs::write(dir.path().join(herald::DATA_FILE), b"not a database").unwrap();
+    assert_eq!(Bus::open(dir.path()).await.unwrap_err().kind(), ErrorKind::Storage);
+}

@@ -147,6 +147,9 @@ pub async fn an_expired_lease_goes_to_another_member(bus: &TestBus) {
     assert_eq!((info.ack_floor, info.redelivered), (1, 1));
     let members: Vec<&str> = info.members.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(members, ["one", "two"]);
+    // Member two was last seen after the lease moved, member one at its late ack.
+    let seen = |name: &str| info.members.iter().find(|m| m.name.as_str() == name).unwrap().last_seen;
+    assert!(seen("two") > herald::Timestamp(0) && seen("one") >= seen("two"));
 }
 
 /// A nak with a delay is not redelivered before the delay.
@@ -245,6 +248,26 @@ pub async fn term_dead_letters_at_once_with_the_reason(bus: &TestBus) {
     assert!(consumer.fetch(1, NO_WAIT).await.unwrap().is_empty());
     assert_eq!(bus.purge_dead_letters("c", "t").await.unwrap(), 1);
     assert!(bus.dead_letters("c", "t", 10).await.unwrap().is_empty());
+}
+
+/// With `DeadLetter::Discard`, a given-up message is settled and dropped: no
+/// dead-letter stream, and the consumer moves on.
+pub async fn discarded_dead_letters_are_dropped(bus: &TestBus) {
+    publish_n(bus, "c.x", 2).await;
+    let consumer = bus
+        .consumer("c", "d")
+        .dead_letter(herald::DeadLetter::Discard)
+        .create()
+        .await
+        .unwrap();
+    consumer.fetch(1, NO_WAIT).await.unwrap()[0]
+        .term("unwanted")
+        .await
+        .unwrap();
+    assert_eq!(kind(bus.dead_letters("c", "d", 10).await), ErrorKind::StreamNotFound);
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.ack_floor, info.dead_lettered, info.pending), (1, 1, 1));
+    assert_eq!(consumer.fetch(5, NO_WAIT).await.unwrap()[0].message.seq, 2);
 }
 
 /// Acks are idempotent; settling what was never delivered is `LeaseLost`.
