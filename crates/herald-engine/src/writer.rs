@@ -509,42 +509,26 @@ impl Writer {
         done: &mut Vec<Done>,
     ) -> StoreResult<()> {
         match request {
-            Request::Publish { messages, reply } => match self.publish(tables, messages, now)? {
-                Ok(acks) => done.push(Done::Publish(reply, acks)),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
-            Request::CreateStream { config, reply } => match self.create_stream(tables, config, now)? {
-                Ok(info) => done.push(Done::Info(reply, info)),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
-            Request::UpdateStream { config, reply } => match self.update_stream(tables, config, now)? {
-                Ok(info) => done.push(Done::Info(reply, info)),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
-            Request::DeleteStream { name, reply } => match self.delete_stream(tables, &name)? {
-                Ok(()) => done.push(Done::Unit(reply)),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
-            Request::Purge { name, purge, reply } => match self.purge(tables, &name, purge)? {
-                Ok(n) => done.push(Done::Count(reply, n)),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
-            Request::CreateConsumer { runtime, reply } => match self.create_consumer(tables, runtime, now)? {
-                Ok(runtime) => done.push(Done::Consumer(reply, runtime)),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
+            Request::Publish { messages, reply } => {
+                answer_after_commit(done, reply, self.publish(tables, messages, now)?, Done::Publish)
+            }
+            Request::CreateStream { config, reply } => {
+                answer_after_commit(done, reply, self.create_stream(tables, config, now)?, Done::Info)
+            }
+            Request::UpdateStream { config, reply } => {
+                answer_after_commit(done, reply, self.update_stream(tables, config, now)?, Done::Info)
+            }
+            Request::DeleteStream { name, reply } => {
+                answer_after_commit(done, reply, self.delete_stream(tables, &name)?, |reply, ()| {
+                    Done::Unit(reply)
+                })
+            }
+            Request::Purge { name, purge, reply } => {
+                answer_after_commit(done, reply, self.purge(tables, &name, purge)?, Done::Count)
+            }
+            Request::CreateConsumer { runtime, reply } => {
+                answer_after_commit(done, reply, self.create_consumer(tables, runtime, now)?, Done::Consumer)
+            }
             Request::SaveConsumer { runtime, reply } => {
                 self.save_consumer(tables, &runtime)?;
                 self.batch.durable = true;
@@ -584,6 +568,23 @@ impl Writer {
             && entry.meta.config.durability == herald_core::Durability::Fsync
         {
             self.batch.durable = true;
+        }
+    }
+}
+
+/// Queues the answer to a request that succeeded in this transaction, to be
+/// sent after the commit; a rejected request is answered at once (it changed
+/// nothing).
+fn answer_after_commit<T>(
+    done: &mut Vec<Done>,
+    reply: oneshot::Sender<Result<T>>,
+    result: Result<T>,
+    pending: impl FnOnce(oneshot::Sender<Result<T>>, T) -> Done,
+) {
+    match result {
+        Ok(value) => done.push(pending(reply, value)),
+        Err(err) => {
+            let _ = reply.send(Err(err));
         }
     }
 }
