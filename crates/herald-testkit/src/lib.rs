@@ -12,6 +12,7 @@
 
 pub mod faulty_storage;
 mod fixture;
+pub mod nats_server;
 pub mod suite;
 
 pub use fixture::TestBus;
