@@ -1,0 +1,428 @@
+//! Results: what one workload measured on one target, merged over rounds, and
+//! the markdown table and JSON made from them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::Machine;
+use crate::plan::{Plan, Target, Workload};
+
+/// What one workload measured on one target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The workload.
+    pub workload: Workload,
+    /// The target it ran on.
+    pub target: Target,
+    /// Messages published (a-c), consumed (d-e) or probed (f).
+    pub messages: u64,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// Per call for (a)-(c), publish-to-delivery for (f).
+    pub latency: Option<Latency>,
+    /// Checks made and other details.
+    pub note: String,
+    /// The raw latency samples in microseconds (between processes only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples_us: Vec<u32>,
+}
+
+impl Outcome {
+    pub(crate) fn new(workload: Workload, messages: u64, seconds: f64, samples_us: Vec<u32>) -> Outcome {
+        Outcome {
+            workload,
+            target: Target::HeraldDurable,
+            messages,
+            seconds,
+            latency: Latency::of(&samples_us),
+            note: String::new(),
+            samples_us,
+        }
+    }
+
+    /// Messages per second.
+    pub fn rate(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.messages as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+    /// Samples they come from.
+    pub samples: u64,
+}
+
+impl Latency {
+    fn of(samples_us: &[u32]) -> Option<Latency> {
+        if samples_us.is_empty() {
+            return None;
+        }
+        let mut sorted = samples_us.to_vec();
+        sorted.sort_unstable();
+        let at = |p: f64| {
+            let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+            f64::from(sorted[i]) / 1000.0
+        };
+        let sum: u64 = sorted.iter().map(|&s| u64::from(s)).sum();
+        Some(Latency {
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            mean_ms: sum as f64 / sorted.len() as f64 / 1000.0,
+            samples: sorted.len() as u64,
+        })
+    }
+}
+
+/// What a child process sends back: a round of one target.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RoundResult {
+    pub(crate) outcomes: Vec<Outcome>,
+    pub(crate) peak_rss_bytes: Option<u64>,
+}
+
+/// The whole run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Report {
+    /// When it ran (seconds since the Unix epoch).
+    pub started_unix: u64,
+    /// What it ran.
+    pub plan: Plan,
+    /// The disk's own limits, measured in the same run.
+    pub machine: Machine,
+    /// One per workload and target, rounds merged.
+    pub outcomes: Vec<Outcome>,
+    /// Peak resident memory per target, in bytes, over all rounds.
+    pub peak_rss_bytes: BTreeMap<Target, u64>,
+}
+
+impl Report {
+    /// Merges the rounds: messages and seconds summed, latency samples pooled.
+    pub(crate) fn merge(started_unix: u64, plan: Plan, machine: Machine, rounds: Vec<(Target, RoundResult)>) -> Report {
+        let mut merged: BTreeMap<(Workload, Target), Outcome> = BTreeMap::new();
+        let mut peak_rss_bytes = BTreeMap::new();
+        for (target, round) in rounds {
+            if let Some(rss) = round.peak_rss_bytes {
+                let peak = peak_rss_bytes.entry(target).or_insert(0);
+                *peak = rss.max(*peak);
+            }
+            for outcome in round.outcomes {
+                match merged.get_mut(&(outcome.workload, target)) {
+                    None => {
+                        merged.insert((outcome.workload, target), outcome);
+                    }
+                    Some(sum) => {
+                        sum.messages += outcome.messages;
+                        sum.seconds += outcome.seconds;
+                        sum.samples_us.extend(outcome.samples_us);
+                        sum.latency = Latency::of(&sum.samples_us);
+                        if !outcome.note.is_empty() {
+                            sum.note = format!("{}; {}", sum.note, outcome.note);
+                        }
+                    }
+                }
+            }
+        }
+        let outcomes = merged
+            .into_values()
+            .map(|mut o| {
+                o.samples_us = Vec::new();
+                o
+            })
+            .collect();
+        Report {
+            started_unix,
+            plan,
+            machine,
+            outcomes,
+            peak_rss_bytes,
+        }
+    }
+
+    /// The outcome of one workload on one target.
+    pub fn get(&self, workload: Workload, target: Target) -> Option<&Outcome> {
+        self.outcomes
+            .iter()
+            .find(|o| o.workload == workload && o.target == target)
+    }
+
+    /// The results as markdown: the machine's limits, then a row per figure
+    /// with a column per target and the Herald/NATS ratio beside each pair.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(md, "Machine: {} cores, data directory on `{}`.\n", m.cores, m.data_dir);
+        let _ = writeln!(md, "| machine limit | value |\n| --- | ---: |");
+        let _ = writeln!(
+            md,
+            "| fsync of a 4 KiB append, p50 / p99 | {:.3} ms / {:.3} ms |",
+            m.fsync.p50_ms, m.fsync.p99_ms
+        );
+        let _ = writeln!(
+            md,
+            "| one fsync per write, ceiling | {:.0} writes/s |",
+            1000.0 / m.fsync.p50_ms.max(1e-6)
+        );
+        let _ = writeln!(
+            md,
+            "| sequential write, fsynced | {:.0} MiB/s |\n",
+            m.sequential_mib_per_s
+        );
+
+        let targets = &self.plan.targets;
+        let mut header = String::from("| workload | figure |");
+        let mut rule = String::from("| --- | --- |");
+        for &target in targets {
+            let _ = write!(header, " {} |", target.label());
+            rule.push_str(" ---: |");
+            if let Some(peer) = target.peer().filter(|p| targets.contains(p)) {
+                let _ = write!(header, " {} / {} |", target.label(), peer.label());
+                rule.push_str(" ---: |");
+            }
+        }
+        let _ = writeln!(md, "{header}\n{rule}");
+        for &workload in &self.plan.workloads {
+            for figure in Figure::of(workload) {
+                let mut row = format!("| {} | {} |", workload.title(), figure.label());
+                for &target in targets {
+                    let value = self.get(workload, target).and_then(|o| figure.value(o));
+                    let _ = write!(row, " {} |", value.map_or("-".to_string(), |v| figure.format(v)));
+                    if let Some(peer) = target.peer().filter(|p| targets.contains(p)) {
+                        let theirs = self.get(workload, peer).and_then(|o| figure.value(o));
+                        let cell = match (value, theirs) {
+                            (Some(ours), Some(theirs)) if theirs > 0.0 => {
+                                let ratio = ours / theirs;
+                                let ahead = if figure.higher_is_better() {
+                                    ratio > 1.0
+                                } else {
+                                    ratio < 1.0
+                                };
+                                format!("{ratio:.2}x {}", if ahead { "✓" } else { "✗" })
+                            }
+                            _ => "-".to_string(),
+                        };
+                        let _ = write!(row, " {cell} |");
+                    }
+                }
+                let _ = writeln!(md, "{row}");
+            }
+        }
+        let mut row = String::from("| all | peak RSS (MiB) |");
+        for &target in targets {
+            let value = self.peak_rss_bytes.get(&target).map(|&b| b as f64 / 1048576.0);
+            let _ = write!(row, " {} |", value.map_or("-".to_string(), |v| format!("{v:.0}")));
+            if let Some(peer) = target.peer().filter(|p| targets.contains(p)) {
+                let theirs = self.peak_rss_bytes.get(&peer).map(|&b| b as f64 / 1048576.0);
+                let cell = match (value, theirs) {
+                    (Some(ours), Some(theirs)) if theirs > 0.0 => format!("{:.2}x", ours / theirs),
+                    _ => "-".to_string(),
+                };
+                let _ = write!(row, " {cell} |");
+            }
+        }
+        let _ = writeln!(md, "{row}");
+        let _ = writeln!(
+            md,
+            "\n✓ marks Herald ahead (more messages per second, or lower latency). \
+             Herald's RSS is the benchmark process's, load generator included; NATS's is nats-server's."
+        );
+        let notes: Vec<String> = self
+            .outcomes
+            .iter()
+            .filter(|o| !o.note.is_empty())
+            .map(|o| format!("- {} on {}: {}", o.workload.title(), o.target.label(), o.note))
+            .collect();
+        if !notes.is_empty() {
+            let _ = writeln!(md, "\nChecks:\n\n{}", notes.join("\n"));
+        }
+        md
+    }
+}
+
+/// A row of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Figure {
+    Rate,
+    P50,
+    P99,
+    P999,
+}
+
+impl Figure {
+    pub(crate) fn of(workload: Workload) -> &'static [Figure] {
+        match workload {
+            Workload::D | Workload::E => &[Figure::Rate],
+            Workload::F => &[Figure::P50, Figure::P99, Figure::P999],
+            _ => &[Figure::Rate, Figure::P50, Figure::P99],
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Figure::Rate => "msgs/s",
+            Figure::P50 => "p50 ms",
+            Figure::P99 => "p99 ms",
+            Figure::P999 => "p999 ms",
+        }
+    }
+
+    pub(crate) fn value(self, outcome: &Outcome) -> Option<f64> {
+        match self {
+            Figure::Rate => Some(outcome.rate()),
+            Figure::P50 => outcome.latency.map(|l| l.p50_ms),
+            Figure::P99 => outcome.latency.map(|l| l.p99_ms),
+            Figure::P999 => outcome.latency.map(|l| l.p999_ms),
+        }
+    }
+
+    fn higher_is_better(self) -> bool {
+        self == Figure::Rate
+    }
+
+    fn format(self, value: f64) -> String {
+        match self {
+            Figure::Rate => group_thousands(value.round() as u64),
+            _ => format!("{value:.2}"),
+        }
+    }
+}
+
+/// 1234567 → "1,234,567".
+pub(crate) fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::FsyncLatency;
+    use crate::plan::Options;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: Options,
+    }
+
+    fn outcome(workload: Workload, target: Target, messages: u64, seconds: f64, samples: Vec<u32>) -> Outcome {
+        let mut o = Outcome::new(workload, messages, seconds, samples);
+        o.target = target;
+        o
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            cores: 2,
+            data_dir: "/tmp".into(),
+            fsync: FsyncLatency {
+                p50_ms: 0.25,
+                p99_ms: 0.5,
+                samples: 10,
+            },
+            sequential_mib_per_s: 500.0,
+        }
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let samples: Vec<u32> = (1..=1000).collect();
+        let l = Latency::of(&samples).unwrap();
+        assert_eq!((l.p50_ms, l.p99_ms, l.p999_ms), (0.5, 0.99, 0.999));
+        assert_eq!(l.samples, 1000);
+        assert!(Latency::of(&[]).is_none());
+    }
+
+    #[test]
+    fn rounds_are_summed_and_samples_pooled() {
+        let plan = Plan::new(Cli::parse_from(["bench", "--quick"]).options);
+        let round = |messages, seconds, samples: Vec<u32>| RoundResult {
+            outcomes: vec![outcome(Workload::A, Target::NatsAlways, messages, seconds, samples)],
+            peak_rss_bytes: Some(messages << 20),
+        };
+        let report = Report::merge(
+            0,
+            plan,
+            machine(),
+            vec![
+                (Target::NatsAlways, round(100, 1.0, vec![1000; 10])),
+                (Target::NatsAlways, round(300, 1.0, vec![3000; 30])),
+            ],
+        );
+        let merged = report.get(Workload::A, Target::NatsAlways).unwrap();
+        assert_eq!((merged.messages, merged.seconds), (400, 2.0));
+        assert_eq!(merged.rate(), 200.0);
+        let latency = merged.latency.unwrap();
+        assert_eq!((latency.samples, latency.p50_ms, latency.p99_ms), (40, 3.0, 3.0));
+        assert!(merged.samples_us.is_empty(), "raw samples stay out of the report");
+        assert_eq!(report.peak_rss_bytes[&Target::NatsAlways], 300 << 20);
+    }
+
+    #[test]
+    fn ratios_mark_who_is_ahead_by_the_figure_direction() {
+        let plan = Plan::new(
+            Cli::parse_from(["bench", "--targets", "herald-durable,nats-always", "--workloads", "a"]).options,
+        );
+        let report = Report::merge(
+            0,
+            plan,
+            machine(),
+            vec![
+                (
+                    Target::HeraldDurable,
+                    RoundResult {
+                        outcomes: vec![outcome(Workload::A, Target::HeraldDurable, 3000, 1.0, vec![400; 10])],
+                        peak_rss_bytes: None,
+                    },
+                ),
+                (
+                    Target::NatsAlways,
+                    RoundResult {
+                        outcomes: vec![outcome(Workload::A, Target::NatsAlways, 2000, 1.0, vec![200; 10])],
+                        peak_rss_bytes: None,
+                    },
+                ),
+            ],
+        );
+        let md = report.markdown();
+        assert!(
+            md.contains("| (a) 1 publisher | msgs/s | 3,000 | 1.50x ✓ | 2,000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| (a) 1 publisher | p99 ms | 0.40 | 2.00x ✗ | 0.20 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(1000), "1,000");
+        assert_eq!(group_thousands(1234567), "1,234,567");
+    }
+}
