@@ -74,6 +74,11 @@ impl Writer {
                 ),
             )));
         }
+        // An expectation is checked against live messages: one whose TTL has
+        // passed is gone, even if the timer has not swept it yet.
+        if created.is_none() && messages.iter().any(|m| m.expected_last_subject_seq.is_some()) {
+            self.expire_due(tables, now, Some(id))?;
+        }
         let mut entry = match created {
             Some(entry) => entry,
             None => self.streams.get(&id).expect("routed to a known stream").clone(),

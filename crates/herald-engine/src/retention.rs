@@ -105,10 +105,19 @@ impl Writer {
                 self.touch(id);
             }
         }
+        self.expire_due(tables, now, None)
+    }
+
+    /// Deletes every message whose TTL has passed, of one stream or of all.
+    pub(crate) fn expire_due(&mut self, tables: &mut Tables<'_>, now: Timestamp, only: Option<u32>) -> StoreResult<()> {
         let due: Vec<(u64, u32, u64)> = tables
             .expiry
             .range(..=(now.as_nanos(), u32::MAX, u64::MAX))?
             .map(|item| item.map(|(k, _)| k.value()))
+            .filter(|item| match (item, only) {
+                (Ok((_, id, _)), Some(only)) => *id == only,
+                _ => true,
+            })
             .collect::<Result<_, _>>()?;
         for (_, id, seq) in due {
             match self.streams.get(&id) {

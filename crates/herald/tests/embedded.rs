@@ -271,3 +271,25 @@ async fn a_data_file_left_half_created_by_a_crash_is_replaced() {
     std::fs::write(dir.path().join(herald::DATA_FILE), b"not a database").unwrap();
     assert_eq!(Bus::open(dir.path()).await.unwrap_err().kind(), ErrorKind::Storage);
 }
+
+#[tokio::test]
+async fn an_expectation_treats_an_expired_message_as_gone_before_the_timer_sweeps_it() {
+    let clock = herald::ManualClock::starting_now();
+    let engine = herald::Engine::builder().memory().clock(clock.clone()).open().unwrap();
+    let bus = Bus::from_engine(engine);
+    let kv = bus.kv("locks").open().await.unwrap();
+    let held = kv.lease("job", "a", Duration::from_secs(5)).await.unwrap();
+    // Past the TTL, with no retention run: the stale message is still stored.
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(bus.stream_info("$kv-locks").await.unwrap().state.messages, 1);
+    // Reads skip it, and so must the create behind a new lease.
+    assert_eq!(kv.get("job").await.unwrap(), None);
+    let taken = kv.lease("job", "b", Duration::from_secs(5)).await.unwrap();
+    assert!(taken.revision() > held.revision());
+    assert_eq!(
+        bus.stream_info("$kv-locks").await.unwrap().state.messages,
+        1,
+        "the expired one was swept"
+    );
+    // Dropping `held` now tries a release at its stale revision, which changes nothing.
+}
