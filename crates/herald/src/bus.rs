@@ -14,6 +14,7 @@ use herald_core::{
 use herald_engine::{Clock, Engine, EngineBuilder};
 
 use crate::consumer::{Consumer, ConsumerBuilder};
+use crate::kv::KvBuilder;
 use crate::subscription::Subscription;
 use tokio::sync::watch;
 
@@ -417,6 +418,28 @@ impl Bus {
         self.backend
             .read_subject(&StreamName::new(stream)?, &Subject::new(subject)?, from_seq, limit)
             .await
+    }
+
+    /// A key-value bucket named `bucket`: configure it, then
+    /// [`open`](KvBuilder::open) creates it or binds to it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let bus = herald::Bus::memory()?;
+    /// let config = bus.kv("config").history(5).open().await?;
+    /// let first = config.put("db.url", "postgres://a").await?;
+    /// config.update("db.url", "postgres://b", first).await?;
+    /// // A write from a stale revision loses.
+    /// assert!(config.update("db.url", "postgres://c", first).await.is_err());
+    /// assert_eq!(&config.get("db.url").await?.unwrap().value[..], b"postgres://b");
+    /// # Ok::<(), herald::Error>(())
+    /// # })?;
+    /// # Ok::<(), herald::Error>(())
+    /// ```
+    pub fn kv(&self, bucket: impl Into<String>) -> KvBuilder {
+        KvBuilder::new(self.clone(), bucket.into())
     }
 
     /// Runs age and TTL retention now (embedded; it also runs every second).

@@ -30,6 +30,7 @@
 
 mod bus;
 mod consumer;
+pub mod kv;
 mod subscription;
 
 pub use bus::{Bus, BusBuilder};
@@ -42,4 +43,5 @@ pub use herald_core::{
     StreamInfo, StreamName, StreamState, Subject, Timestamp, dlq,
 };
 pub use herald_engine::{DATA_FILE, Engine, ManualClock};
+pub use kv::{Kv, KvBuilder, Lease};
 pub use subscription::Subscription;

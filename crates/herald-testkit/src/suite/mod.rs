@@ -9,6 +9,7 @@
 use herald::{ErrorKind, OutgoingMessage, Result, Subject};
 
 pub mod consumers;
+pub mod kv;
 pub mod publish;
 pub mod reads;
 pub mod retention;
@@ -111,6 +112,14 @@ macro_rules! conformance_tests {
             consumers::work_queue_retention_deletes_exactly_the_acked,
             consumers::interest_retention_deletes_once_every_consumer_acked,
             subscriptions::a_slow_subscriber_is_told_it_lagged_and_resumes,
+            kv::kv_values_have_revisions_and_a_bounded_history,
+            kv::kv_create_only_if_absent_even_after_a_delete,
+            kv::kv_watchers_see_puts_deletes_and_purges,
+            kv::kv_keys_lists_the_keys_that_hold_a_value,
+            kv::kv_a_key_with_a_ttl_expires,
+            kv::kv_invalid_keys_and_buckets_are_rejected,
+            kv::a_lease_is_exclusive_expires_and_fences_a_stale_holder,
+            kv::a_dropped_lease_is_released,
         );
         $crate::conformance_tests!(@real_time $factory;
             consumers::four_members_share_ten_thousand_messages,
@@ -118,6 +127,7 @@ macro_rules! conformance_tests {
             subscriptions::a_subscription_follows_a_pattern_across_streams,
             subscriptions::replay_then_follow_has_no_gap_or_duplicate,
             subscriptions::a_publish_racing_a_waiting_subscriber_is_never_missed,
+            kv::kv_ten_concurrent_updates_from_one_revision_exactly_one_wins,
         );
     };
     (@paused $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
