@@ -232,10 +232,17 @@ impl ConsumerConfig {
     }
 }
 
-/// The dead-letter stream and subject of a consumer.
+/// The dead-letter stream and subject of a consumer: `$dlq-<stream>-<consumer>`
+/// and `$dlq.<stream>.<consumer>`; for a consumer on one of Herald's own
+/// (`$`) streams, `$dlqr-…` and `$dlqr.…` with the stream's `$` dropped, so
+/// the two families never share a name.
 pub fn dead_letter_names(stream: &StreamName, consumer: &ConsumerName) -> (StreamName, String) {
-    let name = StreamName::new(format!("$dlq-{stream}-{consumer}")).expect("reserved names allow 140 characters");
-    (name, format!("$dlq.{stream}.{consumer}"))
+    let (family, body) = match stream.as_str().strip_prefix('$') {
+        Some(body) => ("dlqr", body),
+        None => ("dlq", stream.as_str()),
+    };
+    let name = StreamName::new(format!("${family}-{body}-{consumer}")).expect("reserved names allow 140 characters");
+    (name, format!("${family}.{body}.{consumer}"))
 }
 
 /// One delivery of a message to a consumer member.
@@ -325,4 +332,25 @@ pub mod dlq {
     pub const DELIVERIES: &str = "herald-dlq-deliveries";
     /// Why: `max_deliver` reached, or the reason given to `term`.
     pub const REASON: &str = "herald-dlq-reason";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_names_exist_for_user_and_reserved_streams_and_never_collide() {
+        let consumer = ConsumerName::new("c".repeat(64)).unwrap();
+        let user = StreamName::new("s".repeat(64)).unwrap();
+        let reserved = StreamName::new(format!("${}", "s".repeat(64))).unwrap();
+        let (user_dlq, user_subject) = dead_letter_names(&user, &consumer);
+        let (reserved_dlq, reserved_subject) = dead_letter_names(&reserved, &consumer);
+        assert!(user_dlq.is_reserved() && reserved_dlq.is_reserved());
+        assert_ne!(user_dlq, reserved_dlq);
+        assert_ne!(user_subject, reserved_subject);
+        assert_eq!(
+            dead_letter_names(&StreamName::new("$kv-a").unwrap(), &ConsumerName::new("w").unwrap()).1,
+            "$dlqr.kv-a.w"
+        );
+    }
 }
