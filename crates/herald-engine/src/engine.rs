@@ -254,6 +254,13 @@ impl Drop for Inner {
     }
 }
 
+impl Engine {
+    /// The time on the engine's clock: what it stamps messages with.
+    pub fn now(&self) -> herald_core::Timestamp {
+        self.inner.clock.now()
+    }
+}
+
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")

@@ -14,6 +14,7 @@ use herald_core::{
 use herald_engine::{Clock, Engine, EngineBuilder};
 
 use crate::consumer::{Consumer, ConsumerBuilder};
+use crate::jobs::JobsBuilder;
 use crate::kv::KvBuilder;
 use crate::subscription::Subscription;
 use tokio::sync::watch;
@@ -440,6 +441,20 @@ impl Bus {
     /// ```
     pub fn kv(&self, bucket: impl Into<String>) -> KvBuilder {
         KvBuilder::new(self.clone(), bucket.into())
+    }
+
+    /// The bus's time: the embedded engine's clock (the one messages are
+    /// stamped with), or the system clock for other backends.
+    pub fn now(&self) -> herald_core::Timestamp {
+        self.engine
+            .as_ref()
+            .map_or_else(herald_core::Timestamp::now, Engine::now)
+    }
+
+    /// A job queue named `queue`: configure it, then
+    /// [`open`](JobsBuilder::open) creates it or binds to it.
+    pub fn jobs(&self, queue: impl Into<String>) -> JobsBuilder {
+        JobsBuilder::new(self.clone(), queue.into())
     }
 
     /// Runs age and TTL retention now (embedded; it also runs every second).

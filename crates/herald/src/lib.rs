@@ -30,6 +30,7 @@
 
 mod bus;
 mod consumer;
+pub mod jobs;
 pub mod kv;
 mod subscription;
 
@@ -43,5 +44,6 @@ pub use herald_core::{
     StreamInfo, StreamName, StreamState, Subject, Timestamp, dlq,
 };
 pub use herald_engine::{DATA_FILE, Engine, ManualClock};
+pub use jobs::{Job, Jobs, JobsBuilder, NewJob};
 pub use kv::{Kv, KvBuilder, Lease};
 pub use subscription::Subscription;

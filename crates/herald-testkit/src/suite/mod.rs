@@ -9,6 +9,7 @@
 use herald::{ErrorKind, OutgoingMessage, Result, Subject};
 
 pub mod consumers;
+pub mod jobs;
 pub mod kv;
 pub mod publish;
 pub mod reads;
@@ -120,6 +121,13 @@ macro_rules! conformance_tests {
             kv::kv_invalid_keys_and_buckets_are_rejected,
             kv::a_lease_is_exclusive_expires_and_fences_a_stale_holder,
             kv::a_dropped_lease_is_released,
+            jobs::two_jobs_with_one_dedup_key_run_once,
+            jobs::a_delayed_job_is_not_claimed_early,
+            jobs::priorities_are_served_in_order_without_starving_the_low_levels,
+            jobs::a_job_is_retried_with_its_attempt_count_then_dead_lettered,
+            jobs::a_job_is_dead_lettered_with_a_reason,
+            jobs::a_claimed_job_is_leased_and_heartbeats_keep_it,
+            jobs::invalid_queues_and_jobs_are_rejected,
         );
         $crate::conformance_tests!(@real_time $factory;
             consumers::four_members_share_ten_thousand_messages,
