@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use crate::consumer::{ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Settle};
 use crate::error::Result;
-use crate::message::{Message, OutgoingMessage, PublishAck};
+use crate::message::{Headers, Message, OutgoingMessage, PublishAck};
+use crate::request::{Reply, Request};
 use crate::stream::{Purge, ReadFrom, ReadRange, StreamConfig, StreamInfo};
 use crate::subject::{Pattern, StreamName, Subject};
+use bytes::Bytes;
 
 /// Streams: admin, publishing and reads.
 ///
@@ -164,7 +166,34 @@ pub trait LiveSubscription: Send + 'static {
     async fn next(&mut self) -> Result<Message>;
 }
 
-/// Everything a bus needs from a backend.
-pub trait Backend: StreamBackend + ConsumerBackend + SubscriptionBackend {}
+/// Request/reply between live parties; nothing is stored.
+#[async_trait]
+pub trait RequestBackend: Send + Sync + 'static {
+    /// Starts answering requests whose subject matches `pattern`. Each request
+    /// goes to one responder among those serving its subject.
+    ///
+    /// Errors: `InvalidSubject`.
+    async fn serve(&self, pattern: Pattern) -> Result<Box<dyn Responder>>;
 
-impl<T: StreamBackend + ConsumerBackend + SubscriptionBackend> Backend for T {}
+    /// Sends a request to one responder of `subject` and waits up to `timeout`
+    /// for the reply.
+    ///
+    /// Errors: `NoResponders` at once when nobody serves `subject`; `Timeout`
+    /// when the reply does not come in time; `Closed` when the responder
+    /// dropped the request unanswered.
+    async fn request(&self, subject: Subject, headers: Headers, payload: Bytes, timeout: Duration) -> Result<Reply>;
+}
+
+/// A responder's incoming requests.
+#[async_trait]
+pub trait Responder: Send + 'static {
+    /// The next request, waiting for one.
+    ///
+    /// Errors: `Closed` when the bus is gone.
+    async fn next(&mut self) -> Result<Request>;
+}
+
+/// Everything a bus needs from a backend.
+pub trait Backend: StreamBackend + ConsumerBackend + SubscriptionBackend + RequestBackend {}
+
+impl<T: StreamBackend + ConsumerBackend + SubscriptionBackend + RequestBackend> Backend for T {}

@@ -23,16 +23,20 @@ mod backend;
 mod consumer;
 mod error;
 mod message;
+mod request;
 mod stream;
 mod subject;
 
-pub use backend::{Backend, ConsumerBackend, LiveSubscription, StreamBackend, SubscriptionBackend};
+pub use backend::{
+    Backend, ConsumerBackend, LiveSubscription, RequestBackend, Responder, StreamBackend, SubscriptionBackend,
+};
 pub use consumer::{
     ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_ACK_WAIT, DEFAULT_MAX_ACK_PENDING, DeadLetter, Delivery,
     MemberInfo, Settle, StartPolicy, dead_letter_names, dlq,
 };
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use message::{Headers, MAX_HEADER_BYTES, MAX_ID_LEN, Message, OutgoingMessage, PublishAck, Timestamp};
+pub use request::{Reply, ReplySink, Request};
 pub use stream::{
     DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_PAYLOAD, Discard, Durability, MAX_PAYLOAD_LIMIT, Purge, ReadFrom, ReadRange,
     Retention, StreamConfig, StreamInfo, StreamState,

@@ -217,6 +217,7 @@ impl EngineBuilder {
                 notifier,
                 registry,
                 clock: self.clock,
+                responders: crate::requests::Responders::default(),
                 writer: Mutex::new(Some(handle)),
             }),
         })
@@ -239,6 +240,7 @@ pub(crate) struct Inner {
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) responders: crate::requests::Responders,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 

@@ -40,6 +40,7 @@ mod error;
 mod notify;
 mod read;
 mod recovery;
+mod requests;
 mod retention;
 mod settle;
 mod store;

@@ -443,6 +443,94 @@ impl Bus {
         KvBuilder::new(self.clone(), bucket.into())
     }
 
+    /// Sends a request to one responder of `subject` and waits up to
+    /// `timeout` for its reply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use herald::{ErrorKind, Reply};
+    ///
+    /// let bus = herald::Bus::memory()?;
+    /// let wait = Duration::from_secs(1);
+    /// let missing = bus.request("prices.get", "EUR", wait).await.unwrap_err();
+    /// assert_eq!(missing.kind(), ErrorKind::NoResponders); // at once, not after the timeout
+    ///
+    /// let _service = bus
+    ///     .serve("prices.*", |req| async move { Reply::new(format!("1.08 for {}", String::from_utf8_lossy(&req.payload))) })
+    ///     .await?;
+    /// let reply = bus.request("prices.get", "EUR", wait).await?;
+    /// assert_eq!(&reply.payload[..], b"1.08 for EUR");
+    /// # Ok::<(), herald::Error>(())
+    /// # })?;
+    /// # Ok::<(), herald::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidSubject` (also for reserved `$` subjects); `NoResponders` at
+    /// once when nobody serves the subject; `Timeout`; `Closed` when the
+    /// responder dropped the request.
+    pub async fn request(
+        &self,
+        subject: impl AsRef<str>,
+        payload: impl Into<Bytes>,
+        timeout: std::time::Duration,
+    ) -> Result<herald_core::Reply> {
+        self.request_with_headers(subject, herald_core::Headers::new(), payload, timeout)
+            .await
+    }
+
+    /// [`request`](Bus::request) with headers.
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Bus::request).
+    pub async fn request_with_headers(
+        &self,
+        subject: impl AsRef<str>,
+        headers: herald_core::Headers,
+        payload: impl Into<Bytes>,
+        timeout: std::time::Duration,
+    ) -> Result<herald_core::Reply> {
+        let subject = Subject::new(subject)?;
+        check_not_reserved(&subject)?;
+        self.backend.request(subject, headers, payload.into(), timeout).await
+    }
+
+    /// Starts receiving requests on subjects matching `pattern`; answer each
+    /// with [`Request::respond`](herald_core::Request::respond).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidSubject` for an invalid or reserved pattern.
+    pub async fn responder(&self, pattern: impl AsRef<str>) -> Result<crate::service::Service> {
+        let pattern = Pattern::new(pattern)?;
+        if pattern.as_str().starts_with('$') {
+            return Err(Error::new(
+                ErrorKind::InvalidSubject,
+                format!("subjects starting with `$` are reserved for Herald (`{pattern}`)"),
+            ));
+        }
+        Ok(crate::service::Service::new(self.backend.serve(pattern).await?))
+    }
+
+    /// Answers every request on subjects matching `pattern` with `handler`,
+    /// each on its own task, until the returned handle is dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`responder`](Bus::responder).
+    pub async fn serve<F, Fut>(&self, pattern: impl AsRef<str>, handler: F) -> Result<crate::service::ServiceHandle>
+    where
+        F: Fn(crate::service::Incoming) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = herald_core::Reply> + Send + 'static,
+    {
+        Ok(crate::service::spawn(self.responder(pattern).await?, handler))
+    }
+
     /// The bus's time: the embedded engine's clock (the one messages are
     /// stamped with), or the system clock for other backends.
     pub fn now(&self) -> herald_core::Timestamp {

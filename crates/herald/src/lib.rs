@@ -32,6 +32,7 @@ mod bus;
 mod consumer;
 pub mod jobs;
 pub mod kv;
+mod service;
 mod subscription;
 
 pub use bus::{Bus, BusBuilder};
@@ -40,10 +41,11 @@ pub use herald_core::{
     Backend, Bytes, ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_MAX_PAYLOAD, DeadLetter, Delivery, Discard, Durability, Error, ErrorDetail, ErrorKind, Headers,
     MAX_HEADER_BYTES, MAX_ID_LEN, MAX_NAME_LEN, MAX_SUBJECT_LEN, MemberInfo, Message, OutgoingMessage, Pattern,
-    PublishAck, Purge, ReadFrom, ReadRange, Result, Retention, Settle, StartPolicy, StreamBackend, StreamConfig,
-    StreamInfo, StreamName, StreamState, Subject, Timestamp, dlq,
+    PublishAck, Purge, ReadFrom, ReadRange, Reply, Request, RequestBackend, Result, Retention, Settle, StartPolicy,
+    StreamBackend, StreamConfig, StreamInfo, StreamName, StreamState, Subject, Timestamp, dlq,
 };
 pub use herald_engine::{DATA_FILE, Engine, ManualClock};
 pub use jobs::{Job, Jobs, JobsBuilder, NewJob};
 pub use kv::{Kv, KvBuilder, Lease};
+pub use service::{Incoming, Service, ServiceHandle};
 pub use subscription::Subscription;

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod kv;
 pub mod publish;
 pub mod reads;
+pub mod requests;
 pub mod retention;
 pub mod streams;
 pub mod subscriptions;
@@ -128,6 +129,11 @@ macro_rules! conformance_tests {
             jobs::a_job_is_dead_lettered_with_a_reason,
             jobs::a_claimed_job_is_leased_and_heartbeats_keep_it,
             jobs::invalid_queues_and_jobs_are_rejected,
+            requests::a_request_is_answered_by_its_responder,
+            requests::a_request_with_no_responder_fails_at_once,
+            requests::an_unanswered_request_times_out,
+            requests::requests_are_shared_among_responders,
+            requests::invalid_request_subjects_are_rejected,
         );
         $crate::conformance_tests!(@real_time $factory;
             consumers::four_members_share_ten_thousand_messages,
