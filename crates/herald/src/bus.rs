@@ -531,6 +531,12 @@ impl Bus {
         Ok(crate::service::spawn(self.responder(pattern).await?, handler))
     }
 
+    /// An event processor on durable consumer `consumer` of `stream`: add
+    /// routes, then [`start`](ProcessorBuilder::start) it.
+    pub fn processor(&self, stream: impl Into<String>, consumer: impl Into<String>) -> crate::ProcessorBuilder {
+        crate::ProcessorBuilder::new(self.clone(), stream.into(), consumer.into())
+    }
+
     /// The bus's time: the embedded engine's clock (the one messages are
     /// stamped with), or the system clock for other backends.
     pub fn now(&self) -> herald_core::Timestamp {

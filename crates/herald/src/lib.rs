@@ -32,6 +32,7 @@ mod bus;
 mod consumer;
 pub mod jobs;
 pub mod kv;
+pub mod processor;
 mod service;
 mod subscription;
 
@@ -47,5 +48,6 @@ pub use herald_core::{
 pub use herald_engine::{DATA_FILE, Engine, ManualClock};
 pub use jobs::{Job, Jobs, JobsBuilder, NewJob};
 pub use kv::{Kv, KvBuilder, Lease};
+pub use processor::{Backoff, ErrorStrategy, Exhausted, Processor, ProcessorBuilder};
 pub use service::{Incoming, Service, ServiceHandle};
 pub use subscription::Subscription;

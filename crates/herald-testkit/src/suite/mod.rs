@@ -11,6 +11,7 @@ use herald::{ErrorKind, OutgoingMessage, Result, Subject};
 pub mod consumers;
 pub mod jobs;
 pub mod kv;
+pub mod processors;
 pub mod publish;
 pub mod reads;
 pub mod requests;
@@ -134,6 +135,10 @@ macro_rules! conformance_tests {
             requests::an_unanswered_request_times_out,
             requests::requests_are_shared_among_responders,
             requests::invalid_request_subjects_are_rejected,
+            processors::a_processor_routes_by_subject_and_acks,
+            processors::retry_with_backoff_retries_at_the_right_moments_then_dead_letters,
+            processors::a_restarted_processor_resumes_after_its_ack_floor,
+            processors::skip_and_custom_error_strategies,
         );
         $crate::conformance_tests!(@real_time $factory;
             consumers::four_members_share_ten_thousand_messages,
@@ -142,6 +147,7 @@ macro_rules! conformance_tests {
             subscriptions::replay_then_follow_has_no_gap_or_duplicate,
             subscriptions::a_publish_racing_a_waiting_subscriber_is_never_missed,
             kv::kv_ten_concurrent_updates_from_one_revision_exactly_one_wins,
+            processors::concurrent_workers_with_a_blocking_handler_handle_each_message_once,
         );
     };
     (@paused $factory:path; $($module:ident :: $name:ident),* $(,)?) => {

@@ -1,0 +1,281 @@
+//! Event processors: routing, error strategies, retry timing, restart from the
+//! ack floor, concurrency with blocking handlers.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald::processor::{Decision, HandlerError, ProcessorStats};
+use herald::{Backoff, ErrorStrategy, Exhausted, Processor};
+
+use crate::TestBus;
+
+type Log = Arc<Mutex<Vec<(String, u64)>>>;
+
+fn log() -> Log {
+    Arc::new(Mutex::new(Vec::new()))
+}
+
+/// Polls until `done` holds (virtual time in the paused group), at most a minute.
+async fn until(processor: &Processor, done: impl Fn(ProcessorStats) -> bool) {
+    for _ in 0..6000 {
+        if done(processor.stats()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the processor did not get there: {:?}", processor.stats());
+}
+
+async fn publish_n(bus: &TestBus, subject: &str, n: usize) {
+    for i in 0..n {
+        bus.publish(subject, format!("{i}")).await.unwrap();
+    }
+}
+
+/// Routes pick handlers by subject; handled messages are acked.
+pub async fn a_processor_routes_by_subject_and_acks(bus: &TestBus) {
+    bus.publish("orders.created", "o1").await.unwrap();
+    bus.publish("orders.paid", "o1").await.unwrap();
+    bus.publish("orders.created", "o2").await.unwrap();
+    bus.publish("orders.shipped", "o1").await.unwrap();
+    let (created, paid) = (log(), log());
+    let processor = bus
+        .processor("orders", "projections")
+        .route("orders.created", {
+            let created = created.clone();
+            move |d| {
+                let created = created.clone();
+                async move {
+                    created
+                        .lock()
+                        .unwrap()
+                        .push((d.message.subject.to_string(), d.message.seq));
+                    Ok::<(), HandlerError>(())
+                }
+            }
+        })
+        .route("orders.paid", {
+            let paid = paid.clone();
+            move |d| {
+                let paid = paid.clone();
+                async move {
+                    paid.lock()
+                        .unwrap()
+                        .push((d.message.subject.to_string(), d.message.seq));
+                    Ok(())
+                }
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    until(&processor, |s| s.processed == 3).await;
+    assert_eq!(processor.lag().await.unwrap(), 0);
+    let stats = processor.shutdown().await.unwrap();
+    assert_eq!((stats.processed, stats.failed, stats.unrouted), (3, 0, 0));
+    let seqs = |l: &Log| l.lock().unwrap().iter().map(|(_, s)| *s).collect::<Vec<_>>();
+    assert_eq!(seqs(&created), vec![1, 3]);
+    assert_eq!(seqs(&paid), vec![2]);
+    // The consumer took only the routed subjects, and acked them all.
+    let info = bus
+        .bind_consumer("orders", "projections")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap();
+    assert_eq!((info.in_flight, info.pending), (0, 0));
+}
+
+/// Retry with backoff retries at the scheduled moments, then dead-letters.
+pub async fn retry_with_backoff_retries_at_the_right_moments_then_dead_letters(bus: &TestBus) {
+    bus.publish("payments.charge", "card-declined").await.unwrap();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let processor = bus
+        .processor("payments", "charger")
+        .route("payments.>", {
+            let attempts = attempts.clone();
+            move |d| {
+                let attempts = attempts.clone();
+                async move {
+                    attempts
+                        .lock()
+                        .unwrap()
+                        .push((d.deliveries, tokio::time::Instant::now()));
+                    Err::<(), HandlerError>("gateway said no".into())
+                }
+            }
+        })
+        .on_error(ErrorStrategy::Retry {
+            backoff: Backoff::new(4, Duration::from_secs(1)).jitter(0.0),
+            then: Exhausted::DeadLetter,
+        })
+        .start()
+        .await
+        .unwrap();
+    until(&processor, |s| s.dead_lettered == 1).await;
+    let stats = processor.shutdown().await.unwrap();
+    assert_eq!((stats.failed, stats.retried, stats.dead_lettered), (4, 3, 1));
+    let attempts = attempts.lock().unwrap().clone();
+    assert_eq!(attempts.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    for (i, expected) in [1u64, 2, 4].into_iter().enumerate() {
+        let gap = attempts[i + 1].1 - attempts[i].1;
+        let expected = Duration::from_secs(expected);
+        assert!(
+            gap >= expected && gap < expected + Duration::from_millis(100),
+            "retry {} came after {gap:?}, not {expected:?}",
+            i + 1
+        );
+    }
+    let dead = bus.dead_letters("payments", "charger", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(&dead[0].payload[..], b"card-declined");
+    assert!(
+        dead[0].headers.values().any(|v| v.contains("gateway said no")),
+        "{:?}",
+        dead[0].headers
+    );
+}
+
+/// Fail fast stops at the failing message; a restarted processor resumes
+/// after the ack floor and handles nothing twice.
+pub async fn a_restarted_processor_resumes_after_its_ack_floor(bus: &TestBus) {
+    publish_n(bus, "ledger.entry", 10).await;
+    let first = log();
+    let processor = bus
+        .processor("ledger", "balances")
+        .route("ledger.*", {
+            let first = first.clone();
+            move |d| {
+                let first = first.clone();
+                async move {
+                    if d.message.seq == 6 {
+                        return Err::<(), HandlerError>("disk full".into());
+                    }
+                    first.lock().unwrap().push((String::new(), d.message.seq));
+                    Ok(())
+                }
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let err = processor.wait().await.unwrap_err();
+    assert!(err.to_string().contains("disk full"), "{err}");
+    let info = bus
+        .bind_consumer("ledger", "balances")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap();
+    assert_eq!(info.ack_floor, 5, "stopped before the failing message");
+
+    let second = log();
+    let processor = bus
+        .processor("ledger", "balances")
+        .route("ledger.*", {
+            let second = second.clone();
+            move |d| {
+                let second = second.clone();
+                async move {
+                    second.lock().unwrap().push((String::new(), d.message.seq));
+                    Ok::<(), HandlerError>(())
+                }
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    until(&processor, |s| s.processed == 5).await;
+    processor.shutdown().await.unwrap();
+    let seqs = |l: &Log| l.lock().unwrap().iter().map(|(_, s)| *s).collect::<Vec<_>>();
+    assert_eq!(seqs(&first), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        seqs(&second),
+        vec![6, 7, 8, 9, 10],
+        "resumed after the floor, nothing twice"
+    );
+}
+
+/// Skip acks and goes on; a custom decision picks per failure.
+pub async fn skip_and_custom_error_strategies(bus: &TestBus) {
+    publish_n(bus, "feed.item", 4).await;
+    let processor = bus
+        .processor("feed", "skipper")
+        .route("feed.>", |d| async move {
+            if d.message.seq % 2 == 0 {
+                Err::<(), HandlerError>("bad item".into())
+            } else {
+                Ok(())
+            }
+        })
+        .on_error(ErrorStrategy::Skip)
+        .start()
+        .await
+        .unwrap();
+    until(&processor, |s| s.processed + s.skipped == 4).await;
+    let stats = processor.shutdown().await.unwrap();
+    assert_eq!((stats.processed, stats.skipped), (2, 2));
+
+    bus.publish("audit.poison", "x").await.unwrap();
+    bus.publish("audit.flaky", "y").await.unwrap();
+    let decide = Arc::new(|failure: &herald::processor::Failure<'_>| {
+        if failure.delivery.message.subject.as_str() == "audit.poison" {
+            Decision::DeadLetter
+        } else if failure.attempt < 2 {
+            Decision::Retry(Duration::from_millis(10))
+        } else {
+            Decision::Skip
+        }
+    });
+    let processor = bus
+        .processor("audit", "custom")
+        .route("audit.*", |_| async { Err::<(), HandlerError>("always".into()) })
+        .on_error(ErrorStrategy::Custom(decide))
+        .start()
+        .await
+        .unwrap();
+    until(&processor, |s| s.dead_lettered == 1 && s.skipped == 1).await;
+    let stats = processor.shutdown().await.unwrap();
+    assert_eq!((stats.failed, stats.retried), (3, 1));
+    let dead = bus.dead_letters("audit", "custom", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(&dead[0].payload[..], b"x");
+}
+
+/// Several workers with a blocking handler handle every message exactly once.
+pub async fn concurrent_workers_with_a_blocking_handler_handle_each_message_once(bus: &TestBus) {
+    publish_n(bus, "thumbs.make", 200).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let processor = bus
+        .processor("thumbs", "renderers")
+        .route_blocking("thumbs.*", {
+            let seen = seen.clone();
+            move |d| {
+                std::thread::sleep(Duration::from_micros(200));
+                seen.lock().unwrap().push(d.message.seq);
+                Ok(())
+            }
+        })
+        .concurrency(4)
+        .batch_size(8)
+        .start()
+        .await
+        .unwrap();
+    until(&processor, |s| s.processed == 200).await;
+    processor.shutdown().await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let distinct: HashSet<u64> = seen.iter().copied().collect();
+    assert_eq!((seen.len(), distinct.len()), (200, 200));
+    let members = bus
+        .bind_consumer("thumbs", "renderers")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .members;
+    assert!(members.len() >= 2, "the work was shared: {members:?}");
+}

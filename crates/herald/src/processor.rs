@@ -1,0 +1,518 @@
+//! Event processors: handlers routed by subject over a durable consumer.
+//!
+//! A processor is a set of workers, each a member of one durable consumer, so
+//! its position is the consumer's ack floor: stopped and started again (or
+//! crashed), it carries on after the last message it acked. A handler that
+//! returns `Ok` acks its message; an error goes to the processor's
+//! [`ErrorStrategy`]. Written against the Backend traits alone.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_core::{Delivery, Error, ErrorKind, Pattern, Result};
+use tokio::sync::watch;
+
+use crate::bus::Bus;
+use crate::consumer::{Consumer, Received};
+
+/// What a handler returns when it fails.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+type BoxFuture = Pin<Box<dyn Future<Output = std::result::Result<(), HandlerError>> + Send>>;
+type Handler = Arc<dyn Fn(Delivery) -> BoxFuture + Send + Sync>;
+
+/// How long a worker waits for messages before it looks at the shutdown flag again.
+const FETCH_WAIT: Duration = Duration::from_secs(1);
+
+/// Exponential backoff with jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The wait before the second attempt.
+    pub initial: Duration,
+    /// Each wait is the previous one times this.
+    pub multiplier: f64,
+    /// No wait is longer.
+    pub max: Duration,
+    /// Each wait is shortened by a random fraction up to this (0 to 1), so
+    /// failing workers do not retry in lockstep.
+    pub jitter: f64,
+}
+
+impl Backoff {
+    /// `max_attempts` attempts, waiting `initial`, then twice as long each
+    /// time, at most a minute, with up to 20% jitter.
+    pub fn new(max_attempts: u32, initial: Duration) -> Backoff {
+        Backoff {
+            max_attempts,
+            initial,
+            multiplier: 2.0,
+            max: Duration::from_secs(60),
+            jitter: 0.2,
+        }
+    }
+
+    /// Sets the jitter fraction (0 for exact waits).
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Sets the longest wait.
+    pub fn max(mut self, max: Duration) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// The wait after failed attempt `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let base = self.initial.as_secs_f64() * self.multiplier.powi(exponent);
+        let capped = base.min(self.max.as_secs_f64());
+        let shortened = capped * (1.0 - self.jitter * fastrand::f64());
+        Duration::from_secs_f64(shortened.max(0.0))
+    }
+}
+
+/// What to do once retries are used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exhausted {
+    /// Move the message to the consumer's dead-letter stream.
+    DeadLetter,
+    /// Ack it and go on (counted as skipped, logged).
+    Skip,
+    /// Stop the processor, leaving the message unacked.
+    Stop,
+}
+
+/// What to do with one failed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Deliver it again after this wait.
+    Retry(Duration),
+    /// Ack it and go on.
+    Skip,
+    /// Move it to the dead-letter stream.
+    DeadLetter,
+    /// Stop the processor, leaving it unacked.
+    Stop,
+}
+
+/// A failure, as a custom strategy sees it.
+#[derive(Debug)]
+pub struct Failure<'a> {
+    /// The message.
+    pub delivery: &'a Delivery,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// What the handler returned.
+    pub error: &'a HandlerError,
+}
+
+/// How a processor handles a handler's error.
+#[derive(Clone)]
+pub enum ErrorStrategy {
+    /// Stop at the first error; the message stays unacked for the next run.
+    FailFast,
+    /// Ack the message and go on (logged and counted).
+    Skip,
+    /// Move the message to the dead-letter stream at once.
+    DeadLetter,
+    /// Retry with backoff; then do what `then` says.
+    Retry {
+        /// The backoff schedule and the attempts.
+        backoff: Backoff,
+        /// What happens after the last attempt.
+        then: Exhausted,
+    },
+    /// Ask a function.
+    Custom(Arc<dyn Fn(&Failure<'_>) -> Decision + Send + Sync>),
+}
+
+impl std::fmt::Debug for ErrorStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorStrategy::FailFast => f.write_str("FailFast"),
+            ErrorStrategy::Skip => f.write_str("Skip"),
+            ErrorStrategy::DeadLetter => f.write_str("DeadLetter"),
+            ErrorStrategy::Retry { backoff, then } => f
+                .debug_struct("Retry")
+                .field("backoff", backoff)
+                .field("then", then)
+                .finish(),
+            ErrorStrategy::Custom(_) => f.write_str("Custom"),
+        }
+    }
+}
+
+impl ErrorStrategy {
+    fn decide(&self, failure: &Failure<'_>) -> Decision {
+        match self {
+            ErrorStrategy::FailFast => Decision::Stop,
+            ErrorStrategy::Skip => Decision::Skip,
+            ErrorStrategy::DeadLetter => Decision::DeadLetter,
+            ErrorStrategy::Retry { backoff, then } if failure.attempt >= backoff.max_attempts => match then {
+                Exhausted::DeadLetter => Decision::DeadLetter,
+                Exhausted::Skip => Decision::Skip,
+                Exhausted::Stop => Decision::Stop,
+            },
+            ErrorStrategy::Retry { backoff, .. } => Decision::Retry(backoff.delay(failure.attempt)),
+            ErrorStrategy::Custom(decide) => decide(failure),
+        }
+    }
+}
+
+/// Configures a processor; [`start`](ProcessorBuilder::start) runs it.
+pub struct ProcessorBuilder {
+    bus: Bus,
+    stream: String,
+    consumer: String,
+    routes: Vec<(Pattern, Handler)>,
+    invalid_route: Option<Error>,
+    batch_size: usize,
+    concurrency: usize,
+    strategy: ErrorStrategy,
+}
+
+impl std::fmt::Debug for ProcessorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessorBuilder")
+            .field("stream", &self.stream)
+            .field("consumer", &self.consumer)
+            .field(
+                "routes",
+                &self.routes.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            )
+            .field("strategy", &self.strategy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessorBuilder {
+    pub(crate) fn new(bus: Bus, stream: String, consumer: String) -> ProcessorBuilder {
+        ProcessorBuilder {
+            bus,
+            stream,
+            consumer,
+            routes: Vec::new(),
+            invalid_route: None,
+            batch_size: 64,
+            concurrency: 1,
+            strategy: ErrorStrategy::FailFast,
+        }
+    }
+
+    fn add(mut self, pattern: &str, handler: Handler) -> Self {
+        match Pattern::new(pattern) {
+            Ok(pattern) => self.routes.push((pattern, handler)),
+            Err(err) => {
+                self.invalid_route.get_or_insert(err);
+            }
+        }
+        self
+    }
+
+    /// Sends messages whose subject matches `pattern` to an async `handler`.
+    /// Routes are tried in the order they were added; a message no route takes
+    /// is acked and counted as unrouted.
+    pub fn route<F, Fut>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), HandlerError>> + Send + 'static,
+    {
+        self.add(pattern, Arc::new(move |delivery| Box::pin(handler(delivery))))
+    }
+
+    /// Like [`route`](ProcessorBuilder::route) for a blocking handler, which
+    /// runs on tokio's blocking threads.
+    pub fn route_blocking<F>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(Delivery) -> std::result::Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.add(
+            pattern,
+            Arc::new(move |delivery| {
+                let handler = handler.clone();
+                Box::pin(async move {
+                    tokio::task::spawn_blocking(move || handler(delivery))
+                        .await
+                        .map_err(|e| -> HandlerError { format!("the blocking handler panicked: {e}").into() })?
+                })
+            }),
+        )
+    }
+
+    /// Messages each worker fetches at a time (default 64).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// Workers handling messages at once (default 1, which keeps the order).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// What to do when a handler fails (default: [`ErrorStrategy::FailFast`]).
+    pub fn on_error(mut self, strategy: ErrorStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Creates the durable consumer if needed (filtered to the routes) and
+    /// starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidSubject` for an invalid route pattern; `InvalidRequest` with no
+    /// route; whatever creating the consumer returns.
+    pub async fn start(self) -> Result<Processor> {
+        if let Some(err) = self.invalid_route {
+            return Err(err);
+        }
+        if self.routes.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "a processor needs at least one route",
+            ));
+        }
+        let consumer = match self.bus.bind_consumer(&self.stream, &self.consumer).await {
+            Ok(consumer) => consumer,
+            Err(err) if err.kind() == ErrorKind::ConsumerNotFound => {
+                let mut builder = self.bus.consumer(&self.stream, &self.consumer);
+                for (pattern, _) in &self.routes {
+                    builder = builder.filter(pattern.as_str());
+                }
+                builder.create().await?
+            }
+            Err(err) => return Err(err),
+        };
+        let shared = Arc::new(Shared {
+            routes: self.routes,
+            strategy: self.strategy,
+            stats: Stats::default(),
+            stopping: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut workers = Vec::with_capacity(self.concurrency);
+        for i in 0..self.concurrency {
+            let member = consumer.member(format!("worker-{i}"))?;
+            workers.push(tokio::spawn(work(
+                member,
+                shared.clone(),
+                self.batch_size,
+                stop_rx.clone(),
+                stop_tx.clone(),
+            )));
+        }
+        Ok(Processor {
+            consumer,
+            shared,
+            stop: stop_tx,
+            workers,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    processed: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+    skipped: AtomicU64,
+    dead_lettered: AtomicU64,
+    unrouted: AtomicU64,
+}
+
+struct Shared {
+    routes: Vec<(Pattern, Handler)>,
+    strategy: ErrorStrategy,
+    stats: Stats,
+    stopping: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+/// Counts of what a processor did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessorStats {
+    /// Messages handled successfully (and acked).
+    pub processed: u64,
+    /// Handler errors, every attempt counted.
+    pub failed: u64,
+    /// Messages put back for a retry.
+    pub retried: u64,
+    /// Failed messages acked and passed over.
+    pub skipped: u64,
+    /// Messages moved to the dead-letter stream.
+    pub dead_lettered: u64,
+    /// Messages no route took (acked).
+    pub unrouted: u64,
+}
+
+/// A running processor.
+pub struct Processor {
+    consumer: Consumer,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor")
+            .field("consumer", &self.consumer)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Processor {
+    /// What it has done so far.
+    pub fn stats(&self) -> ProcessorStats {
+        snapshot(&self.shared.stats)
+    }
+
+    /// Messages of its stream it has not taken yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::info`].
+    pub async fn lag(&self) -> Result<u64> {
+        Ok(self.consumer.info().await?.pending)
+    }
+
+    /// Whether it stopped by itself (fail fast, or a `Stop` decision).
+    pub fn has_stopped(&self) -> bool {
+        self.shared.stopping.load(Ordering::Relaxed)
+    }
+
+    /// The consumer it runs on.
+    pub fn consumer(&self) -> &Consumer {
+        &self.consumer
+    }
+
+    /// Stops taking messages, lets the messages in hand finish, and waits for
+    /// the workers.
+    ///
+    /// # Errors
+    ///
+    /// The error that stopped it, if a handler failure did.
+    pub async fn shutdown(self) -> Result<ProcessorStats> {
+        let _ = self.stop.send(true);
+        self.wait().await
+    }
+
+    /// Waits until it stops by itself.
+    ///
+    /// # Errors
+    ///
+    /// The handler failure that stopped it, as an `Internal` error with its message.
+    pub async fn wait(self) -> Result<ProcessorStats> {
+        for worker in self.workers {
+            worker
+                .await
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("a processor worker panicked: {e}")))??;
+        }
+        let failure = self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match failure {
+            Some(message) => Err(Error::new(ErrorKind::Internal, message)),
+            None => Ok(snapshot(&self.shared.stats)),
+        }
+    }
+}
+
+fn snapshot(s: &Stats) -> ProcessorStats {
+    ProcessorStats {
+        processed: s.processed.load(Ordering::Relaxed),
+        failed: s.failed.load(Ordering::Relaxed),
+        retried: s.retried.load(Ordering::Relaxed),
+        skipped: s.skipped.load(Ordering::Relaxed),
+        dead_lettered: s.dead_lettered.load(Ordering::Relaxed),
+        unrouted: s.unrouted.load(Ordering::Relaxed),
+    }
+}
+
+async fn work(
+    member: Consumer,
+    shared: Arc<Shared>,
+    batch_size: usize,
+    mut stop: watch::Receiver<bool>,
+    stop_all: watch::Sender<bool>,
+) -> Result<()> {
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let batch = tokio::select! {
+            batch = member.fetch(batch_size, FETCH_WAIT) => batch?,
+            _ = stop.changed() => return Ok(()),
+        };
+        for received in batch {
+            if !handle(&shared, received).await? {
+                shared.stopping.store(true, Ordering::Relaxed);
+                let _ = stop_all.send(true);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Handles one message; false when the processor must stop.
+async fn handle(shared: &Shared, received: Received) -> Result<bool> {
+    let subject = received.message.subject.clone();
+    let Some((_, handler)) = shared.routes.iter().find(|(p, _)| p.matches(&subject)) else {
+        received.ack().await?;
+        shared.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+        return Ok(true);
+    };
+    let outcome = handler((*received).clone()).await;
+    let error = match outcome {
+        Ok(()) => {
+            received.ack().await?;
+            shared.stats.processed.fetch_add(1, Ordering::Relaxed);
+            return Ok(true);
+        }
+        Err(error) => error,
+    };
+    shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+    let failure = Failure {
+        delivery: &received,
+        attempt: received.deliveries,
+        error: &error,
+    };
+    let decision = shared.strategy.decide(&failure);
+    let seq = received.message.seq;
+    match decision {
+        Decision::Retry(delay) => {
+            tracing::debug!(%subject, seq, attempt = received.deliveries, ?delay, %error, "handler failed; retrying");
+            received.nak_after(delay).await?;
+            shared.stats.retried.fetch_add(1, Ordering::Relaxed);
+        }
+        Decision::Skip => {
+            tracing::warn!(%subject, seq, %error, "handler failed; message skipped");
+            received.ack().await?;
+            shared.stats.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        Decision::DeadLetter => {
+            tracing::warn!(%subject, seq, %error, "handler failed; message dead-lettered");
+            received.term(error.to_string()).await?;
+            shared.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        }
+        Decision::Stop => {
+            tracing::error!(%subject, seq, %error, "handler failed; processor stopping");
+            // Put back at once for the next run rather than waiting out the lease.
+            received.nak().await?;
+            *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("handler failed on `{subject}` seq {seq}: {error}"));
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
