@@ -30,14 +30,17 @@
 
 mod bus;
 mod consumer;
+pub mod events;
 pub mod jobs;
 pub mod kv;
 pub mod processor;
 mod service;
+pub mod sourcing;
 mod subscription;
 
 pub use bus::{Bus, BusBuilder};
 pub use consumer::{Consumer, ConsumerBuilder, DEFAULT_MEMBER, Received};
+pub use events::{Envelope, Event, Meta};
 pub use herald_core::{
     Backend, Bytes, ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_MAX_PAYLOAD, DeadLetter, Delivery, Discard, Durability, Error, ErrorDetail, ErrorKind, Headers,
@@ -50,4 +53,5 @@ pub use jobs::{Job, Jobs, JobsBuilder, NewJob};
 pub use kv::{Kv, KvBuilder, Lease};
 pub use processor::{Backoff, ErrorStrategy, Exhausted, Processor, ProcessorBuilder};
 pub use service::{Incoming, Service, ServiceHandle};
+pub use sourcing::{Aggregate, CommandError, Loaded, Repository};
 pub use subscription::Subscription;

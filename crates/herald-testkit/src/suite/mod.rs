@@ -16,6 +16,7 @@ pub mod publish;
 pub mod reads;
 pub mod requests;
 pub mod retention;
+pub mod sourcing;
 pub mod streams;
 pub mod subscriptions;
 
@@ -139,6 +140,10 @@ macro_rules! conformance_tests {
             processors::retry_with_backoff_retries_at_the_right_moments_then_dead_letters,
             processors::a_restarted_processor_resumes_after_its_ack_floor,
             processors::skip_and_custom_error_strategies,
+            sourcing::typed_events_carry_an_envelope_and_map_to_cloudevents,
+            sourcing::an_aggregate_is_rebuilt_from_its_events,
+            sourcing::an_append_with_a_stale_version_fails_with_the_actual_version,
+            sourcing::an_aggregate_loads_from_its_snapshot,
         );
         $crate::conformance_tests!(@real_time $factory;
             consumers::four_members_share_ten_thousand_messages,
@@ -148,6 +153,7 @@ macro_rules! conformance_tests {
             subscriptions::a_publish_racing_a_waiting_subscriber_is_never_missed,
             kv::kv_ten_concurrent_updates_from_one_revision_exactly_one_wins,
             processors::concurrent_workers_with_a_blocking_handler_handle_each_message_once,
+            sourcing::commands_racing_on_one_aggregate_are_retried_on_conflict,
         );
     };
     (@paused $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
