@@ -34,6 +34,7 @@ pub mod events;
 pub mod jobs;
 pub mod kv;
 pub mod processor;
+pub mod recording;
 mod service;
 pub mod sourcing;
 mod subscription;

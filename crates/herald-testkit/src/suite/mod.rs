@@ -14,6 +14,7 @@ pub mod kv;
 pub mod processors;
 pub mod publish;
 pub mod reads;
+pub mod recording;
 pub mod requests;
 pub mod retention;
 pub mod sourcing;
@@ -144,6 +145,7 @@ macro_rules! conformance_tests {
             sourcing::an_aggregate_is_rebuilt_from_its_events,
             sourcing::an_append_with_a_stale_version_fails_with_the_actual_version,
             sourcing::an_aggregate_loads_from_its_snapshot,
+            recording::a_recording_bus_keeps_what_was_published,
         );
         $crate::conformance_tests!(@real_time $factory;
             consumers::four_members_share_ten_thousand_messages,
