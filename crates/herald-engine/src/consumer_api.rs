@@ -112,6 +112,41 @@ impl Engine {
         self.settled(runtime, vec![seq]).await
     }
 
+    /// Publishes `messages` and acks one delivery of a consumer in a single
+    /// transaction: after a crash either both happened or neither did, so a
+    /// consume-transform-produce step is applied exactly once.
+    ///
+    /// # Errors
+    ///
+    /// `LeaseLost` (nothing published) if the delivery is no longer leased to
+    /// `member`; every error of a publish (nothing acked); `ConsumerNotFound`.
+    pub async fn publish_and_ack(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        seq: u64,
+        deliveries: u32,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<herald_core::PublishAck>> {
+        let runtime = self.consumer(stream, consumer)?;
+        let acks = self
+            .call(|reply| Request::PublishAndAck {
+                messages,
+                runtime: runtime.clone(),
+                member: member.clone(),
+                seq,
+                deliveries,
+                reply,
+            })
+            .await?;
+        runtime.wake.notify_waiters();
+        if is_settled(&runtime, seq) {
+            self.settled(&runtime, vec![seq]).await?;
+        }
+        Ok(acks)
+    }
+
     async fn save_now(&self, runtime: Arc<ConsumerRuntime>) -> Result<()> {
         self.call(|reply| Request::SaveConsumer { runtime, reply }).await
     }

@@ -86,6 +86,15 @@ pub(crate) enum Request {
         runtime: Arc<ConsumerRuntime>,
         reply: oneshot::Sender<Result<Arc<ConsumerRuntime>>>,
     },
+    /// Publishes `messages` and acks one delivery in the same transaction.
+    PublishAndAck {
+        messages: Vec<OutgoingMessage>,
+        runtime: Arc<ConsumerRuntime>,
+        member: ConsumerName,
+        seq: u64,
+        deliveries: u32,
+        reply: oneshot::Sender<Result<Vec<PublishAck>>>,
+    },
     /// Writes a consumer's snapshot now (config updates, resets).
     SaveConsumer {
         runtime: Arc<ConsumerRuntime>,
@@ -118,13 +127,16 @@ impl Request {
             | Request::DeleteConsumer { reply, .. }
             | Request::Settled { reply, .. } => reply.send(Err(err)).map_err(drop),
             Request::Purge { reply, .. } => reply.send(Err(err)).map_err(drop),
+            Request::PublishAndAck { reply, .. } => reply.send(Err(err)).map_err(drop),
             Request::CreateConsumer { reply, .. } => reply.send(Err(err)).map_err(drop),
         };
     }
 
     fn size(&self) -> usize {
         match self {
-            Request::Publish { messages, .. } => messages.iter().map(|m| m.payload.len() + 64).sum(),
+            Request::Publish { messages, .. } | Request::PublishAndAck { messages, .. } => {
+                messages.iter().map(|m| m.payload.len() + 64).sum()
+            }
             _ => 64,
         }
     }
@@ -532,6 +544,40 @@ impl Writer {
         match request {
             Request::Publish { messages, reply } => {
                 answer_after_commit(done, reply, self.publish(tables, messages, now)?, Done::Publish)
+            }
+            Request::PublishAndAck {
+                messages,
+                runtime,
+                member,
+                seq,
+                deliveries,
+                reply,
+            } => {
+                let held = runtime
+                    .lock()
+                    .in_flight
+                    .get(&seq)
+                    .is_some_and(|l| l.member == member && l.deliveries == deliveries);
+                if !held {
+                    let _ = reply.send(Err(Error::new(
+                        ErrorKind::LeaseLost,
+                        format!(
+                            "seq {seq} (delivery {deliveries}) is no longer leased to `{member}`; nothing was published"
+                        ),
+                    )));
+                } else {
+                    let published = self.publish(tables, messages, now)?;
+                    if published.is_ok() {
+                        // The ack joins this transaction. Were the commit to fail,
+                        // the engine refuses writes until reopened, and reopening
+                        // reloads this consumer from disk, where the ack is not.
+                        runtime.lock().in_flight.remove(&seq);
+                        runtime.lock().dirty = true;
+                        self.save_consumer(tables, &runtime)?;
+                        self.batch.durable = true;
+                    }
+                    answer_after_commit(done, reply, published, Done::Publish);
+                }
             }
             Request::CreateStream { config, reply } => {
                 answer_after_commit(done, reply, self.create_stream(tables, config, now)?, Done::Info)

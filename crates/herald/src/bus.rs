@@ -537,6 +537,36 @@ impl Bus {
         crate::ProcessorBuilder::new(self.clone(), stream.into(), consumer.into())
     }
 
+    /// Publishes `messages` and acks `received` in one transaction
+    /// (consume-transform-produce, embedded): after a crash both happened or
+    /// neither did, so the step runs exactly once.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on a non-embedded bus; `LeaseLost` (nothing published);
+    /// `InvalidSubject` for a reserved subject; every error of
+    /// [`publish_batch`](Bus::publish_batch) (nothing acked).
+    pub async fn publish_and_ack(
+        &self,
+        received: &crate::Received,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<PublishAck>> {
+        for message in &messages {
+            check_not_reserved(&message.subject)?;
+        }
+        let consumer = received.consumer();
+        self.embedded()?
+            .publish_and_ack(
+                consumer.stream(),
+                consumer.name(),
+                consumer.member_name(),
+                received.message.seq,
+                received.deliveries,
+                messages,
+            )
+            .await
+    }
+
     /// The bus's time: the embedded engine's clock (the one messages are
     /// stamped with), or the system clock for other backends.
     pub fn now(&self) -> herald_core::Timestamp {

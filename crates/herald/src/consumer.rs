@@ -268,6 +268,11 @@ impl Deref for Received {
 }
 
 impl Received {
+    /// The consumer member it was delivered to.
+    pub fn consumer(&self) -> &Consumer {
+        &self.consumer
+    }
+
     /// The delivery without its handle.
     pub fn into_delivery(self) -> Delivery {
         self.delivery
