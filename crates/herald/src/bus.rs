@@ -599,6 +599,23 @@ impl Bus {
         self.embedded()?.watch_head(&StreamName::new(stream)?)
     }
 
+    /// The info of `stream`, creating it from `config` first if it is missing
+    /// (Herald's own `$` streams included). A stream created meanwhile by
+    /// someone else is bound to as it is.
+    pub(crate) async fn open_or_create_stream(
+        &self,
+        stream: &StreamName,
+        config: impl FnOnce() -> Result<StreamConfig>,
+    ) -> Result<StreamInfo> {
+        match self.backend.stream_info(stream).await {
+            Err(err) if err.kind() == ErrorKind::StreamNotFound => match self.backend.create_stream(config()?).await {
+                Err(err) if err.kind() == ErrorKind::StreamExists => self.backend.stream_info(stream).await,
+                created => created,
+            },
+            found => found,
+        }
+    }
+
     fn embedded(&self) -> Result<&Engine> {
         self.engine
             .as_ref()

@@ -121,22 +121,14 @@ impl JobsBuilder {
                 ),
             ));
         }
-        let backend = self.bus.backend().clone();
-        match backend.stream_info(&stream).await {
-            Ok(_) => {}
-            Err(err) if err.kind() == ErrorKind::StreamNotFound => {
-                let config = StreamConfig::with_name(stream.clone())
+        self.bus
+            .open_or_create_stream(&stream, || {
+                Ok(StreamConfig::with_name(stream.clone())
                     .subjects([format!("{stream}.>")])?
                     .retention(Retention::WorkQueue)
-                    .duplicate_window(Some(self.dedup_window));
-                match backend.create_stream(config).await {
-                    Ok(_) => {}
-                    Err(err) if err.kind() == ErrorKind::StreamExists => {}
-                    Err(err) => return Err(err),
-                }
-            }
-            Err(err) => return Err(err),
-        }
+                    .duplicate_window(Some(self.dedup_window)))
+            })
+            .await?;
         let consumer = |name: String, filter: String| {
             self.bus
                 .consumer(stream.as_str(), name)

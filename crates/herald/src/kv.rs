@@ -121,10 +121,8 @@ impl KvBuilder {
                 ),
             ));
         }
-        let backend = self.bus.backend();
-        match backend.stream_info(&stream).await {
-            Ok(_) => {}
-            Err(err) if err.kind() == ErrorKind::StreamNotFound => {
+        self.bus
+            .open_or_create_stream(&stream, || {
                 let mut config = StreamConfig::with_name(stream.clone())
                     .subjects([format!("{stream}.>")])?
                     .max_msgs_per_subject(self.history)
@@ -137,15 +135,9 @@ impl KvBuilder {
                 if let Some(size) = self.max_value_size {
                     config = config.max_payload(size);
                 }
-                match backend.create_stream(config).await {
-                    Ok(_) => {}
-                    // Another opener won the race: bind to theirs.
-                    Err(err) if err.kind() == ErrorKind::StreamExists => {}
-                    Err(err) => return Err(err),
-                }
-            }
-            Err(err) => return Err(err),
-        }
+                Ok(config)
+            })
+            .await?;
         Ok(Kv {
             bus: self.bus,
             bucket: self.bucket,

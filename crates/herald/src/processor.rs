@@ -299,6 +299,7 @@ impl ProcessorBuilder {
             stats: Stats::default(),
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
+            progress: tokio::sync::Notify::new(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut workers = Vec::with_capacity(self.concurrency);
@@ -337,6 +338,8 @@ struct Shared {
     stats: Stats,
     stopping: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// Woken after every message handled, and when the processor stops.
+    progress: tokio::sync::Notify,
 }
 
 /// Counts of what a processor did.
@@ -386,6 +389,26 @@ impl Processor {
     /// As [`Consumer::info`].
     pub async fn lag(&self) -> Result<u64> {
         Ok(self.consumer.info().await?.pending)
+    }
+
+    /// Waits until `done` holds for its stats (checked after every message
+    /// handled), or until it stops by itself; returns the stats then.
+    pub async fn wait_until(&self, done: impl Fn(ProcessorStats) -> bool) -> ProcessorStats {
+        loop {
+            let progressed = self.shared.progress.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            let stats = self.stats();
+            if done(stats) || self.has_stopped() {
+                return stats;
+            }
+            progressed.await;
+        }
+    }
+
+    /// Why it stopped by itself, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Whether it stopped by itself (fail fast, or a `Stop` decision).
@@ -439,7 +462,30 @@ fn snapshot(s: &Stats) -> ProcessorStats {
     }
 }
 
+/// Runs a worker; a bus error stops the whole processor, visibly.
 async fn work(
+    member: Consumer,
+    shared: Arc<Shared>,
+    batch_size: usize,
+    stop: watch::Receiver<bool>,
+    stop_all: watch::Sender<bool>,
+) -> Result<()> {
+    let outcome = work_loop(member, shared.clone(), batch_size, stop, stop_all.clone()).await;
+    if let Err(err) = &outcome {
+        tracing::error!(%err, "processor worker failed; processor stopping");
+        shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| err.to_string());
+        shared.stopping.store(true, Ordering::Relaxed);
+        let _ = stop_all.send(true);
+        shared.progress.notify_waiters();
+    }
+    outcome
+}
+
+async fn work_loop(
     member: Consumer,
     shared: Arc<Shared>,
     batch_size: usize,
@@ -455,9 +501,13 @@ async fn work(
             _ = stop.changed() => return Ok(()),
         };
         for received in batch {
-            if !handle(&shared, received).await? {
+            let go_on = handle(&shared, received).await?;
+            if !go_on {
                 shared.stopping.store(true, Ordering::Relaxed);
                 let _ = stop_all.send(true);
+            }
+            shared.progress.notify_waiters();
+            if !go_on {
                 return Ok(());
             }
         }

@@ -134,25 +134,20 @@ impl<A: Aggregate> Repository<A> {
     /// index (loading would scan the whole stream).
     pub async fn open(bus: &Bus, stream: &str) -> Result<Repository<A>> {
         let name = StreamName::new(stream)?;
-        match bus.stream_info(stream).await {
-            Ok(info) if !info.config.indexes_subjects() => {
-                return Err(Error::new(
-                    ErrorKind::InvalidConfig,
-                    format!("stream `{stream}` holds aggregates only with its subject index on"),
-                ));
-            }
-            Ok(_) => {}
-            Err(err) if err.kind() == ErrorKind::StreamNotFound => {
-                match bus
-                    .create_stream(StreamConfig::with_name(name.clone()).subject_index(true))
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(err) if err.kind() == ErrorKind::StreamExists => {}
-                    Err(err) => return Err(err),
-                }
-            }
-            Err(err) => return Err(err),
+        if name.is_reserved() {
+            return Err(Error::new(
+                ErrorKind::InvalidName,
+                format!("stream names starting with `$` are reserved for Herald (`{stream}`)"),
+            ));
+        }
+        let info = bus
+            .open_or_create_stream(&name, || Ok(StreamConfig::with_name(name.clone()).subject_index(true)))
+            .await?;
+        if !info.config.indexes_subjects() {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!("stream `{stream}` holds aggregates only with its subject index on"),
+            ));
         }
         Ok(Repository {
             bus: bus.clone(),

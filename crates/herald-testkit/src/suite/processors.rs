@@ -16,15 +16,21 @@ fn log() -> Log {
     Arc::new(Mutex::new(Vec::new()))
 }
 
-/// Polls until `done` holds (virtual time in the paused group), at most a minute.
+/// Waits until `done` holds, failing after a minute of real time. (Not a
+/// tokio timer: on paused time the clock jumps to the next timer whenever the
+/// test waits on the engine's writer thread, which would fire a timeout at once.)
 async fn until(processor: &Processor, done: impl Fn(ProcessorStats) -> bool) {
-    for _ in 0..6000 {
-        if done(processor.stats()) {
-            return;
+    let (expired, deadline) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        let _ = expired.send(());
+    });
+    tokio::select! {
+        stats = processor.wait_until(&done) => {
+            assert!(done(stats), "the processor stopped: {:?} ({:?})", stats, processor.failure());
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        _ = deadline => panic!("the processor did not get there: {:?} ({:?})", processor.stats(), processor.failure()),
     }
-    panic!("the processor did not get there: {:?}", processor.stats());
 }
 
 async fn publish_n(bus: &TestBus, subject: &str, n: usize) {
