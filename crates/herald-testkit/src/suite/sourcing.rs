@@ -215,6 +215,18 @@ pub async fn an_aggregate_is_rebuilt_from_its_events(bus: &TestBus) {
         "a refused command appends nothing"
     );
     assert_eq!(kind_of(repo.load("a.b").await), ErrorKind::InvalidSubject);
+    assert_eq!(
+        kind_of(Repository::<Account>::open(bus, "$bank").await),
+        ErrorKind::InvalidName
+    );
+    bus.create_stream(herald::StreamConfig::new("plain").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        kind_of(Repository::<Account>::open(bus, "plain").await),
+        ErrorKind::InvalidConfig,
+        "aggregates need the subject index"
+    );
 }
 
 fn kind_of<T: std::fmt::Debug>(r: herald::Result<T>) -> ErrorKind {
