@@ -247,9 +247,11 @@ pub(crate) struct BatchMarks {
     pub(crate) dropped_consumers: Vec<(u32, ConsumerName)>,
 }
 
-/// The next request if one arrives within [`HOT_POLL`], yielding the CPU in between.
-fn poll_briefly(rx: &flume::Receiver<Request>) -> Option<Request> {
-    let until = Instant::now() + HOT_POLL;
+/// The next request if one arrives within `wait`, yielding the CPU in
+/// between: for gaps this short a futex sleep and wake-up costs more than the
+/// gap itself.
+fn poll_for(rx: &flume::Receiver<Request>, wait: Duration) -> Option<Request> {
+    let until = Instant::now() + wait;
     loop {
         if let Ok(request) = rx.try_recv() {
             return Some(request);
@@ -323,11 +325,13 @@ impl Writer {
         let mut last_batch = 0;
         loop {
             let timeout = self.next_timer().saturating_duration_since(Instant::now());
-            let hot = if last_batch > 0 { poll_briefly(&rx) } else { None };
+            let hot = if last_batch > 0 { poll_for(&rx, HOT_POLL) } else { None };
             let first = match hot.map_or_else(|| rx.recv_timeout(timeout), Ok) {
                 Ok(request) => request,
                 Err(flume::RecvTimeoutError::Timeout) => {
                     self.process(Vec::new());
+                    // Nobody was answered: no next request is on its way.
+                    last_batch = 0;
                     continue;
                 }
                 Err(flume::RecvTimeoutError::Disconnected) => break,
@@ -344,20 +348,7 @@ impl Writer {
                 let next = match rx.try_recv() {
                     Ok(request) => Some(request),
                     Err(_) if linger.is_zero() || Instant::now() >= deadline => None,
-                    Err(_) => {
-                        // Yield rather than sleep: a futex sleep and wake-up per
-                        // request costs more than the gap it waits for.
-                        let gap_ends = Instant::now() + linger;
-                        loop {
-                            std::thread::yield_now();
-                            if let Ok(request) = rx.try_recv() {
-                                break Some(request);
-                            }
-                            if Instant::now() >= gap_ends {
-                                break None;
-                            }
-                        }
-                    }
+                    Err(_) => poll_for(&rx, linger),
                 };
                 match next {
                     Some(request) => {
@@ -571,8 +562,11 @@ impl Writer {
                         // The ack joins this transaction. Were the commit to fail,
                         // the engine refuses writes until reopened, and reopening
                         // reloads this consumer from disk, where the ack is not.
-                        runtime.lock().in_flight.remove(&seq);
-                        runtime.lock().dirty = true;
+                        {
+                            let mut state = runtime.lock();
+                            state.in_flight.remove(&seq);
+                            state.dirty = true;
+                        }
                         self.save_consumer(tables, &runtime)?;
                         self.batch.durable = true;
                     }
