@@ -86,6 +86,8 @@ pub struct Projection {
     stream: String,
     filter: Option<Pattern>,
     batch: usize,
+    /// The stored position, read once; it changes only with our own commits.
+    position: u64,
 }
 
 impl Projection {
@@ -103,12 +105,20 @@ impl Projection {
                 position INTEGER NOT NULL
             )",
         )?;
+        let position: Option<i64> = conn
+            .query_row(
+                "SELECT position FROM herald_projections WHERE name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .optional()?;
         Ok(Projection {
             conn,
             name: name.to_string(),
             stream: stream.to_string(),
             filter: None,
             batch: DEFAULT_BATCH,
+            position: position.map_or(0, |p| u64::try_from(p).unwrap_or(0)),
         })
     }
 
@@ -134,21 +144,11 @@ impl Projection {
         &self.conn
     }
 
-    /// The last sequence applied (0 before the first).
-    ///
-    /// # Errors
-    ///
-    /// SQLite errors.
-    pub fn position(&self) -> Result<u64, ProjectionError> {
-        let position: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT position FROM herald_projections WHERE name = ?1",
-                [&self.name],
-                |row| row.get(0),
-            )
-            .optional()?;
-        Ok(position.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+    /// The last sequence applied (0 before the first). One projection name
+    /// has one writer: the position is read when it opens and kept up to date
+    /// by its own commits.
+    pub fn position(&self) -> u64 {
+        self.position
     }
 
     /// Applies the next batch after the position; returns how many messages
@@ -161,7 +161,7 @@ impl Projection {
     where
         F: FnMut(&Transaction<'_>, &Message) -> Result<(), ApplyError>,
     {
-        let from = self.position()? + 1;
+        let from = self.position + 1;
         let messages = bus.read(&self.stream, ReadRange::from_seq(from, self.batch)).await?;
         let Some(last) = messages.last().map(|m| m.seq) else {
             return Ok(0);
@@ -181,6 +181,7 @@ impl Projection {
             rusqlite::params![self.name, self.stream, i64::try_from(last).unwrap_or(i64::MAX)],
         )?;
         tx.commit()?;
+        self.position = last;
         Ok(messages.len())
     }
 
