@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::report::nearest_rank;
+
 /// The disk's figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
@@ -49,10 +51,9 @@ pub(crate) fn measure(dir: &Path, fsyncs: usize, mib: usize) -> std::io::Result<
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     samples.sort_by(f64::total_cmp);
-    let at = |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
     let fsync = FsyncLatency {
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
+        p50_ms: nearest_rank(&samples, 0.50),
+        p99_ms: nearest_rank(&samples, 0.99),
         samples: samples.len() as u64,
     };
 

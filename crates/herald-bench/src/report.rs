@@ -74,10 +74,7 @@ impl Latency {
         }
         let mut sorted = samples_us.to_vec();
         sorted.sort_unstable();
-        let at = |p: f64| {
-            let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-            f64::from(sorted[i]) / 1000.0
-        };
+        let at = |p: f64| f64::from(nearest_rank(&sorted, p)) / 1000.0;
         let sum: u64 = sorted.iter().map(|&s| u64::from(s)).sum();
         Some(Latency {
             p50_ms: at(0.50),
@@ -204,19 +201,7 @@ impl Report {
                     let _ = write!(row, " {} |", value.map_or("-".to_string(), |v| figure.format(v)));
                     if let Some(peer) = target.peer().filter(|p| targets.contains(p)) {
                         let theirs = self.get(workload, peer).and_then(|o| figure.value(o));
-                        let cell = match (value, theirs) {
-                            (Some(ours), Some(theirs)) if theirs > 0.0 => {
-                                let ratio = ours / theirs;
-                                let ahead = if figure.higher_is_better() {
-                                    ratio > 1.0
-                                } else {
-                                    ratio < 1.0
-                                };
-                                format!("{ratio:.2}x {}", if ahead { "✓" } else { "✗" })
-                            }
-                            _ => "-".to_string(),
-                        };
-                        let _ = write!(row, " {cell} |");
+                        let _ = write!(row, " {} |", ratio_cell(value, theirs, Some(figure.higher_is_better())));
                     }
                 }
                 let _ = writeln!(md, "{row}");
@@ -228,11 +213,7 @@ impl Report {
             let _ = write!(row, " {} |", value.map_or("-".to_string(), |v| format!("{v:.0}")));
             if let Some(peer) = target.peer().filter(|p| targets.contains(p)) {
                 let theirs = self.peak_rss_bytes.get(&peer).map(|&b| b as f64 / 1048576.0);
-                let cell = match (value, theirs) {
-                    (Some(ours), Some(theirs)) if theirs > 0.0 => format!("{:.2}x", ours / theirs),
-                    _ => "-".to_string(),
-                };
-                let _ = write!(row, " {cell} |");
+                let _ = write!(row, " {} |", ratio_cell(value, theirs, None));
             }
         }
         let _ = writeln!(md, "{row}");
@@ -252,6 +233,29 @@ impl Report {
         }
         md
     }
+}
+
+/// `1.50x ✓`: ours over theirs, marked by who is ahead when the figure has a
+/// better direction; `-` when either is missing.
+fn ratio_cell(ours: Option<f64>, theirs: Option<f64>, higher_is_better: Option<bool>) -> String {
+    match (ours, theirs) {
+        (Some(ours), Some(theirs)) if theirs > 0.0 => {
+            let ratio = ours / theirs;
+            match higher_is_better {
+                Some(higher) => {
+                    let ahead = if higher { ratio > 1.0 } else { ratio < 1.0 };
+                    format!("{ratio:.2}x {}", if ahead { "✓" } else { "✗" })
+                }
+                None => format!("{ratio:.2}x"),
+            }
+        }
+        _ => "-".to_string(),
+    }
+}
+
+/// The nearest-rank `p` quantile of sorted, non-empty `values`.
+pub(crate) fn nearest_rank<T: Copy>(sorted: &[T], p: f64) -> T {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 /// A row of the table.
