@@ -38,6 +38,9 @@ pub const PRIORITY_HEADER: &str = "herald-job-priority";
 pub const MAX_ATTEMPTS_HEADER: &str = "herald-job-max-attempts";
 /// The header with a delayed job's not-before time (nanoseconds since the epoch).
 pub const NOT_BEFORE_HEADER: &str = "herald-job-not-before";
+/// The header with a job's id once it is moved (when due, or to the dead
+/// jobs): the id of the message it was enqueued as.
+pub const JOB_ID_HEADER: &str = "herald-job-id";
 /// The header with the reason a dead job was given up on.
 pub const REASON_HEADER: &str = "herald-job-reason";
 /// The header with the attempts a dead job had.
@@ -373,7 +376,7 @@ impl Jobs {
                 .id(format!("due:{}", message.seq));
             ready.headers = message.headers.clone();
             ready.headers.remove(NOT_BEFORE_HEADER);
-            ready.headers.insert("herald-job-id".to_string(), message.id.clone());
+            ready.headers.insert(JOB_ID_HEADER.to_string(), message.id.clone());
             self.inner.bus.backend().publish(ready).await?;
             received.ack().await?;
         }
@@ -395,7 +398,7 @@ impl Jobs {
 fn job_id(message: &Message) -> String {
     message
         .headers
-        .get("herald-job-id")
+        .get(JOB_ID_HEADER)
         .cloned()
         .unwrap_or_else(|| message.id.clone())
 }
@@ -495,7 +498,7 @@ impl Job {
             // Idempotent: a crash before the term below buries it again, once.
             .id(format!("dead:{}", message.seq));
         dead.headers = message.headers.clone();
-        dead.headers.insert("herald-job-id".to_string(), self.id.clone());
+        dead.headers.insert(JOB_ID_HEADER.to_string(), self.id.clone());
         dead.headers.insert(REASON_HEADER.to_string(), reason.to_string());
         dead.headers.insert(
             ATTEMPTS_HEADER.to_string(),
