@@ -566,3 +566,63 @@ async fn handle(shared: &Shared, received: Received) -> Result<bool> {
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_jitter_only_shortens() {
+        let exact = Backoff::new(10, Duration::from_millis(100))
+            .jitter(0.0)
+            .max(Duration::from_secs(1));
+        let delays: Vec<u128> = (1..=6).map(|a| exact.delay(a).as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+
+        let jittered = Backoff::new(10, Duration::from_millis(100)).jitter(0.5);
+        let samples: Vec<Duration> = (0..200).map(|_| jittered.delay(3)).collect();
+        assert!(
+            samples
+                .iter()
+                .all(|d| *d >= Duration::from_millis(200) && *d <= Duration::from_millis(400))
+        );
+        let distinct: std::collections::HashSet<_> = samples.iter().collect();
+        assert!(distinct.len() > 100, "jitter spreads the waits");
+    }
+
+    #[test]
+    fn retry_gives_way_to_its_exhausted_decision_at_the_last_attempt() {
+        let strategy = ErrorStrategy::Retry {
+            backoff: Backoff::new(3, Duration::from_secs(1)).jitter(0.0),
+            then: Exhausted::Skip,
+        };
+        let delivery = Delivery {
+            message: herald_core::Message {
+                stream: herald_core::StreamName::new("s").unwrap(),
+                seq: 1,
+                subject: herald_core::Subject::new("s.x").unwrap(),
+                id: "1".into(),
+                time: herald_core::Timestamp(0),
+                headers: Default::default(),
+                payload: bytes::Bytes::new(),
+                content_type: None,
+                expires: None,
+            },
+            consumer_seq: 1,
+            deliveries: 1,
+            pending: 0,
+            member: herald_core::ConsumerName::new("m").unwrap(),
+        };
+        let error: HandlerError = "boom".into();
+        let decide = |attempt| {
+            strategy.decide(&Failure {
+                delivery: &delivery,
+                attempt,
+                error: &error,
+            })
+        };
+        assert_eq!(decide(1), Decision::Retry(Duration::from_secs(1)));
+        assert_eq!(decide(2), Decision::Retry(Duration::from_secs(2)));
+        assert_eq!(decide(3), Decision::Skip);
+    }
+}

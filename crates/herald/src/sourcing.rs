@@ -238,7 +238,10 @@ impl<A: Aggregate> Repository<A> {
         self.append(loaded, events, meta).await.map_err(CommandError::Bus)
     }
 
-    /// Appends `events` to a loaded aggregate, expecting its version.
+    /// Appends `events` to a loaded aggregate, expecting its version. The
+    /// returned envelopes carry the bus clock read when the append returned
+    /// as their `time` (the stored time is the commit's, a moment before);
+    /// read the events back for the stored one.
     ///
     /// # Errors
     ///

@@ -141,6 +141,8 @@ macro_rules! conformance_tests {
             processors::retry_with_backoff_retries_at_the_right_moments_then_dead_letters,
             processors::a_restarted_processor_resumes_after_its_ack_floor,
             processors::skip_and_custom_error_strategies,
+            processors::shutdown_lets_the_messages_in_hand_finish,
+            processors::a_processor_stops_visibly_when_its_consumer_goes_away,
             sourcing::typed_events_carry_an_envelope_and_map_to_cloudevents,
             sourcing::an_aggregate_is_rebuilt_from_its_events,
             sourcing::an_append_with_a_stale_version_fails_with_the_actual_version,

@@ -2,35 +2,67 @@
 //! ack floor, concurrency with blocking handlers.
 
 use std::collections::HashSet;
+use std::future::{Future, Ready};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::processor::{Decision, HandlerError, ProcessorStats};
-use herald::{Backoff, ErrorStrategy, Exhausted, Processor};
+use herald::{Backoff, Delivery, ErrorKind, ErrorStrategy, Exhausted, Processor};
 
 use crate::TestBus;
 
-type Log = Arc<Mutex<Vec<(String, u64)>>>;
+/// The seqs a handler saw, in order.
+type Log = Arc<Mutex<Vec<u64>>>;
 
 fn log() -> Log {
     Arc::new(Mutex::new(Vec::new()))
 }
 
-/// Waits until `done` holds, failing after a minute of real time. (Not a
-/// tokio timer: on paused time the clock jumps to the next timer whenever the
-/// test waits on the engine's writer thread, which would fire a timeout at once.)
-async fn until(processor: &Processor, done: impl Fn(ProcessorStats) -> bool) {
+fn seqs(log: &Log) -> Vec<u64> {
+    log.lock().unwrap().clone()
+}
+
+/// A handler that records each seq in `log` and succeeds.
+fn recorder(log: &Log) -> impl Fn(Delivery) -> Ready<Result<(), HandlerError>> + Send + Sync + 'static {
+    let log = log.clone();
+    move |d| {
+        log.lock().unwrap().push(d.message.seq);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// `future`'s output, or a panic with `why()` after a minute of real time.
+/// (Not a tokio timer: on paused time the clock jumps to the next timer
+/// whenever the test waits on the engine's writer thread, which would fire a
+/// timeout at once.)
+async fn within_a_minute<T>(future: impl Future<Output = T>, why: impl FnOnce() -> String) -> T {
     let (expired, deadline) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(60));
         let _ = expired.send(());
     });
     tokio::select! {
-        stats = processor.wait_until(&done) => {
-            assert!(done(stats), "the processor stopped: {:?} ({:?})", stats, processor.failure());
-        }
-        _ = deadline => panic!("the processor did not get there: {:?} ({:?})", processor.stats(), processor.failure()),
+        output = future => output,
+        _ = deadline => panic!("{}", why()),
     }
+}
+
+/// Waits until `done` holds for the processor's stats.
+async fn until(processor: &Processor, done: impl Fn(ProcessorStats) -> bool) {
+    let stats = within_a_minute(processor.wait_until(&done), || {
+        format!(
+            "the processor did not get there: {:?} ({:?})",
+            processor.stats(),
+            processor.failure()
+        )
+    })
+    .await;
+    assert!(
+        done(stats),
+        "the processor stopped: {:?} ({:?})",
+        stats,
+        processor.failure()
+    );
 }
 
 async fn publish_n(bus: &TestBus, subject: &str, n: usize) {
@@ -48,31 +80,8 @@ pub async fn a_processor_routes_by_subject_and_acks(bus: &TestBus) {
     let (created, paid) = (log(), log());
     let processor = bus
         .processor("orders", "projections")
-        .route("orders.created", {
-            let created = created.clone();
-            move |d| {
-                let created = created.clone();
-                async move {
-                    created
-                        .lock()
-                        .unwrap()
-                        .push((d.message.subject.to_string(), d.message.seq));
-                    Ok::<(), HandlerError>(())
-                }
-            }
-        })
-        .route("orders.paid", {
-            let paid = paid.clone();
-            move |d| {
-                let paid = paid.clone();
-                async move {
-                    paid.lock()
-                        .unwrap()
-                        .push((d.message.subject.to_string(), d.message.seq));
-                    Ok(())
-                }
-            }
-        })
+        .route("orders.created", recorder(&created))
+        .route("orders.paid", recorder(&paid))
         .start()
         .await
         .unwrap();
@@ -80,7 +89,6 @@ pub async fn a_processor_routes_by_subject_and_acks(bus: &TestBus) {
     assert_eq!(processor.lag().await.unwrap(), 0);
     let stats = processor.shutdown().await.unwrap();
     assert_eq!((stats.processed, stats.failed, stats.unrouted), (3, 0, 0));
-    let seqs = |l: &Log| l.lock().unwrap().iter().map(|(_, s)| *s).collect::<Vec<_>>();
     assert_eq!(seqs(&created), vec![1, 3]);
     assert_eq!(seqs(&paid), vec![2]);
     // The consumer took only the routed subjects, and acked them all.
@@ -159,7 +167,7 @@ pub async fn a_restarted_processor_resumes_after_its_ack_floor(bus: &TestBus) {
                     if d.message.seq == 6 {
                         return Err::<(), HandlerError>("disk full".into());
                     }
-                    first.lock().unwrap().push((String::new(), d.message.seq));
+                    first.lock().unwrap().push(d.message.seq);
                     Ok(())
                 }
             }
@@ -181,22 +189,12 @@ pub async fn a_restarted_processor_resumes_after_its_ack_floor(bus: &TestBus) {
     let second = log();
     let processor = bus
         .processor("ledger", "balances")
-        .route("ledger.*", {
-            let second = second.clone();
-            move |d| {
-                let second = second.clone();
-                async move {
-                    second.lock().unwrap().push((String::new(), d.message.seq));
-                    Ok::<(), HandlerError>(())
-                }
-            }
-        })
+        .route("ledger.*", recorder(&second))
         .start()
         .await
         .unwrap();
     until(&processor, |s| s.processed == 5).await;
     processor.shutdown().await.unwrap();
-    let seqs = |l: &Log| l.lock().unwrap().iter().map(|(_, s)| *s).collect::<Vec<_>>();
     assert_eq!(seqs(&first), vec![1, 2, 3, 4, 5]);
     assert_eq!(
         seqs(&second),
@@ -284,4 +282,55 @@ pub async fn concurrent_workers_with_a_blocking_handler_handle_each_message_once
         .unwrap()
         .members;
     assert!(members.len() >= 2, "the work was shared: {members:?}");
+}
+
+/// Shutdown stops taking messages but lets the ones in hand finish.
+pub async fn shutdown_lets_the_messages_in_hand_finish(bus: &TestBus) {
+    publish_n(bus, "uploads.file", 10).await;
+    let processor = bus
+        .processor("uploads", "scanner")
+        .route("uploads.*", |_| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<(), HandlerError>(())
+        })
+        .batch_size(3)
+        .start()
+        .await
+        .unwrap();
+    until(&processor, |s| s.processed >= 1).await;
+    let stats = processor.shutdown().await.unwrap();
+    assert_eq!(
+        stats.processed, 3,
+        "the rest of the fetched batch was handled, nothing more"
+    );
+    let info = bus
+        .bind_consumer("uploads", "scanner")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap();
+    assert_eq!((info.ack_floor, info.in_flight, info.pending), (3, 0, 7));
+}
+
+/// A bus error (here: its consumer deleted) stops the processor, and says why.
+pub async fn a_processor_stops_visibly_when_its_consumer_goes_away(bus: &TestBus) {
+    publish_n(bus, "alerts.cpu", 1).await;
+    let processor = bus
+        .processor("alerts", "pager")
+        .route("alerts.*", |_| async { Ok::<(), HandlerError>(()) })
+        .start()
+        .await
+        .unwrap();
+    until(&processor, |s| s.processed == 1).await;
+    bus.delete_consumer("alerts", "pager").await.unwrap();
+    within_a_minute(processor.wait_until(|_| false), || {
+        "the processor kept running".to_string()
+    })
+    .await;
+    assert!(processor.has_stopped());
+    let failure = processor.failure().unwrap();
+    assert!(failure.contains("pager"), "{failure}");
+    let err = processor.wait().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConsumerNotFound, "{err}");
 }
