@@ -39,11 +39,6 @@ impl Target {
         }
     }
 
-    /// Whether this is a Herald column (the numerator of a ratio).
-    pub fn is_herald(self) -> bool {
-        matches!(self, Target::HeraldDurable | Target::HeraldRelaxed)
-    }
-
     /// The NATS column a Herald column is compared with.
     pub fn peer(self) -> Option<Target> {
         match self {

@@ -32,16 +32,6 @@ pub enum NatsSync {
     Always,
 }
 
-impl NatsSync {
-    /// `"default"` or `"sync-always"`, as the benchmark names them.
-    pub fn label(self) -> &'static str {
-        match self {
-            NatsSync::Default => "default",
-            NatsSync::Always => "sync-always",
-        }
-    }
-}
-
 /// A running nats-server with JetStream on file storage.
 #[derive(Debug)]
 pub struct NatsServer {
@@ -127,19 +117,9 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// The client port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// The JetStream store directory.
-    pub fn store_dir(&self) -> PathBuf {
-        self.store.path().join("js")
     }
 
     /// The server's peak resident memory so far (Linux `VmHWM`), in bytes.
