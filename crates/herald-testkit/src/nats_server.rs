@@ -37,7 +37,8 @@ pub enum NatsSync {
 pub struct NatsServer {
     child: Child,
     port: u16,
-    store: TempDir,
+    /// Removed when the server is dropped (after it is killed).
+    _store: TempDir,
 }
 
 impl NatsServer {
@@ -99,7 +100,11 @@ impl NatsServer {
             let _ = ready_tx.send(Err(tail.join("\n")));
         });
         match ready_rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(port)) => Ok(NatsServer { child, port, store }),
+            Ok(Ok(port)) => Ok(NatsServer {
+                child,
+                port,
+                _store: store,
+            }),
             outcome => {
                 let _ = child.kill();
                 let _ = child.wait();
