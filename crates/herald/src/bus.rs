@@ -293,7 +293,7 @@ impl Bus {
     /// `HeadersTooLarge`, `SubjectConflict`, `WrongExpectedSeq` (with the actual
     /// seq in [`Error::actual_seq`]), `StreamFull`, `Storage`.
     pub async fn publish_message(&self, message: OutgoingMessage) -> Result<PublishAck> {
-        check_not_reserved(&message.subject)?;
+        check_not_reserved(message.subject.as_str())?;
         self.backend.publish(message).await
     }
 
@@ -306,7 +306,7 @@ impl Bus {
     /// spans streams.
     pub async fn publish_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<PublishAck>> {
         for m in &messages {
-            check_not_reserved(&m.subject)?;
+            check_not_reserved(m.subject.as_str())?;
         }
         self.backend.publish_batch(messages).await
     }
@@ -496,7 +496,7 @@ impl Bus {
         timeout: std::time::Duration,
     ) -> Result<herald_core::Reply> {
         let subject = Subject::new(subject)?;
-        check_not_reserved(&subject)?;
+        check_not_reserved(subject.as_str())?;
         self.backend.request(subject, headers, payload.into(), timeout).await
     }
 
@@ -508,12 +508,7 @@ impl Bus {
     /// `InvalidSubject` for an invalid or reserved pattern.
     pub async fn responder(&self, pattern: impl AsRef<str>) -> Result<crate::service::Service> {
         let pattern = Pattern::new(pattern)?;
-        if pattern.as_str().starts_with('$') {
-            return Err(Error::new(
-                ErrorKind::InvalidSubject,
-                format!("subjects starting with `$` are reserved for Herald (`{pattern}`)"),
-            ));
-        }
+        check_not_reserved(pattern.as_str())?;
         Ok(crate::service::Service::new(self.backend.serve(pattern).await?))
     }
 
@@ -552,7 +547,7 @@ impl Bus {
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<PublishAck>> {
         for message in &messages {
-            check_not_reserved(&message.subject)?;
+            check_not_reserved(message.subject.as_str())?;
         }
         let consumer = received.consumer();
         self.embedded()?
@@ -623,8 +618,9 @@ impl Bus {
     }
 }
 
-fn check_not_reserved(subject: &Subject) -> Result<()> {
-    if subject.is_reserved() {
+/// Subjects and patterns starting with `$` belong to Herald's own streams.
+fn check_not_reserved(subject: &str) -> Result<()> {
+    if subject.starts_with('$') {
         return Err(Error::new(
             ErrorKind::InvalidSubject,
             format!("subjects starting with `$` are reserved for Herald (`{subject}`)"),
