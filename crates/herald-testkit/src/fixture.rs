@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use herald::{Bus, ManualClock};
 
+use crate::nats_server::{NatsServer, NatsSync};
+
 /// A bus under test, with a way to move time forward.
 ///
 /// Embedded buses run on a [`ManualClock`], so TTL and age tests are exact and
@@ -14,6 +16,8 @@ pub struct TestBus {
     clock: Option<ManualClock>,
     paused: bool,
     _dir: Option<tempfile::TempDir>,
+    _server: Option<NatsServer>,
+    unsupported: &'static [(&'static str, &'static str)],
 }
 
 impl TestBus {
@@ -30,6 +34,8 @@ impl TestBus {
             clock: Some(clock),
             paused: false,
             _dir: None,
+            _server: None,
+            unsupported: &[],
         }
     }
 
@@ -48,6 +54,8 @@ impl TestBus {
             clock: Some(clock),
             paused: false,
             _dir: Some(dir),
+            _server: None,
+            unsupported: &[],
         }
     }
 
@@ -58,6 +66,23 @@ impl TestBus {
             clock: None,
             paused: false,
             _dir: None,
+            _server: None,
+            unsupported: &[],
+        }
+    }
+
+    /// A bus on a fresh nats-server of its own (`sync_interval: always`, its
+    /// own store directory, a free port), stopped when the bus is dropped.
+    pub async fn nats() -> TestBus {
+        let server = NatsServer::start(NatsSync::Always, None).expect("nats-server starts");
+        let bus = Bus::nats(server.url()).await.expect("connects to nats-server");
+        TestBus {
+            bus,
+            clock: None,
+            paused: false,
+            _dir: None,
+            _server: Some(server),
+            unsupported: &[],
         }
     }
 
@@ -66,6 +91,32 @@ impl TestBus {
     pub fn with_paused_time(mut self) -> TestBus {
         self.paused = true;
         self
+    }
+
+    /// Marks conformance tests whose promise this backend cannot keep, each
+    /// with the reason (docs name the same differences). A marked test must
+    /// still fail on the backend, so a mark never outlives the gap it explains.
+    pub fn with_unsupported(mut self, cases: &'static [(&'static str, &'static str)]) -> TestBus {
+        self.unsupported = cases;
+        self
+    }
+
+    /// Why the conformance test `name` is marked unsupported on this bus, if it is.
+    pub fn unsupported_reason(&self, name: &str) -> Option<&'static str> {
+        self.unsupported
+            .iter()
+            .find(|(case, _)| *case == name)
+            .map(|(_, why)| *why)
+    }
+
+    /// How late a timer may fire on this bus: nothing on virtual time, a
+    /// quarter second on a real server's clock (network and scheduling).
+    pub fn timer_slack(&self) -> Duration {
+        if self.paused || self.clock.is_some() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(250)
+        }
     }
 
     /// Moves time forward by `by` and lets time-based retention run.

@@ -129,6 +129,29 @@ impl Bus {
         }
     }
 
+    /// A bus on a NATS JetStream server or cluster at `urls` (comma-separated).
+    ///
+    /// # Errors
+    ///
+    /// `Closed` when no server answers; `Unsupported` when JetStream is off.
+    #[cfg(feature = "nats")]
+    pub async fn nats(urls: impl AsRef<str>) -> Result<Bus> {
+        Self::nats_with(herald_nats::NatsOptions::new(urls)).await
+    }
+
+    /// A bus on NATS JetStream with connection options (credentials, TLS,
+    /// replicas, timeouts).
+    ///
+    /// # Errors
+    ///
+    /// As [`nats`](Bus::nats), and `InvalidConfig` for a bad URL.
+    #[cfg(feature = "nats")]
+    pub async fn nats_with(options: herald_nats::NatsOptions) -> Result<Bus> {
+        Ok(Self::from_backend(Arc::new(
+            herald_nats::NatsBackend::connect(options).await?,
+        )))
+    }
+
     /// A bus on any backend (the remote client, NATS, a test double).
     pub fn from_backend(backend: Arc<dyn Backend>) -> Bus {
         Bus { backend, engine: None }

@@ -50,6 +50,9 @@ pub use herald_core::{
     StreamBackend, StreamConfig, StreamInfo, StreamName, StreamState, Subject, Timestamp, dlq,
 };
 pub use herald_engine::{DATA_FILE, Engine, ManualClock};
+/// Herald on NATS JetStream (feature `nats`).
+#[cfg(feature = "nats")]
+pub use herald_nats as nats;
 pub use jobs::{Job, Jobs, JobsBuilder, NewJob};
 pub use kv::{Kv, KvBuilder, Lease};
 pub use processor::{Backoff, ErrorStrategy, Exhausted, Processor, ProcessorBuilder};

@@ -77,7 +77,8 @@ pub async fn a_batch_with_one_invalid_message_writes_nothing(bus: &TestBus) {
 
     let mut batch: Vec<_> = (0..3).map(|i| msg("b.x", format!("{i}"))).collect();
     batch[2] = batch[2].clone().expect_last_subject_seq(99);
-    assert_eq!(kind(bus.publish_batch(batch).await), ErrorKind::WrongExpectedSeq);
+    let err = bus.publish_batch(batch).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongExpectedSeq, "{err}");
     assert_eq!(count(bus, "b").await, (1, 1));
 
     // The next good batch continues right after the last stored message.

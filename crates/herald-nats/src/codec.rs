@@ -1,0 +1,225 @@
+//! Herald messages as NATS messages: what goes in headers on the way in, and
+//! how a stored JetStream message becomes a [`Message`] on the way out.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::header::{HeaderName, HeaderValue};
+use bytes::Bytes;
+use herald_core::{Error, ErrorKind, Headers, Message, OutgoingMessage, Result, StreamName, Subject, Timestamp};
+
+use crate::api::parse_time;
+
+/// JetStream's dedup id; set only for ids the publisher chose.
+pub(crate) const MSG_ID: &str = "Nats-Msg-Id";
+/// Where a generated id (or any id, on a stream without dedup) is kept.
+pub(crate) const HERALD_ID: &str = "Herald-Msg-Id";
+/// The content type of the payload.
+pub(crate) const CONTENT_TYPE: &str = "Herald-Content-Type";
+/// JetStream's per-message TTL (whole seconds).
+pub(crate) const TTL: &str = "Nats-TTL";
+const EXPECTED_LAST_SEQ: &str = "Nats-Expected-Last-Sequence";
+const EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
+/// Headers a direct get adds about the stored message.
+pub(crate) const SUBJECT: &str = "Nats-Subject";
+pub(crate) const SEQUENCE: &str = "Nats-Sequence";
+pub(crate) const TIME_STAMP: &str = "Nats-Time-Stamp";
+pub(crate) const NUM_PENDING: &str = "Nats-Num-Pending";
+
+/// The headers of `message` as JetStream takes them. `dedup` says whether the
+/// target stream has a duplicate window (otherwise the id is only carried).
+///
+/// # Errors
+///
+/// `InvalidRequest` for a header NATS cannot carry or one in JetStream's own
+/// `Nats-` namespace.
+pub(crate) fn encode(message: &OutgoingMessage, dedup: bool) -> Result<HeaderMap> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &message.headers {
+        if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!("header `{name}` is in JetStream's reserved `Nats-` namespace"),
+            ));
+        }
+        headers.append(header_name(name)?, header_value(name, value)?);
+    }
+    match (&message.id, dedup) {
+        (Some(id), true) => headers.insert(HeaderName::from_static(MSG_ID), header_value("id", id)?),
+        (Some(id), false) => headers.insert(HeaderName::from_static(HERALD_ID), header_value("id", id)?),
+        (None, _) => headers.insert(
+            HeaderName::from_static(HERALD_ID),
+            HeaderValue::from(uuid::Uuid::now_v7().to_string()),
+        ),
+    }
+    if let Some(content_type) = &message.content_type {
+        headers.insert(
+            HeaderName::from_static(CONTENT_TYPE),
+            header_value("content type", content_type)?,
+        );
+    }
+    if let Some(seq) = message.expected_last_seq {
+        headers.insert(HeaderName::from_static(EXPECTED_LAST_SEQ), HeaderValue::from(seq));
+    }
+    if let Some(seq) = message.expected_last_subject_seq {
+        headers.insert(
+            HeaderName::from_static(EXPECTED_LAST_SUBJECT_SEQ),
+            HeaderValue::from(seq),
+        );
+    }
+    if let Some(ttl) = message.ttl {
+        headers.insert(HeaderName::from_static(TTL), HeaderValue::from(ttl_text(ttl)));
+    }
+    Ok(headers)
+}
+
+/// JetStream counts TTLs in whole seconds: a TTL is rounded up, never down.
+pub(crate) fn ttl_text(ttl: Duration) -> String {
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    format!("{}s", secs.max(1))
+}
+
+fn parse_ttl(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let secs = text.strip_suffix('s').unwrap_or(text);
+    secs.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+fn header_name(name: &str) -> Result<HeaderName> {
+    HeaderName::from_str(name).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidRequest,
+            format!("header name `{}` cannot travel over NATS: {e}", name.escape_debug()),
+        )
+    })
+}
+
+fn header_value(name: &str, value: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(value).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidRequest,
+            format!("the value of `{}` cannot travel over NATS: {e}", name.escape_debug()),
+        )
+    })
+}
+
+/// A stored message as Herald shows it: JetStream's and Herald's own headers
+/// become fields and the rest stay headers.
+pub(crate) struct Stored<'a> {
+    pub(crate) stream: &'a StreamName,
+    pub(crate) subject: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) time: Timestamp,
+    pub(crate) headers: Option<&'a HeaderMap>,
+    pub(crate) payload: Bytes,
+}
+
+impl Stored<'_> {
+    pub(crate) fn into_message(self) -> Result<Message> {
+        let mut headers = Headers::new();
+        let mut id = None;
+        let mut content_type = None;
+        let mut expires = None;
+        for (name, values) in self.headers.into_iter().flat_map(HeaderMap::iter) {
+            let name: &str = name.as_ref();
+            let Some(value) = values.last().map(HeaderValue::as_str) else {
+                continue;
+            };
+            match name {
+                MSG_ID | HERALD_ID => id = Some(value.to_owned()),
+                CONTENT_TYPE => content_type = Some(value.to_owned()),
+                TTL => expires = parse_ttl(value).map(|ttl| self.time.saturating_add(ttl)),
+                _ if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") => {}
+                _ => {
+                    headers.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        Ok(Message {
+            stream: self.stream.clone(),
+            seq: self.seq,
+            subject: Subject::new(self.subject).map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("stream `{}` holds a subject Herald cannot name: {e}", self.stream),
+                )
+            })?,
+            id: id.unwrap_or_else(|| format!("{}-{}", self.stream, self.seq)),
+            time: self.time,
+            headers,
+            payload: self.payload,
+            content_type,
+            expires,
+        })
+    }
+}
+
+/// A message from a direct get: everything about it is in its headers.
+pub(crate) fn from_direct(stream: &StreamName, message: &async_nats::Message) -> Result<Message> {
+    let headers = message
+        .headers
+        .as_ref()
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "a direct get answered without headers"))?;
+    let get = |name: &str| headers.get(name).map(HeaderValue::as_str);
+    let seq = get(SEQUENCE)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "a direct get answered without a sequence"))?;
+    let subject = get(SUBJECT).unwrap_or_default();
+    let time = get(TIME_STAMP).and_then(parse_time).unwrap_or_default();
+    Stored {
+        stream,
+        subject,
+        seq,
+        time,
+        headers: Some(headers),
+        payload: message.payload.clone(),
+    }
+    .into_message()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_round_up_to_whole_seconds() {
+        assert_eq!(ttl_text(Duration::from_millis(1)), "1s");
+        assert_eq!(ttl_text(Duration::from_millis(1500)), "2s");
+        assert_eq!(ttl_text(Duration::from_secs(10)), "10s");
+        assert_eq!(parse_ttl("10s"), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn headers_in_the_nats_namespace_are_refused() {
+        let subject = Subject::new("a.b").unwrap();
+        let message = OutgoingMessage::new(subject, "x").header("Nats-Expected-Stream", "other");
+        assert_eq!(encode(&message, true).unwrap_err().kind(), ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn a_message_round_trips_through_headers() {
+        let subject = Subject::new("a.b").unwrap();
+        let out = OutgoingMessage::new(subject, "x")
+            .id("k1")
+            .header("trace", "t-1")
+            .content_type("text/plain")
+            .ttl(Duration::from_secs(5));
+        let headers = encode(&out, true).unwrap();
+        let stream = StreamName::new("a").unwrap();
+        let message = Stored {
+            stream: &stream,
+            subject: "a.b",
+            seq: 3,
+            time: Timestamp(1_000_000_000),
+            headers: Some(&headers),
+            payload: Bytes::from_static(b"x"),
+        }
+        .into_message()
+        .unwrap();
+        assert_eq!(message.id, "k1");
+        assert_eq!(message.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(message.expires, Some(Timestamp(6_000_000_000)));
+        assert_eq!(message.headers.len(), 1);
+    }
+}
