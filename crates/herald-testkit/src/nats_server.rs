@@ -50,6 +50,11 @@ impl NatsServer {
     /// The binary could not be found or installed, or the server did not
     /// become ready (its last log lines are in the error).
     pub fn start(sync: NatsSync, parent: Option<&Path>) -> io::Result<NatsServer> {
+        Self::start_node(sync, parent, "")
+    }
+
+    /// Starts a server with `extra` appended to its config (a cluster block).
+    fn start_node(sync: NatsSync, parent: Option<&Path>, extra: &str) -> io::Result<NatsServer> {
         let binary = nats_server_binary()?;
         let store = match parent {
             Some(parent) => tempfile::Builder::new().prefix("nats-").tempdir_in(parent)?,
@@ -64,7 +69,7 @@ impl NatsServer {
         let store_dir = format!("{:?}", store.path().join("js").display().to_string());
         std::fs::write(
             &config,
-            format!("host: 127.0.0.1\nport: -1\njetstream {{\n  store_dir: {store_dir}\n{sync_line}}}\n"),
+            format!("host: 127.0.0.1\nport: -1\njetstream {{\n  store_dir: {store_dir}\n{sync_line}}}\n{extra}"),
         )?;
         let mut child = Command::new(&binary)
             .arg("-c")
@@ -130,6 +135,67 @@ impl NatsServer {
     /// The server's peak resident memory so far (Linux `VmHWM`), in bytes.
     pub fn peak_rss_bytes(&self) -> Option<u64> {
         peak_rss_of(&format!("/proc/{}/status", self.pid()))
+    }
+}
+
+/// A nats-server cluster on loopback: every node a fresh process with its own
+/// store; client ports chosen by the servers, route ports by the OS.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<(String, Option<NatsServer>)>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes named `n1`, `n2`, … in a cluster with JetStream on.
+    ///
+    /// # Errors
+    ///
+    /// As [`NatsServer::start`].
+    pub fn start(size: usize, sync: NatsSync) -> io::Result<NatsCluster> {
+        // Every node must know the route addresses up front, so route ports are
+        // taken from the OS (bound to :0, released) just before the nodes start.
+        let route_ports = (0..size)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+            })
+            .collect::<io::Result<Vec<u16>>>()?;
+        let routes: Vec<String> = route_ports
+            .iter()
+            .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+            .collect();
+        let mut nodes = Vec::with_capacity(size);
+        for (i, port) in route_ports.iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let extra = format!(
+                "server_name: {name}\ncluster {{\n  name: herald-test\n  listen: \"127.0.0.1:{port}\"\n  routes: [{}]\n}}\n",
+                routes.join(", ")
+            );
+            nodes.push((name, Some(NatsServer::start_node(sync, None, &extra)?)));
+        }
+        Ok(NatsCluster { nodes })
+    }
+
+    /// The client URLs of the nodes still running, comma-separated.
+    pub fn urls(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|(_, n)| n.as_ref().map(NatsServer::url))
+            .collect();
+        urls.join(",")
+    }
+
+    /// Kills the node named `name` with SIGKILL; false if no such node runs.
+    pub fn kill(&mut self, name: &str) -> bool {
+        match self.nodes.iter_mut().find(|(n, _)| n == name) {
+            Some((_, node @ Some(_))) => {
+                drop(node.take());
+                true
+            }
+            _ => false,
+        }
     }
 }
 
