@@ -114,6 +114,7 @@ fn colour(target: Target) -> RGBColor {
         Target::HeraldRelaxed => RGBColor(120, 180, 230),
         Target::NatsAlways => RGBColor(214, 39, 40),
         Target::NatsDefault => RGBColor(255, 152, 150),
+        Target::HeraldNats => RGBColor(44, 160, 44),
     }
 }
 

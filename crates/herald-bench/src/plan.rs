@@ -18,15 +18,19 @@ pub enum Target {
     NatsAlways,
     /// nats-server with its default sync interval (two minutes).
     NatsDefault,
+    /// Herald's facade on the herald-nats backend, against a nats-server with
+    /// `sync_interval: always`: what Herald's layer costs over JetStream.
+    HeraldNats,
 }
 
 impl Target {
     /// Every target, in column order.
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 5] = [
         Target::HeraldDurable,
         Target::NatsAlways,
         Target::HeraldRelaxed,
         Target::NatsDefault,
+        Target::HeraldNats,
     ];
 
     /// The column heading.
@@ -36,6 +40,7 @@ impl Target {
             Target::HeraldRelaxed => "Herald relaxed",
             Target::NatsAlways => "NATS sync=always",
             Target::NatsDefault => "NATS default",
+            Target::HeraldNats => "Herald on NATS",
         }
     }
 
@@ -44,6 +49,7 @@ impl Target {
         match self {
             Target::HeraldDurable => Some(Target::NatsAlways),
             Target::HeraldRelaxed => Some(Target::NatsDefault),
+            Target::HeraldNats => Some(Target::NatsAlways),
             Target::NatsAlways | Target::NatsDefault => None,
         }
     }
@@ -55,6 +61,7 @@ impl Target {
             Target::HeraldRelaxed => "herald-relaxed",
             Target::NatsAlways => "nats-always",
             Target::NatsDefault => "nats-default",
+            Target::HeraldNats => "herald-nats",
         }
     }
 }

@@ -60,6 +60,7 @@ pub(crate) async fn open(target: Target, dir: &Path) -> BenchResult<Arc<dyn Side
         Target::HeraldRelaxed => Arc::new(HeraldSide::open(dir, Durability::Relaxed).await?),
         Target::NatsAlways => Arc::new(NatsSide::start(NatsSync::Always, dir).await?),
         Target::NatsDefault => Arc::new(NatsSide::start(NatsSync::Default, dir).await?),
+        Target::HeraldNats => Arc::new(HeraldSide::on_nats(dir).await?),
     })
 }
 
@@ -67,6 +68,8 @@ pub(crate) async fn open(target: Target, dir: &Path) -> BenchResult<Arc<dyn Side
 struct HeraldSide {
     bus: Bus,
     durability: Durability,
+    /// The nats-server under Herald on NATS.
+    server: Option<NatsServer>,
     _dir: tempfile::TempDir,
 }
 
@@ -77,6 +80,21 @@ impl HeraldSide {
         Ok(HeraldSide {
             bus,
             durability,
+            server: None,
+            _dir: dir,
+        })
+    }
+
+    /// Herald's facade on herald-nats, on a fresh nats-server that fsyncs
+    /// every write (the setting that keeps Herald's durability promise).
+    async fn on_nats(parent: &Path) -> BenchResult<HeraldSide> {
+        let dir = tempfile::Builder::new().prefix("herald-nats-").tempdir_in(parent)?;
+        let server = NatsServer::start(NatsSync::Always, Some(dir.path()))?;
+        let bus = Bus::nats(server.url()).await?;
+        Ok(HeraldSide {
+            bus,
+            durability: Durability::Fsync,
+            server: Some(server),
             _dir: dir,
         })
     }
@@ -125,9 +143,13 @@ impl Side for HeraldSide {
     }
 
     fn peak_rss(&self) -> Option<u64> {
-        // The benchmark process hosts the engine, so its own peak is Herald's
-        // (the load generator's share included, which favours NATS).
-        peak_rss_of("/proc/self/status")
+        match &self.server {
+            // On NATS the messages live in the server.
+            Some(server) => server.peak_rss_bytes(),
+            // The benchmark process hosts the engine, so its own peak is Herald's
+            // (the load generator's share included, which favours NATS).
+            None => peak_rss_of("/proc/self/status"),
+        }
     }
 }
 

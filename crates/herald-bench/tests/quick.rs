@@ -24,7 +24,13 @@ fn quick_run_measures_every_workload_on_every_target() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     let outcomes = report["outcomes"].as_array().unwrap();
-    let targets = ["herald-durable", "herald-relaxed", "nats-always", "nats-default"];
+    let targets = [
+        "herald-durable",
+        "herald-relaxed",
+        "nats-always",
+        "nats-default",
+        "herald-nats",
+    ];
     let workloads = ["a", "b16", "b64", "c100", "c1000", "d", "e", "f"];
     for target in targets {
         for workload in workloads {
@@ -65,7 +71,7 @@ fn quick_run_measures_every_workload_on_every_target() {
     assert_eq!(&chart[..8], b"\x89PNG\r\n\x1a\n", "chart.png is a PNG");
     assert!(chart.len() > 10_000, "the chart has content");
     // Progress: a line per step.
-    assert!(stderr.contains("[32/32]"), "{stderr}");
+    assert!(stderr.contains("[40/40]"), "{stderr}");
 }
 
 #[test]
