@@ -888,3 +888,32 @@ impl StreamBackend for NatsBackend {
         self.read(stream, ReadFrom::Seq(from_seq), &[pattern], limit).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_herald_stream_config_maps_onto_jetstream_and_back() {
+        let config = StreamConfig::new("orders")
+            .unwrap()
+            .max_msgs(10)
+            .max_msgs_per_subject(2)
+            .discard(Discard::New)
+            .max_age(Duration::from_secs(60))
+            .duplicate_window(Some(Duration::from_secs(600)))
+            .durability(Durability::Relaxed);
+        let nats = to_nats(&config, 3).unwrap();
+        assert_eq!(
+            (nats.max_messages, nats.max_messages_per_subject, nats.max_bytes),
+            (10, 2, -1)
+        );
+        assert!(nats.discard_new_per_subject);
+        // JetStream wants the window within max_age.
+        assert_eq!(nats.duplicate_window, Duration::from_secs(60));
+        assert_eq!(nats.persist_mode, Some(js::PersistenceMode::Async));
+        assert_eq!(nats.num_replicas, 3);
+        assert!(nats.allow_direct && nats.allow_message_ttl && nats.allow_atomic_publish);
+        assert_eq!(from_nats(&nats).unwrap(), config);
+    }
+}
