@@ -26,6 +26,7 @@ mod message;
 mod request;
 mod stream;
 mod subject;
+pub mod wire;
 
 pub use backend::{
     Backend, ConsumerBackend, LiveSubscription, RequestBackend, Responder, StreamBackend, SubscriptionBackend,

@@ -17,6 +17,8 @@ pub struct TestBus {
     paused: bool,
     _dir: Option<tempfile::TempDir>,
     _server: Option<NatsServer>,
+    /// The engine behind a Herald server, and the server's task.
+    hosted: Option<(herald::Engine, ServerTask)>,
     unsupported: &'static [(&'static str, &'static str)],
 }
 
@@ -35,6 +37,7 @@ impl TestBus {
             paused: false,
             _dir: None,
             _server: None,
+            hosted: None,
             unsupported: &[],
         }
     }
@@ -55,6 +58,7 @@ impl TestBus {
             paused: false,
             _dir: Some(dir),
             _server: None,
+            hosted: None,
             unsupported: &[],
         }
     }
@@ -67,6 +71,7 @@ impl TestBus {
             paused: false,
             _dir: None,
             _server: None,
+            hosted: None,
             unsupported: &[],
         }
     }
@@ -82,6 +87,7 @@ impl TestBus {
             paused: false,
             _dir: None,
             _server: Some(server),
+            hosted: None,
             unsupported: &[],
         }
     }
@@ -91,6 +97,32 @@ impl TestBus {
     pub fn with_paused_time(mut self) -> TestBus {
         self.paused = true;
         self
+    }
+
+    /// A bus on a Herald server of its own on `127.0.0.1:0` (an in-memory
+    /// engine), reached through the remote client over the WebSocket protocol.
+    pub async fn remote() -> TestBus {
+        let engine = herald::Engine::memory().expect("in-memory engine opens");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("a bound address");
+        let router = herald_server::router(Bus::from_engine(engine.clone()));
+        let task = tokio::spawn(async move {
+            let _ = herald_server::serve(listener, router, std::future::pending()).await;
+        });
+        let bus = Bus::connect(format!("ws://{addr}/v1/ws"))
+            .await
+            .expect("connects to the server");
+        TestBus {
+            bus,
+            clock: None,
+            paused: false,
+            _dir: None,
+            _server: None,
+            hosted: Some((engine, ServerTask(task))),
+            unsupported: &[],
+        }
     }
 
     /// Marks conformance tests whose promise this backend cannot keep, each
@@ -129,9 +161,24 @@ impl TestBus {
                 clock.advance(by);
                 self.bus.enforce_retention().await.expect("retention runs");
             }
-            None if !self.paused => tokio::time::sleep(by).await,
+            None if !self.paused => {
+                tokio::time::sleep(by).await;
+                // A hosted engine enforces age and TTL every second; run it now.
+                if let Some((engine, _)) = &self.hosted {
+                    engine.enforce_retention().await.expect("retention runs");
+                }
+            }
             None => {}
         }
+    }
+}
+
+/// A server task, stopped when the test's bus is dropped.
+struct ServerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ServerTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

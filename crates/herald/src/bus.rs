@@ -152,6 +152,19 @@ impl Bus {
         )))
     }
 
+    /// A bus on a Herald server (`herald serve`), through its WebSocket
+    /// protocol at `url` (`ws://host:port/v1/ws`).
+    ///
+    /// # Errors
+    ///
+    /// `Closed` when the server cannot be reached.
+    #[cfg(feature = "remote")]
+    pub async fn connect(url: impl Into<String>) -> Result<Bus> {
+        Ok(Self::from_backend(Arc::new(
+            herald_client::RemoteBackend::connect(url).await?,
+        )))
+    }
+
     /// A bus on any backend (the remote client, NATS, a test double).
     pub fn from_backend(backend: Arc<dyn Backend>) -> Bus {
         Bus { backend, engine: None }

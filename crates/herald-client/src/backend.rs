@@ -1,0 +1,337 @@
+//! Each Backend method as one protocol operation.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use herald_core::wire::{Body, Op, WireDelivery, WireMessage, WireOutgoing, WireReply};
+use herald_core::{
+    ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Error, ErrorKind, Headers, LiveSubscription,
+    Message, OutgoingMessage, Pattern, PublishAck, Purge, ReadFrom, ReadRange, Reply, ReplySink, Request,
+    RequestBackend, Responder, Result, Settle, StreamBackend, StreamConfig, StreamInfo, StreamName, Subject,
+    SubscriptionBackend,
+};
+use tokio::sync::mpsc;
+
+use crate::{Incoming, RemoteBackend};
+
+fn messages(wire: Vec<WireMessage>) -> Result<Vec<Message>> {
+    wire.into_iter().map(WireMessage::into_message).collect()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl StreamBackend for RemoteBackend {
+    async fn create_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
+        self.call(Op::CreateStream { config }).await
+    }
+
+    async fn update_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
+        self.call(Op::UpdateStream { config }).await
+    }
+
+    async fn stream_info(&self, stream: &StreamName) -> Result<StreamInfo> {
+        self.call(Op::StreamInfo { stream: stream.clone() }).await
+    }
+
+    async fn list_streams(&self) -> Result<Vec<StreamInfo>> {
+        self.call(Op::ListStreams).await
+    }
+
+    async fn delete_stream(&self, stream: &StreamName) -> Result<()> {
+        self.call(Op::DeleteStream { stream: stream.clone() }).await
+    }
+
+    async fn purge_stream(&self, stream: &StreamName, purge: Purge) -> Result<u64> {
+        self.call(Op::PurgeStream {
+            stream: stream.clone(),
+            purge,
+        })
+        .await
+    }
+
+    async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck> {
+        self.call(Op::Publish {
+            message: WireOutgoing::from(&message),
+        })
+        .await
+    }
+
+    async fn publish_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<PublishAck>> {
+        self.call(Op::PublishBatch {
+            messages: messages.iter().map(WireOutgoing::from).collect(),
+        })
+        .await
+    }
+
+    async fn get_message(&self, stream: &StreamName, seq: u64) -> Result<Message> {
+        let wire: WireMessage = self
+            .call(Op::GetMessage {
+                stream: stream.clone(),
+                seq,
+            })
+            .await?;
+        wire.into_message()
+    }
+
+    async fn last_message(&self, stream: &StreamName, subject: &Subject) -> Result<Message> {
+        let wire: WireMessage = self
+            .call(Op::LastMessage {
+                stream: stream.clone(),
+                subject: subject.clone(),
+            })
+            .await?;
+        wire.into_message()
+    }
+
+    async fn read_range(&self, stream: &StreamName, range: ReadRange) -> Result<Vec<Message>> {
+        messages(
+            self.call(Op::ReadRange {
+                stream: stream.clone(),
+                range,
+            })
+            .await?,
+        )
+    }
+
+    async fn read_subject(
+        &self,
+        stream: &StreamName,
+        subject: &Subject,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        messages(
+            self.call(Op::ReadSubject {
+                stream: stream.clone(),
+                subject: subject.clone(),
+                from_seq,
+                limit,
+            })
+            .await?,
+        )
+    }
+}
+
+#[async_trait]
+impl ConsumerBackend for RemoteBackend {
+    async fn create_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo> {
+        self.call(Op::CreateConsumer {
+            stream: stream.clone(),
+            config,
+        })
+        .await
+    }
+
+    async fn update_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo> {
+        self.call(Op::UpdateConsumer {
+            stream: stream.clone(),
+            config,
+        })
+        .await
+    }
+
+    async fn delete_consumer(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<()> {
+        self.call(Op::DeleteConsumer {
+            stream: stream.clone(),
+            consumer: consumer.clone(),
+        })
+        .await
+    }
+
+    async fn consumer_info(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<ConsumerInfo> {
+        self.call(Op::ConsumerInfo {
+            stream: stream.clone(),
+            consumer: consumer.clone(),
+        })
+        .await
+    }
+
+    async fn list_consumers(&self, stream: &StreamName) -> Result<Vec<ConsumerInfo>> {
+        self.call(Op::ListConsumers { stream: stream.clone() }).await
+    }
+
+    async fn fetch(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let wire: Vec<WireDelivery> = self
+            .call(Op::Fetch {
+                stream: stream.clone(),
+                consumer: consumer.clone(),
+                member: member.clone(),
+                max,
+                wait_ms: millis(wait),
+            })
+            .await?;
+        wire.into_iter().map(WireDelivery::into_delivery).collect()
+    }
+
+    async fn settle(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        seq: u64,
+        deliveries: u32,
+        settle: Settle,
+    ) -> Result<()> {
+        self.call(Op::Settle {
+            stream: stream.clone(),
+            consumer: consumer.clone(),
+            member: member.clone(),
+            seq,
+            deliveries,
+            settle,
+        })
+        .await
+    }
+
+    async fn reset_consumer(&self, stream: &StreamName, consumer: &ConsumerName, to: ReadFrom) -> Result<ConsumerInfo> {
+        self.call(Op::ResetConsumer {
+            stream: stream.clone(),
+            consumer: consumer.clone(),
+            to,
+        })
+        .await
+    }
+}
+
+/// A live subscription fed by the server's `message` frames.
+struct RemoteSubscription {
+    backend: RemoteBackend,
+    sub: u64,
+    messages: mpsc::UnboundedReceiver<Result<Message>>,
+}
+
+#[async_trait]
+impl LiveSubscription for RemoteSubscription {
+    async fn next(&mut self) -> Result<Message> {
+        match self.messages.recv().await {
+            Some(item) => item,
+            None => Err(Error::new(ErrorKind::Closed, "the subscription ended")),
+        }
+    }
+}
+
+impl Drop for RemoteSubscription {
+    fn drop(&mut self) {
+        self.backend.forget_subscription(self.sub);
+        self.backend.send(Op::Unsubscribe { sub: self.sub });
+    }
+}
+
+#[async_trait]
+impl SubscriptionBackend for RemoteBackend {
+    async fn subscribe(&self, pattern: Pattern, from: Option<ReadFrom>) -> Result<Box<dyn LiveSubscription>> {
+        let sub = self.next_number();
+        // Registered first: the server may push messages before it answers.
+        let messages = self.register_subscription(sub);
+        let subscription = RemoteSubscription {
+            backend: self.clone(),
+            sub,
+            messages,
+        };
+        self.call::<()>(Op::Subscribe { sub, pattern, from }).await?;
+        Ok(Box::new(subscription))
+    }
+}
+
+/// A responder fed by the server's `request` frames.
+struct RemoteResponder {
+    backend: RemoteBackend,
+    responder: u64,
+    requests: mpsc::UnboundedReceiver<Incoming>,
+}
+
+impl Drop for RemoteResponder {
+    fn drop(&mut self) {
+        self.backend.forget_responder(self.responder);
+        self.backend.send(Op::Unserve {
+            responder: self.responder,
+        });
+    }
+}
+
+/// Sends a responder's answer back through the server.
+struct RemoteReply {
+    backend: RemoteBackend,
+    request: u64,
+    answered: bool,
+}
+
+impl ReplySink for RemoteReply {
+    fn send(mut self: Box<Self>, reply: Reply) -> Result<()> {
+        self.answered = true;
+        self.backend.send(Op::Respond {
+            request: self.request,
+            reply: Some(WireReply::from(&reply)),
+        });
+        Ok(())
+    }
+}
+
+impl Drop for RemoteReply {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.backend.send(Op::Respond {
+                request: self.request,
+                reply: None,
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Responder for RemoteResponder {
+    async fn next(&mut self) -> Result<Request> {
+        let Some(incoming) = self.requests.recv().await else {
+            return Err(Error::new(ErrorKind::Closed, "the responder ended"));
+        };
+        let reply = RemoteReply {
+            backend: self.backend.clone(),
+            request: incoming.request,
+            answered: false,
+        };
+        Ok(Request::new(
+            incoming.subject,
+            incoming.headers,
+            incoming.body.bytes()?,
+            Box::new(reply),
+        ))
+    }
+}
+
+#[async_trait]
+impl RequestBackend for RemoteBackend {
+    async fn serve(&self, pattern: Pattern) -> Result<Box<dyn Responder>> {
+        let responder = self.next_number();
+        let requests = self.register_responder(responder);
+        let remote = RemoteResponder {
+            backend: self.clone(),
+            responder,
+            requests,
+        };
+        self.call::<()>(Op::Serve { responder, pattern }).await?;
+        Ok(Box::new(remote))
+    }
+
+    async fn request(&self, subject: Subject, headers: Headers, payload: Bytes, timeout: Duration) -> Result<Reply> {
+        let reply: WireReply = self
+            .call(Op::Request {
+                subject,
+                headers,
+                body: Body::of(&payload),
+                timeout_ms: millis(timeout),
+            })
+            .await?;
+        reply.into_reply()
+    }
+}

@@ -1,0 +1,539 @@
+//! The frames of Herald's WebSocket protocol (version [`PROTOCOL_VERSION`]),
+//! shared by the server and the remote client.
+//!
+//! Every frame is one JSON text message. A client sends requests
+//! `{"id": 7, "op": "publish", …}`; the server answers each with
+//! `{"type": "ok", "id": 7, "result": …}` or `{"type": "error", "id": 7,
+//! "error": {"code": 2001, …}}`, in any order, and pushes `message` frames for
+//! subscriptions and `request` frames for responders. Payloads travel as text
+//! (`"payload"`) when they are UTF-8 and as base64 (`"payload_b64"`) otherwise.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::consumer::{ConsumerConfig, ConsumerName, Delivery, Settle};
+use crate::error::{Error, ErrorDetail, ErrorKind};
+use crate::message::{Headers, Message, OutgoingMessage, Timestamp};
+use crate::request::Reply;
+use crate::stream::{Purge, ReadFrom, ReadRange, StreamConfig};
+use crate::subject::{Pattern, StreamName, Subject};
+
+/// The protocol version this crate speaks; the server says it in its `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A payload: text when it is UTF-8, base64 otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// UTF-8 text.
+    #[serde(rename = "payload")]
+    Text(String),
+    /// Any bytes, base64 (standard alphabet, padded).
+    #[serde(rename = "payload_b64")]
+    Base64(String),
+}
+
+impl Body {
+    /// The wire form of `bytes`.
+    pub fn of(bytes: &Bytes) -> Body {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Body::Text(text.to_owned()),
+            Err(_) => Body::Base64(STANDARD.encode(bytes)),
+        }
+    }
+
+    /// The bytes.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidRequest` for invalid base64.
+    pub fn bytes(self) -> Result<Bytes, Error> {
+        match self {
+            Body::Text(text) => Ok(Bytes::from(text)),
+            Body::Base64(b64) => STANDARD
+                .decode(b64)
+                .map(Bytes::from)
+                .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("payload_b64 is not base64: {e}"))),
+        }
+    }
+}
+
+impl Default for Body {
+    fn default() -> Body {
+        Body::Text(String::new())
+    }
+}
+
+/// A message to publish.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireOutgoing {
+    /// Where it goes.
+    pub subject: Subject,
+    /// Its payload.
+    #[serde(flatten)]
+    pub body: Body,
+    /// Headers.
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    pub headers: Headers,
+    /// The dedup id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The payload's content type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The stream's expected last seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_seq: Option<u64>,
+    /// The subject's expected last seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_subject_seq: Option<u64>,
+    /// A time to live, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+impl From<&OutgoingMessage> for WireOutgoing {
+    fn from(m: &OutgoingMessage) -> WireOutgoing {
+        WireOutgoing {
+            subject: m.subject.clone(),
+            body: Body::of(&m.payload),
+            headers: m.headers.clone(),
+            id: m.id.clone(),
+            content_type: m.content_type.clone(),
+            expected_last_seq: m.expected_last_seq,
+            expected_last_subject_seq: m.expected_last_subject_seq,
+            // Whole milliseconds, rounded up; zero stays zero (and is refused).
+            ttl_ms: m.ttl.map(|t| {
+                let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+                if t > Duration::from_millis(ms) { ms + 1 } else { ms }
+            }),
+        }
+    }
+}
+
+impl WireOutgoing {
+    /// The message it describes.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidRequest` for an invalid payload.
+    pub fn into_message(self) -> Result<OutgoingMessage, Error> {
+        Ok(OutgoingMessage {
+            subject: self.subject,
+            payload: self.body.bytes()?,
+            headers: self.headers,
+            id: self.id,
+            content_type: self.content_type,
+            expected_last_seq: self.expected_last_seq,
+            expected_last_subject_seq: self.expected_last_subject_seq,
+            ttl: self.ttl_ms.map(Duration::from_millis),
+        })
+    }
+}
+
+/// A stored message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireMessage {
+    /// Its stream.
+    pub stream: StreamName,
+    /// Its seq there.
+    pub seq: u64,
+    /// Its subject.
+    pub subject: Subject,
+    /// Its id.
+    pub id: String,
+    /// When it was appended, nanoseconds since the Unix epoch.
+    pub time: Timestamp,
+    /// Headers.
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    pub headers: Headers,
+    /// Its payload.
+    #[serde(flatten)]
+    pub body: Body,
+    /// The payload's content type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// When it expires, if it has a TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+}
+
+impl From<&Message> for WireMessage {
+    fn from(m: &Message) -> WireMessage {
+        WireMessage {
+            stream: m.stream.clone(),
+            seq: m.seq,
+            subject: m.subject.clone(),
+            id: m.id.clone(),
+            time: m.time,
+            headers: m.headers.clone(),
+            body: Body::of(&m.payload),
+            content_type: m.content_type.clone(),
+            expires: m.expires,
+        }
+    }
+}
+
+impl WireMessage {
+    /// The message it describes.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidRequest` for an invalid payload.
+    pub fn into_message(self) -> Result<Message, Error> {
+        Ok(Message {
+            stream: self.stream,
+            seq: self.seq,
+            subject: self.subject,
+            id: self.id,
+            time: self.time,
+            headers: self.headers,
+            payload: self.body.bytes()?,
+            content_type: self.content_type,
+            expires: self.expires,
+        })
+    }
+}
+
+/// A delivery to a consumer member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireDelivery {
+    /// The message.
+    pub message: WireMessage,
+    /// The consumer's seq of this delivery.
+    pub consumer_seq: u64,
+    /// Deliveries of this message so far, this one included.
+    pub deliveries: u32,
+    /// Matching messages after this one not yet delivered.
+    pub pending: u64,
+    /// The member holding the lease.
+    pub member: ConsumerName,
+}
+
+impl From<&Delivery> for WireDelivery {
+    fn from(d: &Delivery) -> WireDelivery {
+        WireDelivery {
+            message: WireMessage::from(&d.message),
+            consumer_seq: d.consumer_seq,
+            deliveries: d.deliveries,
+            pending: d.pending,
+            member: d.member.clone(),
+        }
+    }
+}
+
+impl WireDelivery {
+    /// The delivery it describes.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidRequest` for an invalid payload.
+    pub fn into_delivery(self) -> Result<Delivery, Error> {
+        Ok(Delivery {
+            message: self.message.into_message()?,
+            consumer_seq: self.consumer_seq,
+            deliveries: self.deliveries,
+            pending: self.pending,
+            member: self.member,
+        })
+    }
+}
+
+/// A reply to a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireReply {
+    /// Headers.
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    pub headers: Headers,
+    /// Its payload.
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+impl From<&Reply> for WireReply {
+    fn from(r: &Reply) -> WireReply {
+        WireReply {
+            headers: r.headers.clone(),
+            body: Body::of(&r.payload),
+        }
+    }
+}
+
+impl WireReply {
+    /// The reply it describes.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidRequest` for an invalid payload.
+    pub fn into_reply(self) -> Result<Reply, Error> {
+        Ok(Reply {
+            headers: self.headers,
+            payload: self.body.bytes()?,
+        })
+    }
+}
+
+/// An error as the server reports it: a stable code, its kind's name, a
+/// message, and structured detail for the kinds that carry it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// The stable code ([`ErrorKind::code`]).
+    pub code: u16,
+    /// The kind's name, for people.
+    pub kind: ErrorKind,
+    /// What went wrong.
+    pub message: String,
+    /// Facts to act on (the actual seq, the limit…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<ErrorDetail>,
+}
+
+impl From<&Error> for WireError {
+    fn from(e: &Error) -> WireError {
+        WireError {
+            code: e.kind().code(),
+            kind: e.kind(),
+            message: e.message().to_owned(),
+            detail: e.detail().cloned(),
+        }
+    }
+}
+
+impl From<WireError> for Error {
+    fn from(e: WireError) -> Error {
+        let kind = ErrorKind::from_code(e.code).unwrap_or(e.kind);
+        let error = Error::new(kind, e.message);
+        match e.detail {
+            Some(detail) => error.with_detail(detail),
+            None => error,
+        }
+    }
+}
+
+/// A client's request: an id of its choosing and the operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Echoed in the answer.
+    pub id: u64,
+    /// What to do.
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// Every operation of the protocol: the Backend traits, one to one, plus the
+/// control of subscriptions and responders.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum Op {
+    CreateStream {
+        config: StreamConfig,
+    },
+    UpdateStream {
+        config: StreamConfig,
+    },
+    StreamInfo {
+        stream: StreamName,
+    },
+    ListStreams,
+    DeleteStream {
+        stream: StreamName,
+    },
+    PurgeStream {
+        stream: StreamName,
+        #[serde(default)]
+        purge: Purge,
+    },
+    Publish {
+        message: WireOutgoing,
+    },
+    PublishBatch {
+        messages: Vec<WireOutgoing>,
+    },
+    GetMessage {
+        stream: StreamName,
+        seq: u64,
+    },
+    LastMessage {
+        stream: StreamName,
+        subject: Subject,
+    },
+    ReadRange {
+        stream: StreamName,
+        range: ReadRange,
+    },
+    ReadSubject {
+        stream: StreamName,
+        subject: Subject,
+        from_seq: u64,
+        limit: usize,
+    },
+    CreateConsumer {
+        stream: StreamName,
+        config: ConsumerConfig,
+    },
+    UpdateConsumer {
+        stream: StreamName,
+        config: ConsumerConfig,
+    },
+    DeleteConsumer {
+        stream: StreamName,
+        consumer: ConsumerName,
+    },
+    ConsumerInfo {
+        stream: StreamName,
+        consumer: ConsumerName,
+    },
+    ListConsumers {
+        stream: StreamName,
+    },
+    Fetch {
+        stream: StreamName,
+        consumer: ConsumerName,
+        member: ConsumerName,
+        max: usize,
+        #[serde(default)]
+        wait_ms: u64,
+    },
+    Settle {
+        stream: StreamName,
+        consumer: ConsumerName,
+        member: ConsumerName,
+        seq: u64,
+        deliveries: u32,
+        settle: Settle,
+    },
+    ResetConsumer {
+        stream: StreamName,
+        consumer: ConsumerName,
+        to: ReadFrom,
+    },
+    /// Starts a live subscription numbered `sub` (the client's choice).
+    Subscribe {
+        sub: u64,
+        pattern: Pattern,
+        #[serde(default)]
+        from: Option<ReadFrom>,
+    },
+    Unsubscribe {
+        sub: u64,
+    },
+    /// Starts answering requests for `pattern` as responder `responder`.
+    Serve {
+        responder: u64,
+        pattern: Pattern,
+    },
+    Unserve {
+        responder: u64,
+    },
+    /// Answers request `request` (`reply: null` drops it unanswered).
+    Respond {
+        request: u64,
+        #[serde(default)]
+        reply: Option<WireReply>,
+    },
+    Request {
+        subject: Subject,
+        #[serde(default)]
+        headers: Headers,
+        #[serde(flatten)]
+        body: Body,
+        timeout_ms: u64,
+    },
+}
+
+/// What the server sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The first frame of a connection.
+    Hello {
+        /// [`PROTOCOL_VERSION`].
+        version: u32,
+        /// The server's name and version.
+        server: String,
+    },
+    /// Request `id` succeeded.
+    Ok {
+        /// The request's id.
+        id: u64,
+        /// Its result (`null` for none).
+        result: serde_json::Value,
+    },
+    /// Request `id` failed (no id when the frame could not be read at all).
+    Error {
+        /// The request's id, if it could be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        /// What went wrong.
+        error: WireError,
+    },
+    /// A message for subscription `sub`.
+    Message {
+        /// The subscription.
+        sub: u64,
+        /// The message.
+        message: WireMessage,
+    },
+    /// Subscription `sub` hit an error (`Lagged` carries on; others end it).
+    SubError {
+        /// The subscription.
+        sub: u64,
+        /// What happened.
+        error: WireError,
+    },
+    /// A request for responder `responder`; answer with `respond`.
+    Request {
+        /// The responder.
+        responder: u64,
+        /// The request's number, for `respond`.
+        request: u64,
+        /// Its subject.
+        subject: Subject,
+        /// Its headers.
+        #[serde(default, skip_serializing_if = "Headers::is_empty")]
+        headers: Headers,
+        /// Its payload.
+        #[serde(flatten)]
+        body: Body,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_travel_as_text_or_base64() {
+        let text = Body::of(&Bytes::from_static(b"hello"));
+        assert_eq!(text, Body::Text("hello".into()));
+        let binary = Body::of(&Bytes::from_static(&[0xff, 0, 1]));
+        assert_eq!(binary.clone().bytes().unwrap(), Bytes::from_static(&[0xff, 0, 1]));
+        let frame: ClientFrame =
+            serde_json::from_str(r#"{"id":1,"op":"publish","message":{"subject":"orders.1","payload":"hi","id":"k"}}"#)
+                .unwrap();
+        let Op::Publish { message } = frame.op else {
+            panic!("a publish")
+        };
+        assert_eq!(message.into_message().unwrap().payload, Bytes::from_static(b"hi"));
+        let json = serde_json::to_string(&WireReply {
+            headers: Headers::new(),
+            body: binary,
+        })
+        .unwrap();
+        assert_eq!(json, r#"{"payload_b64":"/wAB"}"#);
+    }
+
+    #[test]
+    fn errors_keep_their_kind_and_detail() {
+        let err = Error::wrong_expected_seq("subject `a`", 1, 5);
+        let back = Error::from(
+            serde_json::from_str::<WireError>(&serde_json::to_string(&WireError::from(&err)).unwrap()).unwrap(),
+        );
+        assert_eq!(back.kind(), ErrorKind::WrongExpectedSeq);
+        assert_eq!(back.actual_seq(), Some(5));
+    }
+}

@@ -1,0 +1,311 @@
+//! `/v1/ws`: one WebSocket connection carries requests answered in any order,
+//! many live subscriptions and many responders (docs/protocol.md).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use herald_core::wire::{
+    ClientFrame, Op, PROTOCOL_VERSION, ServerFrame, WireDelivery, WireError, WireMessage, WireReply,
+};
+use herald_core::{Backend, Error, ErrorKind, Request, Result};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::AppState;
+
+/// Frames queued for one connection's socket before its tasks wait.
+const OUTBOUND: usize = 1024;
+
+pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |socket| connection(state, socket))
+}
+
+/// What one connection holds open.
+#[derive(Default)]
+struct Session {
+    subscriptions: Mutex<HashMap<u64, JoinHandle<()>>>,
+    responders: Mutex<HashMap<u64, JoinHandle<()>>>,
+    requests: Mutex<HashMap<u64, Request>>,
+    next_request: AtomicU64,
+}
+
+impl Session {
+    fn stop_all(&self) {
+        for (_, task) in self.subscriptions.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            task.abort();
+        }
+        for (_, task) in self.responders.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            task.abort();
+        }
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+async fn connection(state: AppState, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut outbound) = mpsc::channel::<ServerFrame>(OUTBOUND);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = outbound.recv().await {
+            let Ok(text) = serde_json::to_string(&frame) else {
+                continue;
+            };
+            if sink.send(WsMessage::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let hello = ServerFrame::Hello {
+        version: PROTOCOL_VERSION,
+        server: format!("herald-server {}", env!("CARGO_PKG_VERSION")),
+    };
+    let session = Arc::new(Session::default());
+    if out.send(hello).await.is_ok() {
+        while let Some(Ok(message)) = stream.next().await {
+            let text = match message {
+                WsMessage::Text(text) => text,
+                WsMessage::Close(_) => break,
+                // Pings are answered by axum; binary frames are not part of the protocol.
+                WsMessage::Binary(_) => {
+                    let error = Error::new(ErrorKind::InvalidRequest, "frames are JSON text, not binary");
+                    let _ = out.send(error_frame(None, &error)).await;
+                    continue;
+                }
+                _ => continue,
+            };
+            match serde_json::from_str::<ClientFrame>(text.as_str()) {
+                Ok(frame) => {
+                    let (backend, out, session) = (state.backend.clone(), out.clone(), session.clone());
+                    tokio::spawn(async move {
+                        let id = frame.id;
+                        let answer = match execute(&backend, &session, &out, frame.op).await {
+                            Ok(result) => ServerFrame::Ok { id, result },
+                            Err(err) => error_frame(Some(id), &err),
+                        };
+                        let _ = out.send(answer).await;
+                    });
+                }
+                Err(err) => {
+                    // A malformed frame is answered, and the connection stays usable.
+                    let id = serde_json::from_str::<serde_json::Value>(text.as_str())
+                        .ok()
+                        .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64));
+                    let error = Error::new(ErrorKind::InvalidRequest, format!("malformed frame: {err}"));
+                    let _ = out.send(error_frame(id, &error)).await;
+                }
+            }
+        }
+    }
+    session.stop_all();
+    drop(out);
+    let _ = writer.await;
+}
+
+fn error_frame(id: Option<u64>, error: &Error) -> ServerFrame {
+    ServerFrame::Error {
+        id,
+        error: WireError::from(error),
+    }
+}
+
+fn json(value: impl Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::new(ErrorKind::Internal, format!("encoding a result: {e}")))
+}
+
+/// Runs one operation against the backend.
+async fn execute(
+    backend: &Arc<dyn Backend>,
+    session: &Arc<Session>,
+    out: &mpsc::Sender<ServerFrame>,
+    op: Op,
+) -> Result<serde_json::Value> {
+    match op {
+        Op::CreateStream { config } => json(backend.create_stream(config).await?),
+        Op::UpdateStream { config } => json(backend.update_stream(config).await?),
+        Op::StreamInfo { stream } => json(backend.stream_info(&stream).await?),
+        Op::ListStreams => json(backend.list_streams().await?),
+        Op::DeleteStream { stream } => json(backend.delete_stream(&stream).await?),
+        Op::PurgeStream { stream, purge } => json(backend.purge_stream(&stream, purge).await?),
+        Op::Publish { message } => json(backend.publish(message.into_message()?).await?),
+        Op::PublishBatch { messages } => {
+            let messages = messages
+                .into_iter()
+                .map(|m| m.into_message())
+                .collect::<Result<Vec<_>>>()?;
+            json(backend.publish_batch(messages).await?)
+        }
+        Op::GetMessage { stream, seq } => json(WireMessage::from(&backend.get_message(&stream, seq).await?)),
+        Op::LastMessage { stream, subject } => json(WireMessage::from(&backend.last_message(&stream, &subject).await?)),
+        Op::ReadRange { stream, range } => {
+            let messages = backend.read_range(&stream, range).await?;
+            json(messages.iter().map(WireMessage::from).collect::<Vec<_>>())
+        }
+        Op::ReadSubject {
+            stream,
+            subject,
+            from_seq,
+            limit,
+        } => {
+            let messages = backend.read_subject(&stream, &subject, from_seq, limit).await?;
+            json(messages.iter().map(WireMessage::from).collect::<Vec<_>>())
+        }
+        Op::CreateConsumer { stream, config } => json(backend.create_consumer(&stream, config).await?),
+        Op::UpdateConsumer { stream, config } => json(backend.update_consumer(&stream, config).await?),
+        Op::DeleteConsumer { stream, consumer } => json(backend.delete_consumer(&stream, &consumer).await?),
+        Op::ConsumerInfo { stream, consumer } => json(backend.consumer_info(&stream, &consumer).await?),
+        Op::ListConsumers { stream } => json(backend.list_consumers(&stream).await?),
+        Op::Fetch {
+            stream,
+            consumer,
+            member,
+            max,
+            wait_ms,
+        } => {
+            let wait = Duration::from_millis(wait_ms);
+            let deliveries = backend.fetch(&stream, &consumer, &member, max, wait).await?;
+            json(deliveries.iter().map(WireDelivery::from).collect::<Vec<_>>())
+        }
+        Op::Settle {
+            stream,
+            consumer,
+            member,
+            seq,
+            deliveries,
+            settle,
+        } => json(
+            backend
+                .settle(&stream, &consumer, &member, seq, deliveries, settle)
+                .await?,
+        ),
+        Op::ResetConsumer { stream, consumer, to } => json(backend.reset_consumer(&stream, &consumer, to).await?),
+        Op::Subscribe { sub, pattern, from } => {
+            let mut subscription = backend.subscribe(pattern, from).await?;
+            let out = out.clone();
+            let task = tokio::spawn(async move {
+                loop {
+                    let frame = match subscription.next().await {
+                        Ok(message) => ServerFrame::Message {
+                            sub,
+                            message: WireMessage::from(&message),
+                        },
+                        Err(err) => {
+                            let lagged = err.kind() == ErrorKind::Lagged;
+                            let frame = ServerFrame::SubError {
+                                sub,
+                                error: WireError::from(&err),
+                            };
+                            if !lagged {
+                                let _ = out.send(frame).await;
+                                return;
+                            }
+                            frame
+                        }
+                    };
+                    if out.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            if let Some(old) = session
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(sub, task)
+            {
+                old.abort();
+            }
+            json(())
+        }
+        Op::Unsubscribe { sub } => {
+            if let Some(task) = session
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&sub)
+            {
+                task.abort();
+            }
+            json(())
+        }
+        Op::Serve { responder, pattern } => {
+            let mut incoming = backend.serve(pattern).await?;
+            let (out, requests) = (out.clone(), session.clone());
+            let task = tokio::spawn(async move {
+                while let Ok(request) = incoming.next().await {
+                    let number = requests.next_request.fetch_add(1, Ordering::Relaxed) + 1;
+                    let frame = ServerFrame::Request {
+                        responder,
+                        request: number,
+                        subject: request.subject.clone(),
+                        headers: request.headers.clone(),
+                        body: herald_core::wire::Body::of(&request.payload),
+                    };
+                    requests
+                        .requests
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(number, request);
+                    if out.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            if let Some(old) = session
+                .responders
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(responder, task)
+            {
+                old.abort();
+            }
+            json(())
+        }
+        Op::Unserve { responder } => {
+            if let Some(task) = session
+                .responders
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&responder)
+            {
+                task.abort();
+            }
+            json(())
+        }
+        Op::Respond { request, reply } => {
+            let pending = session
+                .requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&request);
+            let Some(pending) = pending else {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    format!("request {request} is no longer waiting for a reply"),
+                ));
+            };
+            match reply {
+                Some(reply) => json(pending.respond(reply.into_reply()?)?),
+                // Dropped unanswered: the requester is told at once.
+                None => json(()),
+            }
+        }
+        Op::Request {
+            subject,
+            headers,
+            body,
+            timeout_ms,
+        } => {
+            let reply = backend
+                .request(subject, headers, body.bytes()?, Duration::from_millis(timeout_ms))
+                .await?;
+            json(WireReply::from(&reply))
+        }
+    }
+}
