@@ -48,6 +48,8 @@ pub(crate) struct Incoming {
 
 struct Inner {
     url: String,
+    /// False once the connection is gone: calls fail at once.
+    open: std::sync::atomic::AtomicBool,
     out: mpsc::UnboundedSender<ClientFrame>,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<serde_json::Value>>>>,
@@ -70,6 +72,7 @@ impl RemoteBackend {
         let (out, mut outbound) = mpsc::unbounded_channel::<ClientFrame>();
         let inner = Arc::new(Inner {
             url,
+            open: std::sync::atomic::AtomicBool::new(true),
             out,
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
@@ -117,7 +120,8 @@ impl RemoteBackend {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx);
-        if self.inner.out.send(ClientFrame { id, op }).is_err() {
+        // Checked after registering: `closed` clears the flag before it fails the waiters.
+        if !self.inner.open.load(Ordering::SeqCst) || self.inner.out.send(ClientFrame { id, op }).is_err() {
             self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             return Err(closed());
         }
@@ -253,6 +257,7 @@ impl Inner {
 
     /// The connection ended: every waiter and stream learns it.
     fn closed(&self) {
+        self.open.store(false, Ordering::SeqCst);
         for (_, waiter) in self.pending.lock().unwrap_or_else(|e| e.into_inner()).drain() {
             let _ = waiter.send(Err(closed()));
         }

@@ -8,7 +8,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let bus = herald::Bus::open("./herald-data").await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7878").await?;
-//! herald_server::serve(listener, herald_server::router(bus), std::future::pending()).await?;
+//! herald_server::serve(listener, bus, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -21,17 +21,29 @@ use axum::Router;
 use axum::routing::get;
 use herald::Bus;
 use herald_core::Backend;
+use tokio::sync::watch;
 
 /// What every handler shares.
 #[derive(Clone)]
 struct AppState {
     backend: Arc<dyn Backend>,
+    /// Turns true when the server is stopping: WebSocket sessions close.
+    stopping: watch::Receiver<bool>,
 }
 
-/// Herald's routes: `/v1/ws` (the WebSocket protocol) and `/healthz`.
+/// Herald's routes: `/v1/ws` (the WebSocket protocol) and `/healthz`, to
+/// nest in an existing axum app. Sessions last until their clients leave.
 pub fn router(bus: Bus) -> Router {
+    let (stop, stopping) = watch::channel(false);
+    // Never told to stop: the app that embeds the routes owns their life.
+    std::mem::drop(stop);
+    routes(&bus, stopping)
+}
+
+fn routes(bus: &Bus, stopping: watch::Receiver<bool>) -> Router {
     let state = AppState {
         backend: bus.backend().clone(),
+        stopping,
     };
     Router::new()
         .route("/v1/ws", get(ws::upgrade))
@@ -39,16 +51,24 @@ pub fn router(bus: Bus) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops
-/// taking connections and lets the ones in flight finish.
+/// Serves `bus` on `listener` until `shutdown` completes; then it stops
+/// taking connections, closes WebSocket sessions (each finishes the
+/// operations it had started) and returns once they are done.
 ///
 /// # Errors
 ///
 /// The listener failed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    router: Router,
+    bus: Bus,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    let (stop, stopping) = watch::channel(false);
+    let app = routes(&bus, stopping);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await
 }

@@ -67,8 +67,18 @@ async fn connection(state: AppState, socket: WebSocket) {
         server: format!("herald-server {}", env!("CARGO_PKG_VERSION")),
     };
     let session = Arc::new(Session::default());
+    let mut stopping = state.stopping.clone();
     if out.send(hello).await.is_ok() {
-        while let Some(Ok(message)) = stream.next().await {
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                // The server is stopping: end the session (its started operations finish).
+                // (A router without a stop signal never matches this branch.)
+                Ok(_) = stopping.wait_for(|stop| *stop) => break,
+            };
+            let Some(Ok(message)) = next else {
+                break;
+            };
             let text = match message {
                 WsMessage::Text(text) => text,
                 WsMessage::Close(_) => break,

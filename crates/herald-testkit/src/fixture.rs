@@ -107,9 +107,9 @@ impl TestBus {
             .await
             .expect("a loopback port");
         let addr = listener.local_addr().expect("a bound address");
-        let router = herald_server::router(Bus::from_engine(engine.clone()));
+        let hosted = Bus::from_engine(engine.clone());
         let task = tokio::spawn(async move {
-            let _ = herald_server::serve(listener, router, std::future::pending()).await;
+            let _ = herald_server::serve(listener, hosted, std::future::pending()).await;
         });
         let bus = Bus::connect(format!("ws://{addr}/v1/ws"))
             .await
