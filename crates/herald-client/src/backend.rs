@@ -19,6 +19,16 @@ fn messages(wire: Vec<WireMessage>) -> Result<Vec<Message>> {
     wire.into_iter().map(WireMessage::into_message).collect()
 }
 
+/// A message on the wire with an id, so a publish sent again after a
+/// reconnect is a duplicate inside the stream's window, not a second message.
+fn with_id(message: &OutgoingMessage) -> WireOutgoing {
+    let mut wire = WireOutgoing::from(message);
+    if wire.id.is_none() {
+        wire.id = Some(uuid::Uuid::now_v7().to_string());
+    }
+    wire
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -55,14 +65,14 @@ impl StreamBackend for RemoteBackend {
 
     async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck> {
         self.call(Op::Publish {
-            message: WireOutgoing::from(&message),
+            message: with_id(&message),
         })
         .await
     }
 
     async fn publish_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<PublishAck>> {
         self.call(Op::PublishBatch {
-            messages: messages.iter().map(WireOutgoing::from).collect(),
+            messages: messages.iter().map(with_id).collect(),
         })
         .await
     }
@@ -233,7 +243,7 @@ impl SubscriptionBackend for RemoteBackend {
     async fn subscribe(&self, pattern: Pattern, from: Option<ReadFrom>) -> Result<Box<dyn LiveSubscription>> {
         let sub = self.next_number();
         // Registered first: the server may push messages before it answers.
-        let messages = self.register_subscription(sub);
+        let messages = self.register_subscription(sub, pattern.clone(), from);
         let subscription = RemoteSubscription {
             backend: self.clone(),
             sub,
@@ -313,7 +323,7 @@ impl Responder for RemoteResponder {
 impl RequestBackend for RemoteBackend {
     async fn serve(&self, pattern: Pattern) -> Result<Box<dyn Responder>> {
         let responder = self.next_number();
-        let requests = self.register_responder(responder);
+        let requests = self.register_responder(responder, pattern.clone());
         let remote = RemoteResponder {
             backend: self.clone(),
             responder,

@@ -5,6 +5,15 @@
 //! any order, live subscriptions and responders are numbered by the client
 //! and fed by the server's pushed frames.
 //!
+//! When the connection drops, the client reconnects with backoff (10 ms
+//! doubling to 2 s), re-attaches every live subscription and responder, and
+//! sends again the calls still waiting that are safe to repeat: publishes
+//! carry a message id (the client gives one to a message without), so a
+//! repeated publish is a duplicate, not a second message. A subscription
+//! re-attaches from where it started and drops what it already delivered, so
+//! it skips nothing and repeats nothing. Calls wait up to
+//! [`RECONNECT_WAIT`] for the server to come back, then fail with `Closed`.
+//!
 //! ```no_run
 //! # async fn run() -> herald_core::Result<()> {
 //! let backend = herald_client::RemoteBackend::connect("ws://127.0.0.1:7878/v1/ws").await?;
@@ -12,17 +21,20 @@
 //! ```
 
 mod backend;
+mod connection;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use herald_core::wire::{Body, ClientFrame, Op, ServerFrame, WireMessage};
-use herald_core::{Error, ErrorKind, Headers, Message, Result, Subject};
+use herald_core::wire::{Body, ClientFrame, Op};
+use herald_core::{Error, ErrorKind, Headers, Message, Pattern, ReadFrom, Result, StreamName, Subject, Timestamp};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// How long a call waits for a lost connection to come back.
+pub const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 
 /// A bus on a Herald server, through its WebSocket protocol.
 #[derive(Clone)]
@@ -46,15 +58,41 @@ pub(crate) struct Incoming {
     pub(crate) body: Body,
 }
 
-struct Inner {
+/// A call waiting for its answer.
+struct Pending {
+    frame: ClientFrame,
+    /// Sent again after a reconnect (otherwise failed with `Closed`).
+    repeatable: bool,
+    waiter: oneshot::Sender<Result<serde_json::Value>>,
+}
+
+/// A live subscription, as needed to re-attach it.
+pub(crate) struct SubState {
+    tx: mpsc::UnboundedSender<Result<Message>>,
+    pattern: Pattern,
+    from: Option<ReadFrom>,
+    started: Timestamp,
+    /// The last seq delivered, per stream.
+    last: HashMap<StreamName, u64>,
+}
+
+struct RespState {
+    tx: mpsc::UnboundedSender<Incoming>,
+    pattern: Pattern,
+}
+
+pub(crate) struct Inner {
     url: String,
-    /// False once the connection is gone: calls fail at once.
-    open: std::sync::atomic::AtomicBool,
-    out: mpsc::UnboundedSender<ClientFrame>,
+    /// The current connection's outbound frames; `None` while reconnecting.
+    out: Mutex<Option<mpsc::UnboundedSender<ClientFrame>>>,
     next_id: AtomicU64,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Result<serde_json::Value>>>>,
-    subscriptions: Mutex<HashMap<u64, mpsc::UnboundedSender<Result<Message>>>>,
-    responders: Mutex<HashMap<u64, mpsc::UnboundedSender<Incoming>>>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    subscriptions: Mutex<HashMap<u64, SubState>>,
+    responders: Mutex<HashMap<u64, RespState>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl RemoteBackend {
@@ -64,66 +102,49 @@ impl RemoteBackend {
     ///
     /// `Closed` when the server cannot be reached or refuses the upgrade.
     pub async fn connect(url: impl Into<String>) -> Result<RemoteBackend> {
-        let url = url.into();
-        let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .map_err(|e| Error::new(ErrorKind::Closed, format!("connecting to {url}: {e}")).with_source(e))?;
-        let (mut sink, mut stream) = socket.split();
-        let (out, mut outbound) = mpsc::unbounded_channel::<ClientFrame>();
         let inner = Arc::new(Inner {
-            url,
-            open: std::sync::atomic::AtomicBool::new(true),
-            out,
+            url: url.into(),
+            out: Mutex::new(None),
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             responders: Mutex::new(HashMap::new()),
         });
-        tokio::spawn(async move {
-            while let Some(frame) = outbound.recv().await {
-                let Ok(text) = serde_json::to_string(&frame) else {
-                    continue;
-                };
-                if sink.send(WsMessage::Text(text.into())).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        let reader = Arc::downgrade(&inner);
-        tokio::spawn(async move {
-            while let Some(Ok(message)) = stream.next().await {
-                let WsMessage::Text(text) = message else {
-                    continue;
-                };
-                let Some(inner) = reader.upgrade() else {
-                    return;
-                };
-                match serde_json::from_str::<ServerFrame>(text.as_str()) {
-                    Ok(frame) => inner.dispatch(frame),
-                    Err(err) => tracing::warn!(%err, "an unreadable frame from the server"),
-                }
-            }
-            if let Some(inner) = reader.upgrade() {
-                inner.closed();
-            }
-        });
+        let socket = connection::open(&inner.url).await?;
+        connection::attach(&inner, socket);
         Ok(RemoteBackend { inner })
     }
 
     /// Sends `op` and waits for its result.
     pub(crate) async fn call<T: DeserializeOwned>(&self, op: Op) -> Result<T> {
+        let repeatable = !matches!(op, Op::Request { .. } | Op::Respond { .. });
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = ClientFrame { id, op };
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
-        // Checked after registering: `closed` clears the flag before it fails the waiters.
-        if !self.inner.open.load(Ordering::SeqCst) || self.inner.out.send(ClientFrame { id, op }).is_err() {
-            self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-            return Err(closed());
+        {
+            // The connection is held while the call is registered and sent, so a
+            // reconnect's restore sends it exactly once (lock order: out, then pending).
+            let out = lock(&self.inner.out);
+            lock(&self.inner.pending).insert(
+                id,
+                Pending {
+                    frame: frame.clone(),
+                    repeatable,
+                    waiter: tx,
+                },
+            );
+            match out.as_ref() {
+                Some(out) => {
+                    let _ = out.send(frame);
+                }
+                // Disconnected: a call that cannot be repeated fails now; the rest
+                // are sent by the reconnect.
+                None if !repeatable => {
+                    lock(&self.inner.pending).remove(&id);
+                    return Err(closed());
+                }
+                None => {}
+            }
         }
         let value = rx.await.map_err(|_| closed())??;
         serde_json::from_value(value).map_err(|e| {
@@ -137,7 +158,7 @@ impl RemoteBackend {
     /// Sends `op` without waiting for its answer (it is read and dropped).
     pub(crate) fn send(&self, op: Op) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = self.inner.out.send(ClientFrame { id, op });
+        self.inner.send(ClientFrame { id, op });
     }
 
     /// A number for a new subscription or responder.
@@ -145,40 +166,36 @@ impl RemoteBackend {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn register_subscription(&self, sub: u64) -> mpsc::UnboundedReceiver<Result<Message>> {
+    pub(crate) fn register_subscription(
+        &self,
+        sub: u64,
+        pattern: Pattern,
+        from: Option<ReadFrom>,
+    ) -> mpsc::UnboundedReceiver<Result<Message>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.inner
-            .subscriptions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(sub, tx);
+        let state = SubState {
+            tx,
+            pattern,
+            from,
+            started: Timestamp::now(),
+            last: HashMap::new(),
+        };
+        lock(&self.inner.subscriptions).insert(sub, state);
         rx
     }
 
     pub(crate) fn forget_subscription(&self, sub: u64) {
-        self.inner
-            .subscriptions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&sub);
+        lock(&self.inner.subscriptions).remove(&sub);
     }
 
-    pub(crate) fn register_responder(&self, responder: u64) -> mpsc::UnboundedReceiver<Incoming> {
+    pub(crate) fn register_responder(&self, responder: u64, pattern: Pattern) -> mpsc::UnboundedReceiver<Incoming> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.inner
-            .responders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(responder, tx);
+        lock(&self.inner.responders).insert(responder, RespState { tx, pattern });
         rx
     }
 
     pub(crate) fn forget_responder(&self, responder: u64) {
-        self.inner
-            .responders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&responder);
+        lock(&self.inner.responders).remove(&responder);
     }
 }
 
@@ -187,85 +204,87 @@ fn closed() -> Error {
 }
 
 impl Inner {
-    fn dispatch(&self, frame: ServerFrame) {
-        match frame {
-            ServerFrame::Hello { .. } => {}
-            ServerFrame::Ok { id, result } => self.answer(id, Ok(result)),
-            ServerFrame::Error { id: Some(id), error } => self.answer(id, Err(Error::from(error))),
-            ServerFrame::Error { id: None, error } => {
-                tracing::warn!(message = %error.message, "the server could not read a frame");
-            }
-            ServerFrame::Message { sub, message } => self.to_subscription(sub, decode(message)),
-            ServerFrame::SubError { sub, error } => {
-                let lagged = error.kind == ErrorKind::Lagged;
-                self.to_subscription(sub, Err(Error::from(error)));
-                if !lagged {
-                    self.subscriptions
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&sub);
-                }
-            }
-            ServerFrame::Request {
-                responder,
-                request,
-                subject,
-                headers,
-                body,
-            } => {
-                let sender = self
-                    .responders
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&responder)
-                    .cloned();
-                let incoming = Incoming {
-                    request,
-                    subject,
-                    headers,
-                    body,
-                };
-                if sender.is_none_or(|s| s.send(incoming).is_err()) {
-                    // Nobody here serves it any more: let the requester know now.
-                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                    let _ = self.out.send(ClientFrame {
-                        id,
-                        op: Op::Respond { request, reply: None },
-                    });
-                }
-            }
+    fn send(&self, frame: ClientFrame) {
+        if let Some(out) = lock(&self.out).as_ref() {
+            let _ = out.send(frame);
         }
     }
 
     fn answer(&self, id: u64, result: Result<serde_json::Value>) {
-        if let Some(waiter) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
-            let _ = waiter.send(result);
+        if let Some(pending) = lock(&self.pending).remove(&id) {
+            let _ = pending.waiter.send(result);
         }
     }
 
-    fn to_subscription(&self, sub: u64, item: Result<Message>) {
-        let sender = self
-            .subscriptions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&sub)
-            .cloned();
-        if let Some(sender) = sender {
-            let _ = sender.send(item);
+    /// Delivers a subscription's message unless it was delivered before a
+    /// reconnect (or precedes a subscription that started "from now").
+    fn to_subscription(&self, sub: u64, message: Result<Message>) {
+        let mut subscriptions = lock(&self.subscriptions);
+        let Some(state) = subscriptions.get_mut(&sub) else {
+            return;
+        };
+        if let Ok(m) = &message {
+            let last = state.last.entry(m.stream.clone()).or_insert(0);
+            if m.seq <= *last || (state.from.is_none() && m.time < state.started) {
+                return;
+            }
+            *last = m.seq;
+        }
+        let _ = state.tx.send(message);
+    }
+
+    /// The connection dropped: calls that cannot be repeated fail now; the rest
+    /// wait for the reconnect.
+    fn disconnected(&self) {
+        *lock(&self.out) = None;
+        let mut pending = lock(&self.pending);
+        let lost: Vec<u64> = pending
+            .iter()
+            .filter(|(_, p)| !p.repeatable)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some(p) = pending.remove(&id) {
+                let _ = p.waiter.send(Err(closed()));
+            }
         }
     }
 
-    /// The connection ended: every waiter and stream learns it.
-    fn closed(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        for (_, waiter) in self.pending.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            let _ = waiter.send(Err(closed()));
+    /// The server did not come back in time: every waiting call fails.
+    fn give_up(&self) {
+        for (_, p) in lock(&self.pending).drain() {
+            let _ = p.waiter.send(Err(closed()));
         }
-        self.subscriptions.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.responders.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
-}
 
-fn decode(message: WireMessage) -> Result<Message> {
-    message.into_message()
+    /// Frames that restore this client's state on a new connection: its
+    /// subscriptions and responders, then the calls still waiting.
+    fn restore(&self) -> Vec<ClientFrame> {
+        let mut frames = Vec::new();
+        for (sub, state) in lock(&self.subscriptions).iter() {
+            let from = Some(state.from.unwrap_or(ReadFrom::Time(state.started)));
+            frames.push(ClientFrame {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                op: Op::Subscribe {
+                    sub: *sub,
+                    pattern: state.pattern.clone(),
+                    from,
+                },
+            });
+        }
+        for (responder, state) in lock(&self.responders).iter() {
+            frames.push(ClientFrame {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                op: Op::Serve {
+                    responder: *responder,
+                    pattern: state.pattern.clone(),
+                },
+            });
+        }
+        let pending = lock(&self.pending);
+        let mut waiting: Vec<&Pending> = pending.values().collect();
+        waiting.sort_by_key(|p| p.frame.id);
+        frames.extend(waiting.into_iter().map(|p| p.frame.clone()));
+        frames
+    }
 }

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::routing::get;
 use herald::Bus;
 use herald_core::Backend;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -29,6 +29,8 @@ struct AppState {
     backend: Arc<dyn Backend>,
     /// Turns true when the server is stopping: WebSocket sessions close.
     stopping: watch::Receiver<bool>,
+    /// Held by every session until it has finished, so [`serve`] can wait for them.
+    alive: mpsc::Sender<()>,
 }
 
 /// Herald's routes: `/v1/ws` (the WebSocket protocol) and `/healthz`, to
@@ -37,13 +39,15 @@ pub fn router(bus: Bus) -> Router {
     let (stop, stopping) = watch::channel(false);
     // Never told to stop: the app that embeds the routes owns their life.
     std::mem::drop(stop);
-    routes(&bus, stopping)
+    let (alive, _) = mpsc::channel(1);
+    routes(&bus, stopping, alive)
 }
 
-fn routes(bus: &Bus, stopping: watch::Receiver<bool>) -> Router {
+fn routes(bus: &Bus, stopping: watch::Receiver<bool>, alive: mpsc::Sender<()>) -> Router {
     let state = AppState {
         backend: bus.backend().clone(),
         stopping,
+        alive,
     };
     Router::new()
         .route("/v1/ws", get(ws::upgrade))
@@ -64,11 +68,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop, stopping) = watch::channel(false);
-    let app = routes(&bus, stopping);
+    let (alive, mut sessions) = mpsc::channel(1);
+    let app = routes(&bus, stopping, alive);
+    drop(bus);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stop.send(true);
         })
-        .await
+        .await?;
+    // WebSocket sessions outlive their HTTP connections: wait for each to
+    // finish, so the engine is closed when this returns.
+    while sessions.recv().await.is_some() {}
+    Ok(())
 }

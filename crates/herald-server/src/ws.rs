@@ -37,18 +37,36 @@ struct Session {
 }
 
 impl Session {
-    fn stop_all(&self) {
-        for (_, task) in self.subscriptions.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+    /// Ends every subscription and responder, and waits until they are gone.
+    async fn stop_all(&self) {
+        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+        tasks.extend(
+            self.subscriptions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain()
+                .map(|(_, t)| t),
+        );
+        tasks.extend(
+            self.responders
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain()
+                .map(|(_, t)| t),
+        );
+        for task in &tasks {
             task.abort();
         }
-        for (_, task) in self.responders.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            task.abort();
+        for task in tasks {
+            let _ = task.await;
         }
         self.requests.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 
 async fn connection(state: AppState, socket: WebSocket) {
+    let _alive = state.alive.clone();
+    let mut operations = tokio::task::JoinSet::new();
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbound) = mpsc::channel::<ServerFrame>(OUTBOUND);
     let writer = tokio::spawn(async move {
@@ -93,7 +111,8 @@ async fn connection(state: AppState, socket: WebSocket) {
             match serde_json::from_str::<ClientFrame>(text.as_str()) {
                 Ok(frame) => {
                     let (backend, out, session) = (state.backend.clone(), out.clone(), session.clone());
-                    tokio::spawn(async move {
+                    while operations.try_join_next().is_some() {}
+                    operations.spawn(async move {
                         let id = frame.id;
                         let answer = match execute(&backend, &session, &out, frame.op).await {
                             Ok(result) => ServerFrame::Ok { id, result },
@@ -113,7 +132,9 @@ async fn connection(state: AppState, socket: WebSocket) {
             }
         }
     }
-    session.stop_all();
+    session.stop_all().await;
+    // Operations already started finish and are answered if the socket still takes it.
+    while operations.join_next().await.is_some() {}
     drop(out);
     let _ = writer.await;
 }

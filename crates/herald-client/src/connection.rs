@@ -1,0 +1,147 @@
+//! One WebSocket connection at a time: its writer and reader tasks, and the
+//! reconnect that replaces it when it drops.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use herald_core::wire::{ClientFrame, Op, ServerFrame};
+use herald_core::{Error, ErrorKind, Result};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::{Incoming, Inner, RECONNECT_WAIT, lock};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const FIRST_RETRY: Duration = Duration::from_millis(10);
+const LAST_RETRY: Duration = Duration::from_secs(2);
+
+/// Opens a WebSocket to `url`.
+pub(crate) async fn open(url: &str) -> Result<Socket> {
+    let (socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Closed, format!("connecting to {url}: {e}")).with_source(e))?;
+    Ok(socket)
+}
+
+/// Makes `socket` the client's connection: restores subscriptions,
+/// responders and waiting calls on it, then runs it until it drops.
+pub(crate) fn attach(inner: &Arc<Inner>, socket: Socket) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut outbound) = mpsc::unbounded_channel::<ClientFrame>();
+    {
+        // Held while restoring, so no call slips between the snapshot and the switch.
+        let mut out = lock(&inner.out);
+        for frame in inner.restore() {
+            let _ = tx.send(frame);
+        }
+        *out = Some(tx);
+    }
+    tokio::spawn(async move {
+        while let Some(frame) = outbound.recv().await {
+            let Ok(text) = serde_json::to_string(&frame) else {
+                continue;
+            };
+            if sink.send(WsMessage::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = stream.next().await {
+            let WsMessage::Text(text) = message else {
+                continue;
+            };
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            match serde_json::from_str::<ServerFrame>(text.as_str()) {
+                Ok(frame) => dispatch(&inner, frame),
+                Err(err) => tracing::warn!(%err, "an unreadable frame from the server"),
+            }
+        }
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        inner.disconnected();
+        let url = inner.url.clone();
+        drop(inner);
+        reconnect(weak, url).await;
+    });
+}
+
+/// Tries again with backoff while the client lives; calls waiting longer
+/// than [`RECONNECT_WAIT`] fail, later calls wait for the next attempt.
+async fn reconnect(weak: Weak<Inner>, url: String) {
+    let lost_at = Instant::now();
+    let mut delay = FIRST_RETRY;
+    let mut gave_up = false;
+    loop {
+        tokio::time::sleep(delay).await;
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        match open(&url).await {
+            Ok(socket) => {
+                tracing::info!(%url, "reconnected to the Herald server");
+                attach(&inner, socket);
+                return;
+            }
+            Err(err) => {
+                tracing::debug!(%err, "reconnect attempt failed");
+                if !gave_up && lost_at.elapsed() > RECONNECT_WAIT {
+                    inner.give_up();
+                    gave_up = true;
+                }
+                delay = (delay * 2).min(LAST_RETRY);
+            }
+        }
+    }
+}
+
+fn dispatch(inner: &Inner, frame: ServerFrame) {
+    match frame {
+        ServerFrame::Hello { .. } => {}
+        ServerFrame::Ok { id, result } => inner.answer(id, Ok(result)),
+        ServerFrame::Error { id: Some(id), error } => inner.answer(id, Err(Error::from(error))),
+        ServerFrame::Error { id: None, error } => {
+            tracing::warn!(message = %error.message, "the server could not read a frame");
+        }
+        ServerFrame::Message { sub, message } => inner.to_subscription(sub, message.into_message()),
+        ServerFrame::SubError { sub, error } => {
+            let lagged = error.kind == ErrorKind::Lagged;
+            inner.to_subscription(sub, Err(Error::from(error)));
+            if !lagged {
+                lock(&inner.subscriptions).remove(&sub);
+            }
+        }
+        ServerFrame::Request {
+            responder,
+            request,
+            subject,
+            headers,
+            body,
+        } => {
+            let sender = lock(&inner.responders).get(&responder).map(|r| r.tx.clone());
+            let incoming = Incoming {
+                request,
+                subject,
+                headers,
+                body,
+            };
+            if sender.is_none_or(|s| s.send(incoming).is_err()) {
+                // Nobody here serves it any more: let the requester know now.
+                let id = inner.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                inner.send(ClientFrame {
+                    id,
+                    op: Op::Respond { request, reply: None },
+                });
+            }
+        }
+    }
+}
