@@ -1,0 +1,131 @@
+//! `herald serve` killed with SIGKILL, again and again, under 32 concurrent
+//! publishers (4 WebSocket connections of 8) publishing with message ids.
+//! Every publish is retried until acknowledged (the client reconnects and
+//! repeats it under its id). Afterwards every acknowledged message is stored,
+//! at the seq its ack named, and no id is stored twice.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use herald::{Bus, OutgoingMessage, Subject};
+
+const CONNECTIONS: usize = 4;
+const PUBLISHERS_PER_CONNECTION: usize = 8;
+
+fn kills() -> usize {
+    std::env::var("HERALD_SERVER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+fn start(data: &std::path::Path, listen: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    // Keep draining stdout so the server never blocks on it.
+    std::thread::spawn(move || for _ in out.lines() {});
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_publish_survives_repeated_sigkill_once() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, url) = start(data.path(), "127.0.0.1:0");
+    let listen = url.trim_start_matches("ws://").trim_end_matches("/v1/ws").to_owned();
+    let done = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut publishers = Vec::new();
+    for c in 0..CONNECTIONS {
+        let bus = Bus::connect(url.as_str()).await.unwrap();
+        for p in 0..PUBLISHERS_PER_CONNECTION {
+            let (bus, done, acked) = (bus.clone(), done.clone(), acked.clone());
+            publishers.push(tokio::spawn(async move {
+                let mut acks = Vec::new();
+                let mut i = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let id = format!("c{c}-p{p}-m{i}");
+                    let subject = Subject::new(format!("kill.c{c}")).unwrap();
+                    let message = OutgoingMessage::new(subject, id.clone()).id(id.clone());
+                    let started = Instant::now();
+                    let ack = loop {
+                        match bus.publish_message(message.clone()).await {
+                            Ok(ack) => break ack,
+                            Err(err) => {
+                                assert!(started.elapsed() < Duration::from_secs(60), "{id}: {err}");
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    };
+                    acked.fetch_add(1, Ordering::Relaxed);
+                    acks.push((id, ack.seq));
+                    i += 1;
+                }
+                acks
+            }));
+        }
+    }
+    let kills = kills();
+    for round in 0..kills {
+        // Let some publishes through, then kill mid-stream.
+        let before = acked.load(Ordering::Relaxed);
+        let waited = Instant::now();
+        while acked.load(Ordering::Relaxed) < before + 50 && waited.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(fastrand_ms(round))).await;
+        server.kill().unwrap();
+        server.wait().unwrap();
+        server = start(data.path(), &listen).0;
+    }
+    done.store(true, Ordering::Relaxed);
+    let mut acks = Vec::new();
+    for publisher in publishers {
+        acks.extend(publisher.await.unwrap());
+    }
+    // Read everything back through the server.
+    let bus = Bus::connect(url.as_str()).await.unwrap();
+    let stored = bus
+        .read("kill", herald::ReadRange::from_seq(1, 10_000_000))
+        .await
+        .unwrap();
+    let mut by_id: HashMap<String, u64> = HashMap::new();
+    for message in &stored {
+        assert!(
+            by_id.insert(message.id.clone(), message.seq).is_none(),
+            "{} is stored twice",
+            message.id
+        );
+    }
+    for (id, seq) in &acks {
+        assert_eq!(by_id.get(id), Some(seq), "{id} was acknowledged at {seq}");
+    }
+    eprintln!(
+        "{kills} kills; {} publishes acknowledged by 32 publishers, {} stored, each once",
+        acks.len(),
+        stored.len()
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// A pause of 0–20 ms before a kill, varied by round.
+fn fastrand_ms(round: usize) -> u64 {
+    (round as u64 * 7919) % 21
+}
