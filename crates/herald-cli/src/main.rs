@@ -32,6 +32,15 @@ struct Serve {
     /// access tokens are configured.
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
+    /// The largest payload a publish may carry, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_payload: usize,
+    /// WebSocket sessions open at once, at most.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Subscriptions and responders per connection, at most.
+    #[arg(long, default_value_t = 1024)]
+    max_subscriptions: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,7 +74,11 @@ async fn run_serve(serve: Serve) -> anyhow::Result<()> {
         "herald listening on ws://{addr}/v1/ws (data: {})",
         serve.data_dir.display()
     ));
-    herald_server::serve(listener, bus, shutdown_signal())
+    let limits = herald_server::Limits::default()
+        .max_payload(serve.max_payload)
+        .max_connections(serve.max_connections)
+        .max_subscriptions(serve.max_subscriptions);
+    herald_server::serve(listener, bus, limits, shutdown_signal())
         .await
         .context("serving")?;
     say("herald stopped");

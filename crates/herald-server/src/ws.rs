@@ -7,29 +7,47 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::{CloseFrame, close_code};
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use herald_core::wire::{
     ClientFrame, Op, PROTOCOL_VERSION, ServerFrame, WireDelivery, WireError, WireMessage, WireReply,
 };
 use herald_core::{Backend, Error, ErrorKind, Request, Result};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::AppState;
 
-/// Frames queued for one connection's socket before its tasks wait.
-const OUTBOUND: usize = 1024;
-
 pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| connection(state, socket))
+    let Ok(permit) = state.connections.clone().try_acquire_owned() else {
+        let reason = format!(
+            "too many connections: this server takes {} at most",
+            state.limits.max_connections
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+    };
+    // Room for the largest payload in base64 inside a JSON frame.
+    let max_message = state.limits.max_payload.saturating_mul(2).saturating_add(1 << 20);
+    ws.max_message_size(max_message)
+        .on_upgrade(move |socket| connection(state, socket, permit))
 }
+
+/// How long a session closed for being slow waits for the client's close.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+const SLOW_CONSUMER: &str =
+    "slow consumer: the connection's outbound queue is full; reconnect and resume from your last seq";
 
 /// What one connection holds open.
 #[derive(Default)]
 struct Session {
+    /// Set when a subscriber lets the outbound queue fill.
+    kick: watch::Sender<bool>,
+    limits: Arc<crate::Limits>,
     subscriptions: Mutex<HashMap<u64, JoinHandle<()>>>,
     responders: Mutex<HashMap<u64, JoinHandle<()>>>,
     requests: Mutex<HashMap<u64, Request>>,
@@ -37,6 +55,38 @@ struct Session {
 }
 
 impl Session {
+    /// Refuses a subscription or responder over the connection's limit.
+    fn check_room(&self) -> Result<()> {
+        let open = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner()).len()
+            + self.responders.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if open >= self.limits.max_subscriptions {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "a connection may hold at most {} subscriptions and responders",
+                    self.limits.max_subscriptions
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a payload over the server's limit.
+    fn check_payload(&self, message: &herald_core::OutgoingMessage) -> Result<()> {
+        let (size, limit) = (message.payload.len(), self.limits.max_payload);
+        if size > limit {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!("payload of {size} bytes is over the server's limit of {limit}"),
+            )
+            .with_detail(herald_core::ErrorDetail::TooLarge {
+                size: size as u64,
+                limit: limit as u64,
+            }));
+        }
+        Ok(())
+    }
+
     /// Ends every subscription and responder, and waits until they are gone.
     async fn stop_all(&self) {
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
@@ -64,13 +114,45 @@ impl Session {
     }
 }
 
-async fn connection(state: AppState, socket: WebSocket) {
+async fn connection(state: AppState, socket: WebSocket, _permit: tokio::sync::OwnedSemaphorePermit) {
     let _alive = state.alive.clone();
     let mut operations = tokio::task::JoinSet::new();
     let (mut sink, mut stream) = socket.split();
-    let (out, mut outbound) = mpsc::channel::<ServerFrame>(OUTBOUND);
+    let (out, mut outbound) = mpsc::channel::<ServerFrame>(state.limits.outbound_buffer);
+    let (kick, kicked) = watch::channel(false);
+    let mut writer_kicked = kicked.clone();
     let writer = tokio::spawn(async move {
-        while let Some(frame) = outbound.recv().await {
+        loop {
+            let frame = tokio::select! {
+                // The kick first: once a subscriber is too slow, nothing more is queued to it.
+                biased;
+                kicked = async { writer_kicked.wait_for(|k| *k).await.is_ok() } => {
+                    if !kicked {
+                        continue;
+                    }
+                    // What is queued goes out first (it is in order and bounded).
+                    while let Ok(frame) = outbound.try_recv() {
+                        let Ok(text) = serde_json::to_string(&frame) else {
+                            continue;
+                        };
+                        if sink.send(WsMessage::Text(text.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    // The reason, as a frame and in the close.
+                    let error = Error::new(ErrorKind::Closed, SLOW_CONSUMER);
+                    if let Ok(text) = serde_json::to_string(&error_frame(None, &error)) {
+                        let _ = sink.send(WsMessage::Text(text.into())).await;
+                    }
+                    let close = CloseFrame { code: close_code::POLICY, reason: SLOW_CONSUMER.into() };
+                    let _ = sink.send(WsMessage::Close(Some(close))).await;
+                    return;
+                }
+                frame = outbound.recv() => frame,
+            };
+            let Some(frame) = frame else {
+                break;
+            };
             let Ok(text) = serde_json::to_string(&frame) else {
                 continue;
             };
@@ -84,15 +166,34 @@ async fn connection(state: AppState, socket: WebSocket) {
         version: PROTOCOL_VERSION,
         server: format!("herald-server {}", env!("CARGO_PKG_VERSION")),
     };
-    let session = Arc::new(Session::default());
+    let session = Arc::new(Session {
+        kick,
+        limits: state.limits.clone(),
+        ..Session::default()
+    });
     let mut stopping = state.stopping.clone();
+    let mut kicked = kicked;
+    let mut closing = false;
     if out.send(hello).await.is_ok() {
         loop {
+            if closing {
+                // The writer sent the reason and a close: wait (briefly) for the
+                // client's close, so the reason is read before the socket goes.
+                match tokio::time::timeout(CLOSE_GRACE, stream.next()).await {
+                    Ok(Some(Ok(WsMessage::Close(_)) | Err(_)) | None) | Err(_) => break,
+                    Ok(Some(Ok(_))) => continue,
+                }
+            }
             let next = tokio::select! {
                 next = stream.next() => next,
                 // The server is stopping: end the session (its started operations finish).
                 // (A router without a stop signal never matches this branch.)
                 Ok(_) = stopping.wait_for(|stop| *stop) => break,
+                // A subscriber too slow for its queue: the writer says why and closes.
+                Ok(_) = kicked.wait_for(|k| *k) => {
+                    closing = true;
+                    continue;
+                }
             };
             let Some(Ok(message)) = next else {
                 break;
@@ -164,12 +265,19 @@ async fn execute(
         Op::ListStreams => json(backend.list_streams().await?),
         Op::DeleteStream { stream } => json(backend.delete_stream(&stream).await?),
         Op::PurgeStream { stream, purge } => json(backend.purge_stream(&stream, purge).await?),
-        Op::Publish { message } => json(backend.publish(message.into_message()?).await?),
+        Op::Publish { message } => {
+            let message = message.into_message()?;
+            session.check_payload(&message)?;
+            json(backend.publish(message).await?)
+        }
         Op::PublishBatch { messages } => {
             let messages = messages
                 .into_iter()
                 .map(|m| m.into_message())
                 .collect::<Result<Vec<_>>>()?;
+            for message in &messages {
+                session.check_payload(message)?;
+            }
             json(backend.publish_batch(messages).await?)
         }
         Op::GetMessage { stream, seq } => json(WireMessage::from(&backend.get_message(&stream, seq).await?)),
@@ -217,8 +325,11 @@ async fn execute(
         ),
         Op::ResetConsumer { stream, consumer, to } => json(backend.reset_consumer(&stream, &consumer, to).await?),
         Op::Subscribe { sub, pattern, from } => {
+            session.check_room()?;
             let mut subscription = backend.subscribe(pattern, from).await?;
             let out = out.clone();
+            let kick = session.kick.clone();
+            let patience = session.limits.slow_consumer_timeout;
             let task = tokio::spawn(async move {
                 loop {
                     let frame = match subscription.next().await {
@@ -239,8 +350,14 @@ async fn execute(
                             frame
                         }
                     };
-                    if out.send(frame).await.is_err() {
-                        return;
+                    match tokio::time::timeout(patience, out.send(frame)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        // The queue stayed full: the reader is too slow for this stream.
+                        Err(_) => {
+                            let _ = kick.send(true);
+                            return;
+                        }
                     }
                 }
             });
@@ -266,6 +383,7 @@ async fn execute(
             json(())
         }
         Op::Serve { responder, pattern } => {
+            session.check_room()?;
             let mut incoming = backend.serve(pattern).await?;
             let (out, requests) = (out.clone(), session.clone());
             let task = tokio::spawn(async move {

@@ -1,0 +1,173 @@
+//! The server's limits: payload size, connections, subscriptions per
+//! connection, and the bounded outbound queue that disconnects a slow
+//! subscriber (who then resumes from its seq, missing nothing).
+#![allow(clippy::unwrap_used)]
+
+use futures_util::{SinkExt, StreamExt};
+use herald_server::Limits;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn server(limits: Limits) -> (String, herald::Bus) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bus = herald::Bus::memory().unwrap();
+    tokio::spawn(herald_server::serve(
+        listener,
+        bus.clone(),
+        limits,
+        std::future::pending(),
+    ));
+    (format!("ws://{addr}/v1/ws"), bus)
+}
+
+async fn connect(url: &str) -> Socket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(next(&mut socket).await.unwrap()["type"], "hello");
+    socket
+}
+
+async fn next(socket: &mut Socket) -> Option<Value> {
+    loop {
+        match socket.next().await? {
+            Ok(Message::Text(text)) => return Some(serde_json::from_str(text.as_str()).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+async fn send(socket: &mut Socket, frame: Value) -> Value {
+    socket.send(Message::Text(frame.to_string().into())).await.unwrap();
+    next(socket).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_payload_over_the_servers_limit_is_refused_with_its_size_and_limit() {
+    let (url, bus) = server(Limits::default().max_payload(1024)).await;
+    let mut socket = connect(&url).await;
+    let publish =
+        |payload: String| json!({"id": 1, "op": "publish", "message": {"subject": "p.x", "payload": payload}});
+    let answer = send(&mut socket, publish("x".repeat(1025))).await;
+    assert_eq!(answer["error"]["code"], 1005, "{answer}");
+    assert_eq!(
+        answer["error"]["detail"],
+        json!({"type": "too_large", "size": 1025, "limit": 1024})
+    );
+    assert!(bus.streams().await.unwrap().is_empty(), "nothing was written");
+    assert_eq!(send(&mut socket, publish("x".repeat(1024))).await["type"], "ok");
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_refused_until_one_closes() {
+    let (url, _bus) = server(Limits::default().max_connections(2)).await;
+    let first = connect(&url).await;
+    let _second = connect(&url).await;
+    let refused = tokio_tungstenite::connect_async(url.as_str()).await.unwrap_err();
+    assert!(refused.to_string().contains("503"), "{refused}");
+    drop(first);
+    // The slot frees once the server sees the close.
+    let started = std::time::Instant::now();
+    loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok(_) => break,
+            Err(err) => assert!(started.elapsed().as_secs() < 10, "{err}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_over_the_limit_are_refused_and_the_connection_stays_usable() {
+    let (url, _bus) = server(Limits::default().max_subscriptions(2)).await;
+    let mut socket = connect(&url).await;
+    for sub in 1..=2 {
+        let answer = send(
+            &mut socket,
+            json!({"id": sub, "op": "subscribe", "sub": sub, "pattern": "a.>"}),
+        )
+        .await;
+        assert_eq!(answer["type"], "ok", "{answer}");
+    }
+    let answer = send(
+        &mut socket,
+        json!({"id": 3, "op": "serve", "responder": 3, "pattern": "b.>"}),
+    )
+    .await;
+    assert_eq!(answer["error"]["code"], 1004, "{answer}");
+    assert_eq!(
+        send(&mut socket, json!({"id": 4, "op": "unsubscribe", "sub": 1})).await["type"],
+        "ok"
+    );
+    let answer = send(
+        &mut socket,
+        json!({"id": 5, "op": "subscribe", "sub": 5, "pattern": "a.>"}),
+    )
+    .await;
+    assert_eq!(answer["type"], "ok", "{answer}");
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_is_disconnected_with_a_reason_and_resumes_without_a_gap() {
+    const TOTAL: u64 = 20_000;
+    let limits = Limits::default()
+        .outbound_buffer(16)
+        .slow_consumer_timeout(std::time::Duration::from_millis(200));
+    let (url, bus) = server(limits).await;
+    bus.publish_batch(
+        (0..TOTAL)
+            .map(|i| herald::OutgoingMessage::new(herald::Subject::new("slow.x").unwrap(), format!("{i:0>400}")))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let mut socket = connect(&url).await;
+    socket
+        .send(Message::Text(
+            json!({"id": 1, "op": "subscribe", "sub": 1, "pattern": "slow.>", "from": {"seq": 1}})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    // Do not read for a while: the socket's buffers and then the queue of 16
+    // frames fill, and stay full past the 200 ms the server allows.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut last = 0;
+    let mut reason = None;
+    while let Some(frame) = next(&mut socket).await {
+        match frame["type"].as_str().unwrap() {
+            "message" => {
+                let seq = frame["message"]["seq"].as_u64().unwrap();
+                assert_eq!(seq, last + 1, "in order, no gap");
+                last = seq;
+            }
+            "error" => reason = Some(frame["error"]["message"].as_str().unwrap().to_owned()),
+            _ => {}
+        }
+    }
+    assert!(reason.unwrap().contains("slow consumer"));
+    assert!(last < TOTAL, "disconnected before the end ({last})");
+    // Resume from the next seq on a new connection, as often as it takes:
+    // nothing is missing, nothing repeats.
+    let mut reconnects = 0;
+    while last < TOTAL {
+        reconnects += 1;
+        assert!(reconnects < 1000, "no progress at {last}");
+        let mut socket = connect(&url).await;
+        let subscribe = json!({"id": 1, "op": "subscribe", "sub": 1, "pattern": "slow.>", "from": {"seq": last + 1}});
+        socket.send(Message::Text(subscribe.to_string().into())).await.unwrap();
+        while let Some(frame) = next(&mut socket).await {
+            if frame["type"] == "message" {
+                let seq = frame["message"]["seq"].as_u64().unwrap();
+                assert_eq!(seq, last + 1, "in order, no gap");
+                last = seq;
+                if last == TOTAL {
+                    break;
+                }
+            }
+        }
+    }
+}
