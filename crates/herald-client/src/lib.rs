@@ -33,6 +33,10 @@ use herald_core::{Error, ErrorKind, Headers, Message, Pattern, ReadFrom, Result,
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
+/// Connections a call is sent on at most (a frame the server drops the
+/// connection for is not sent forever).
+const MAX_SENDS: u32 = 3;
+
 /// How long a call waits for a lost connection to come back.
 pub const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 
@@ -61,6 +65,9 @@ pub(crate) struct Incoming {
 /// A call waiting for its answer.
 struct Pending {
     frame: ClientFrame,
+    /// Connections this call was sent on; one the server keeps dropping is
+    /// given up after [`MAX_SENDS`].
+    sends: u32,
     /// Sent again after a reconnect (otherwise failed with `Closed`).
     repeatable: bool,
     waiter: oneshot::Sender<Result<serde_json::Value>>,
@@ -129,6 +136,7 @@ impl RemoteBackend {
                 id,
                 Pending {
                     frame: frame.clone(),
+                    sends: u32::from(out.is_some()),
                     repeatable,
                     waiter: tx,
                 },
@@ -281,10 +289,27 @@ impl Inner {
                 },
             });
         }
-        let pending = lock(&self.pending);
-        let mut waiting: Vec<&Pending> = pending.values().collect();
+        let mut pending = lock(&self.pending);
+        let worn: Vec<u64> = pending
+            .iter()
+            .filter(|(_, p)| p.sends >= MAX_SENDS)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in worn {
+            if let Some(p) = pending.remove(&id) {
+                let error = Error::new(
+                    ErrorKind::Closed,
+                    format!("the server closed the connection each of the {MAX_SENDS} times this call was sent"),
+                );
+                let _ = p.waiter.send(Err(error));
+            }
+        }
+        let mut waiting: Vec<&mut Pending> = pending.values_mut().collect();
         waiting.sort_by_key(|p| p.frame.id);
-        frames.extend(waiting.into_iter().map(|p| p.frame.clone()));
+        for p in waiting {
+            p.sends += 1;
+            frames.push(p.frame.clone());
+        }
         frames
     }
 }

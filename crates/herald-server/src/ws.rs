@@ -30,8 +30,9 @@ pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade)
         );
         return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
     };
-    // Room for the largest payload in base64 inside a JSON frame.
-    let max_message = state.limits.max_payload.saturating_mul(2).saturating_add(1 << 20);
+    // Room for the largest payload as base64 (or escaped text) inside a JSON
+    // frame; anything bigger is refused by closing the connection.
+    let max_message = state.limits.max_payload.saturating_mul(8).saturating_add(1 << 20);
     ws.max_message_size(max_message)
         .on_upgrade(move |socket| connection(state, socket, permit))
 }
