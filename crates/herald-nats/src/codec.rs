@@ -27,14 +27,15 @@ pub(crate) const SEQUENCE: &str = "Nats-Sequence";
 pub(crate) const TIME_STAMP: &str = "Nats-Time-Stamp";
 pub(crate) const NUM_PENDING: &str = "Nats-Num-Pending";
 
-/// The headers of `message` as JetStream takes them. `dedup` says whether the
-/// target stream has a duplicate window (otherwise the id is only carried).
+/// The headers of `message` as JetStream takes them, all but its id (which
+/// depends on the stream: see [`with_id`]). Encoding is also the check that
+/// the headers can travel, so it is done once, before anything is created.
 ///
 /// # Errors
 ///
 /// `InvalidRequest` for a header NATS cannot carry or one in JetStream's own
 /// `Nats-` namespace.
-pub(crate) fn encode(message: &OutgoingMessage, dedup: bool) -> Result<HeaderMap> {
+pub(crate) fn encode(message: &OutgoingMessage) -> Result<HeaderMap> {
     let mut headers = HeaderMap::new();
     for (name, value) in &message.headers {
         if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
@@ -45,13 +46,9 @@ pub(crate) fn encode(message: &OutgoingMessage, dedup: bool) -> Result<HeaderMap
         }
         headers.append(header_name(name)?, header_value(name, value)?);
     }
-    match (&message.id, dedup) {
-        (Some(id), true) => headers.insert(HeaderName::from_static(MSG_ID), header_value("id", id)?),
-        (Some(id), false) => headers.insert(HeaderName::from_static(HERALD_ID), header_value("id", id)?),
-        (None, _) => headers.insert(
-            HeaderName::from_static(HERALD_ID),
-            HeaderValue::from(uuid::Uuid::now_v7().to_string()),
-        ),
+    if let Some(id) = &message.id {
+        // Checked here; placed by `with_id` once the stream is known.
+        header_value("id", id)?;
     }
     if let Some(content_type) = &message.content_type {
         headers.insert(
@@ -70,6 +67,21 @@ pub(crate) fn encode(message: &OutgoingMessage, dedup: bool) -> Result<HeaderMap
     }
     if let Some(ttl) = message.ttl {
         headers.insert(HeaderName::from_static(TTL), HeaderValue::from(ttl_text(ttl)));
+    }
+    Ok(headers)
+}
+
+/// Adds `message`'s id to its encoded headers: `Nats-Msg-Id` when the stream
+/// has a duplicate window (`dedup`) and the publisher chose the id, otherwise
+/// carried in `Herald-Msg-Id` (generated when there is none).
+pub(crate) fn with_id(mut headers: HeaderMap, message: &OutgoingMessage, dedup: bool) -> Result<HeaderMap> {
+    match (&message.id, dedup) {
+        (Some(id), true) => headers.insert(HeaderName::from_static(MSG_ID), header_value("id", id)?),
+        (Some(id), false) => headers.insert(HeaderName::from_static(HERALD_ID), header_value("id", id)?),
+        (None, _) => headers.insert(
+            HeaderName::from_static(HERALD_ID),
+            HeaderValue::from(uuid::Uuid::now_v7().to_string()),
+        ),
     }
     Ok(headers)
 }
@@ -194,7 +206,7 @@ mod tests {
     fn headers_in_the_nats_namespace_are_refused() {
         let subject = Subject::new("a.b").unwrap();
         let message = OutgoingMessage::new(subject, "x").header("Nats-Expected-Stream", "other");
-        assert_eq!(encode(&message, true).unwrap_err().kind(), ErrorKind::InvalidRequest);
+        assert_eq!(encode(&message).unwrap_err().kind(), ErrorKind::InvalidRequest);
     }
 
     #[test]
@@ -205,7 +217,7 @@ mod tests {
             .header("trace", "t-1")
             .content_type("text/plain")
             .ttl(Duration::from_secs(5));
-        let headers = encode(&out, true).unwrap();
+        let headers = with_id(encode(&out).unwrap(), &out, true).unwrap();
         let stream = StreamName::new("a").unwrap();
         let message = Stored {
             stream: &stream,

@@ -55,6 +55,13 @@ struct Lease {
     until: Instant,
 }
 
+impl Lease {
+    /// Unsettled and not yet run out.
+    fn held(&self, now: Instant) -> bool {
+        !self.settled && self.until > now
+    }
+}
+
 impl ConsumerState {
     fn new(config: ConsumerConfig) -> ConsumerState {
         ConsumerState {
@@ -74,7 +81,7 @@ impl ConsumerState {
     fn in_flight(&self) -> u64 {
         let now = Instant::now();
         let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-        leases.values().filter(|l| !l.settled && l.until > now).count() as u64
+        leases.values().filter(|l| l.held(now)).count() as u64
     }
 
     fn seen(&self, member: &ConsumerName) {
@@ -303,7 +310,7 @@ impl NatsBackend {
         let now = Instant::now();
         let mut in_flight: HashMap<ConsumerName, u64> = HashMap::new();
         for lease in state.leases.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            if !lease.settled && lease.until > now {
+            if lease.held(now) {
                 *in_flight.entry(lease.member.clone()).or_default() += 1;
             }
         }

@@ -442,25 +442,18 @@ impl NatsBackend {
             let Ok(Some(reply)) = next else {
                 return Err(Error::new(ErrorKind::Timeout, format!("reading `{stream}`: no answer")));
             };
+            // Each message, and the end-of-batch status, says how many matches remain.
+            let pending = reply
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(codec::NUM_PENDING))
+                .and_then(|v| v.as_str().parse::<u64>().ok());
             match reply.status.map(|s| s.as_u16()) {
                 None => {
-                    more = reply
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(codec::NUM_PENDING))
-                        .and_then(|v| v.as_str().parse::<u64>().ok())
-                        .is_some_and(|n| n > 0);
+                    more = pending.is_some_and(|n| n > 0);
                     messages.push(codec::from_direct(stream, &reply)?);
                 }
-                Some(204) => {
-                    more = reply
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(codec::NUM_PENDING))
-                        .and_then(|v| v.as_str().parse::<u64>().ok())
-                        .map_or(more, |n| n > 0);
-                    return Ok((messages, more));
-                }
+                Some(204) => return Ok((messages, pending.map_or(more, |n| n > 0))),
                 Some(404 | 408) => return Ok((messages, false)),
                 Some(503) => return Err(self.missing(stream).await),
                 Some(other) => {
@@ -524,14 +517,16 @@ impl NatsBackend {
     }
 
     /// Publishes `messages` (deduplicated, one stream) as one atomic batch.
-    async fn atomic_batch(&self, stream: &StreamConfig, messages: &[&OutgoingMessage]) -> Result<u64> {
+    /// Each message comes with its headers, already encoded.
+    async fn atomic_batch(&self, stream: &StreamConfig, batch: Vec<(&OutgoingMessage, HeaderMap)>) -> Result<u64> {
         let client = &self.inner.client;
         let batch_id = uuid::Uuid::now_v7().simple().to_string();
         let dedup = stream.duplicate_window.is_some();
-        let last = messages.len() - 1;
+        let last = batch.len() - 1;
+        let messages: Vec<&OutgoingMessage> = batch.iter().map(|(m, _)| *m).collect();
         let mut final_ack = None;
-        for (i, message) in messages.iter().enumerate() {
-            let mut headers = codec::encode(message, dedup)?;
+        for (i, (message, headers)) in batch.into_iter().enumerate() {
+            let mut headers = codec::with_id(headers, message, dedup)?;
             headers.insert(
                 HeaderName::from_static("Nats-Batch-Id"),
                 HeaderValue::from(batch_id.as_str()),
@@ -560,7 +555,7 @@ impl NatsBackend {
                     return Err(match err.err_code {
                         code::STREAM_WRONG_LAST_SEQUENCE => api::wrong_seq(&err, expected_of(first_expecting)),
                         // The batch form names no seq: read the actual one.
-                        code::ATOMIC_BATCH_WRONG_LAST_SEQUENCE => self.wrong_batch_seq(stream, messages).await?,
+                        code::ATOMIC_BATCH_WRONG_LAST_SEQUENCE => self.wrong_batch_seq(stream, &messages).await?,
                         code::ATOMIC_BATCH_DUPLICATE_ID => Error::new(
                             ErrorKind::Unsupported,
                             format!(
@@ -727,13 +722,13 @@ impl StreamBackend for NatsBackend {
 
     async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck> {
         message.validate()?;
-        codec::encode(&message, true)?;
+        let encoded = codec::encode(&message)?;
         for attempt in 0..2 {
             let config = self
                 .route_or_create(&message.subject, message.payload.len() as u64)
                 .await?;
             check_payload(&config, &message)?;
-            let headers = codec::encode(&message, config.duplicate_window.is_some())?;
+            let headers = codec::with_id(encoded.clone(), &message, config.duplicate_window.is_some())?;
             match self.send(&message, headers).await {
                 // The stream went away since it was cached: look again once.
                 Err(err) if err.kind() == ErrorKind::NoResponders && attempt == 0 => {
@@ -759,9 +754,10 @@ impl StreamBackend for NatsBackend {
                 "a batch needs at least one message",
             ));
         };
+        let mut encoded = Vec::with_capacity(messages.len());
         for message in &messages {
             message.validate()?;
-            codec::encode(message, true)?;
+            encoded.push(codec::encode(message)?);
         }
         let largest = messages.iter().map(|m| m.payload.len() as u64).max().unwrap_or(0);
         let config = match self.route(&first.subject).await? {
@@ -792,7 +788,7 @@ impl StreamBackend for NatsBackend {
         let mut first_of: HashMap<&str, usize> = HashMap::new();
         let mut unique = Vec::new();
         let mut slot = Vec::with_capacity(messages.len());
-        for message in &messages {
+        for (message, headers) in messages.iter().zip(encoded) {
             match message.id.as_deref().filter(|_| config.duplicate_window.is_some()) {
                 Some(id) if first_of.contains_key(id) => slot.push((first_of[id], true)),
                 id => {
@@ -800,12 +796,15 @@ impl StreamBackend for NatsBackend {
                         first_of.insert(id, unique.len());
                     }
                     slot.push((unique.len(), false));
-                    unique.push(message);
+                    unique.push((message, headers));
                 }
             }
         }
         let acks: Vec<PublishAck> = if unique.len() == 1 {
-            vec![self.publish(unique[0].clone()).await?]
+            // One message is a plain publish (JetStream dedups it as such).
+            let (message, headers) = unique.pop().expect("one message");
+            let headers = codec::with_id(headers, message, config.duplicate_window.is_some())?;
+            vec![self.ack_of(self.send(message, headers).await?, message)?]
         } else if unique.len() > MAX_ATOMIC_BATCH {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -815,9 +814,10 @@ impl StreamBackend for NatsBackend {
                 ),
             ));
         } else {
-            let last = self.atomic_batch(&config, &unique).await?;
-            let first_seq = last + 1 - unique.len() as u64;
-            (0..unique.len() as u64)
+            let count = unique.len() as u64;
+            let last = self.atomic_batch(&config, unique).await?;
+            let first_seq = last + 1 - count;
+            (0..count)
                 .map(|i| PublishAck {
                     stream: config.name.clone(),
                     seq: first_seq + i,
