@@ -40,6 +40,11 @@ pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade)
 /// How long a session closed for being slow waits for the client's close.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// A session's maps stay usable after a panic elsewhere: the data is plain.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const SLOW_CONSUMER: &str =
     "slow consumer: the connection's outbound queue is full; reconnect and resume from your last seq";
 
@@ -58,8 +63,7 @@ struct Session {
 impl Session {
     /// Refuses a subscription or responder over the connection's limit.
     fn check_room(&self) -> Result<()> {
-        let open = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner()).len()
-            + self.responders.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let open = lock(&self.subscriptions).len() + lock(&self.responders).len();
         if open >= self.limits.max_subscriptions {
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
@@ -91,27 +95,15 @@ impl Session {
     /// Ends every subscription and responder, and waits until they are gone.
     async fn stop_all(&self) {
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
-        tasks.extend(
-            self.subscriptions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain()
-                .map(|(_, t)| t),
-        );
-        tasks.extend(
-            self.responders
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain()
-                .map(|(_, t)| t),
-        );
+        tasks.extend(lock(&self.subscriptions).drain().map(|(_, t)| t));
+        tasks.extend(lock(&self.responders).drain().map(|(_, t)| t));
         for task in &tasks {
             task.abort();
         }
         for task in tasks {
             let _ = task.await;
         }
-        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        lock(&self.requests).clear();
     }
 }
 
@@ -362,23 +354,13 @@ async fn execute(
                     }
                 }
             });
-            if let Some(old) = session
-                .subscriptions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(sub, task)
-            {
+            if let Some(old) = lock(&session.subscriptions).insert(sub, task) {
                 old.abort();
             }
             json(())
         }
         Op::Unsubscribe { sub } => {
-            if let Some(task) = session
-                .subscriptions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&sub)
-            {
+            if let Some(task) = lock(&session.subscriptions).remove(&sub) {
                 task.abort();
             }
             json(())
@@ -397,43 +379,25 @@ async fn execute(
                         headers: request.headers.clone(),
                         body: herald_core::wire::Body::of(&request.payload),
                     };
-                    requests
-                        .requests
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(number, request);
+                    lock(&requests.requests).insert(number, request);
                     if out.send(frame).await.is_err() {
                         return;
                     }
                 }
             });
-            if let Some(old) = session
-                .responders
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(responder, task)
-            {
+            if let Some(old) = lock(&session.responders).insert(responder, task) {
                 old.abort();
             }
             json(())
         }
         Op::Unserve { responder } => {
-            if let Some(task) = session
-                .responders
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&responder)
-            {
+            if let Some(task) = lock(&session.responders).remove(&responder) {
                 task.abort();
             }
             json(())
         }
         Op::Respond { request, reply } => {
-            let pending = session
-                .requests
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&request);
+            let pending = lock(&session.requests).remove(&request);
             let Some(pending) = pending else {
                 return Err(Error::new(
                     ErrorKind::Closed,
