@@ -32,13 +32,8 @@ impl TestBus {
             .open()
             .expect("in-memory engine opens");
         TestBus {
-            bus: Bus::from_engine(engine),
             clock: Some(clock),
-            paused: false,
-            _dir: None,
-            _server: None,
-            hosted: None,
-            unsupported: &[],
+            ..TestBus::real_time(Bus::from_engine(engine))
         }
     }
 
@@ -53,13 +48,9 @@ impl TestBus {
             .await
             .expect("engine opens");
         TestBus {
-            bus,
             clock: Some(clock),
-            paused: false,
             _dir: Some(dir),
-            _server: None,
-            hosted: None,
-            unsupported: &[],
+            ..TestBus::real_time(bus)
         }
     }
 
@@ -82,13 +73,8 @@ impl TestBus {
         let server = NatsServer::start(NatsSync::Always, None).expect("nats-server starts");
         let bus = Bus::nats(server.url()).await.expect("connects to nats-server");
         TestBus {
-            bus,
-            clock: None,
-            paused: false,
-            _dir: None,
             _server: Some(server),
-            hosted: None,
-            unsupported: &[],
+            ..TestBus::real_time(bus)
         }
     }
 
@@ -121,13 +107,8 @@ impl TestBus {
             .await
             .expect("connects to the server");
         TestBus {
-            bus,
-            clock: None,
-            paused: false,
-            _dir: None,
-            _server: None,
             hosted: Some((engine, ServerTask(task))),
-            unsupported: &[],
+            ..TestBus::real_time(bus)
         }
     }
 
