@@ -9,22 +9,47 @@ use herald_core::wire::{ClientFrame, Op, ServerFrame};
 use herald_core::{Error, ErrorKind, Result};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::{Incoming, Inner, RECONNECT_WAIT, lock};
+use crate::{ConnectOptions, Incoming, Inner, RECONNECT_WAIT, lock};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 const LAST_RETRY: Duration = Duration::from_secs(2);
 
-/// Opens a WebSocket to `url`.
-pub(crate) async fn open(url: &str) -> Result<Socket> {
-    let (socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Closed, format!("connecting to {url}: {e}")).with_source(e))?;
-    Ok(socket)
+/// Opens a WebSocket as `options` say.
+pub(crate) async fn open(options: &ConnectOptions) -> Result<Socket> {
+    let url = options.url();
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("the server URL {url}: {e}")))?;
+    if let Some(token) = &options.token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| Error::new(ErrorKind::InvalidRequest, "an access token is printable ASCII"))?;
+        request.headers_mut().insert(AUTHORIZATION, value);
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(WsError::Http(response)) if matches!(response.status().as_u16(), 401 | 403) => {
+            let reason = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned();
+            Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("{url} refused the connection ({}): {reason}", response.status()),
+            ))
+        }
+        Err(e) => Err(Error::new(ErrorKind::Closed, format!("connecting to {url}: {e}")).with_source(e)),
+    }
 }
 
 /// Makes `socket` the client's connection: restores subscriptions,
@@ -69,15 +94,16 @@ pub(crate) fn attach(inner: &Arc<Inner>, socket: Socket) {
             return;
         };
         inner.disconnected();
-        let url = inner.url.clone();
+        let options = inner.options.clone();
         drop(inner);
-        reconnect(weak, url).await;
+        reconnect(weak, options).await;
     });
 }
 
 /// Tries again with backoff while the client lives; calls waiting longer
 /// than [`RECONNECT_WAIT`] fail, later calls wait for the next attempt.
-async fn reconnect(weak: Weak<Inner>, url: String) {
+async fn reconnect(weak: Weak<Inner>, options: ConnectOptions) {
+    let url = options.url();
     let lost_at = Instant::now();
     let mut delay = FIRST_RETRY;
     let mut gave_up = false;
@@ -86,7 +112,7 @@ async fn reconnect(weak: Weak<Inner>, url: String) {
         let Some(inner) = weak.upgrade() else {
             return;
         };
-        match open(&url).await {
+        match open(&options).await {
             Ok(socket) => {
                 tracing::info!(%url, "reconnected to the Herald server");
                 attach(&inner, socket);

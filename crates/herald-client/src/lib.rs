@@ -49,7 +49,7 @@ pub struct RemoteBackend {
 impl std::fmt::Debug for RemoteBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteBackend")
-            .field("url", &self.inner.url)
+            .field("url", &self.inner.options.url)
             .finish_non_exhaustive()
     }
 }
@@ -88,8 +88,47 @@ struct RespState {
     pattern: Pattern,
 }
 
-pub(crate) struct Inner {
+/// Where and how to connect: the server's WebSocket URL and, when the server
+/// requires one, an access token (sent as `Authorization: Bearer …`).
+#[derive(Clone)]
+pub struct ConnectOptions {
     url: String,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.debug_struct("ConnectOptions")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl ConnectOptions {
+    /// The server's WebSocket endpoint (`ws://host:port/v1/ws`).
+    pub fn new(url: impl Into<String>) -> ConnectOptions {
+        ConnectOptions {
+            url: url.into(),
+            token: None,
+        }
+    }
+
+    /// The access token to present.
+    pub fn token(mut self, token: impl Into<String>) -> ConnectOptions {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+pub(crate) struct Inner {
+    options: ConnectOptions,
     /// The current connection's outbound frames; `None` while reconnecting.
     out: Mutex<Option<mpsc::UnboundedSender<ClientFrame>>>,
     next_id: AtomicU64,
@@ -109,15 +148,25 @@ impl RemoteBackend {
     ///
     /// `Closed` when the server cannot be reached or refuses the upgrade.
     pub async fn connect(url: impl Into<String>) -> Result<RemoteBackend> {
+        RemoteBackend::connect_with(ConnectOptions::new(url)).await
+    }
+
+    /// Connects with `options` (an access token, say).
+    ///
+    /// # Errors
+    ///
+    /// `PermissionDenied` when the server refuses the token (or wants one),
+    /// `Closed` when it cannot be reached or refuses the upgrade.
+    pub async fn connect_with(options: ConnectOptions) -> Result<RemoteBackend> {
         let inner = Arc::new(Inner {
-            url: url.into(),
+            options,
             out: Mutex::new(None),
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             responders: Mutex::new(HashMap::new()),
         });
-        let socket = connection::open(&inner.url).await?;
+        let socket = connection::open(&inner.options).await?;
         connection::attach(&inner, socket);
         Ok(RemoteBackend { inner })
     }

@@ -165,6 +165,20 @@ impl Bus {
         )))
     }
 
+    /// A bus on a Herald server, connecting as `options` say (with an access
+    /// token, say).
+    ///
+    /// # Errors
+    ///
+    /// `PermissionDenied` when the server refuses the token, `Closed` when it
+    /// cannot be reached.
+    #[cfg(feature = "remote")]
+    pub async fn connect_with(options: herald_client::ConnectOptions) -> Result<Bus> {
+        Ok(Self::from_backend(Arc::new(
+            herald_client::RemoteBackend::connect_with(options).await?,
+        )))
+    }
+
     /// A bus on any backend (the remote client, NATS, a test double).
     pub fn from_backend(backend: Arc<dyn Backend>) -> Bus {
         Bus { backend, engine: None }

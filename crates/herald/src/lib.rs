@@ -53,6 +53,9 @@ pub use herald_engine::{DATA_FILE, Engine, ManualClock};
 /// Herald on NATS JetStream (feature `nats`).
 #[cfg(feature = "nats")]
 pub use herald_nats as nats;
+/// How to reach a Herald server (feature `remote`), for [`Bus::connect_with`].
+#[cfg(feature = "remote")]
+pub use herald_client::ConnectOptions;
 pub use jobs::{Job, Jobs, JobsBuilder, NewJob};
 pub use kv::{Kv, KvBuilder, Lease};
 pub use processor::{Backoff, ErrorStrategy, Exhausted, Processor, ProcessorBuilder};
