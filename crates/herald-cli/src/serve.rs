@@ -49,7 +49,9 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
         .max_payload(serve.max_payload)
         .max_connections(serve.max_connections)
         .max_subscriptions(serve.max_subscriptions);
-    herald_server::serve(listener, bus, limits, shutdown_signal())
+    herald_server::Server::new(bus)
+        .limits(limits)
+        .serve(listener, shutdown_signal())
         .await
         .context("serving")?;
     say("herald stopped");

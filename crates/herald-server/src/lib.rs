@@ -1,18 +1,24 @@
 //! Herald as a service: the embedded engine behind a WebSocket protocol any
 //! language can speak, served by axum.
 //!
-//! [`router`] gives the routes as an `axum::Router`, to serve on its own with
-//! [`serve`] or to nest in an existing axum app:
+//! [`Server::router`] gives the routes as an `axum::Router`, to nest in an
+//! existing axum app; [`Server::serve`] serves them on their own:
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let bus = herald::Bus::open("./herald-data").await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7878").await?;
-//! herald_server::serve(listener, bus, herald_server::Limits::default(), std::future::pending()).await?;
+//! herald_server::Server::new(bus).serve(listener, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
+mod auth;
+mod metrics;
+mod tls;
 mod ws;
+
+pub use auth::{Access, Permissions, Token, new_token_secret, token_hash};
+pub use tls::TlsConfig;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -87,67 +93,163 @@ impl Limits {
     }
 }
 
+/// Maps shared by tasks stay usable after a panic elsewhere: the data is plain.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 struct AppState {
     backend: Arc<dyn Backend>,
     limits: Arc<Limits>,
+    access: Arc<Access>,
+    metrics: Arc<metrics::Metrics>,
     connections: Arc<tokio::sync::Semaphore>,
     /// Turns true when the server is stopping: WebSocket sessions close.
     stopping: watch::Receiver<bool>,
-    /// Held by every session until it has finished, so [`serve`] can wait for them.
+    /// Held by every session until it has finished, so [`Server::serve`] can wait for them.
     alive: mpsc::Sender<()>,
 }
 
-/// Herald's routes: `/v1/ws` (the WebSocket protocol) and `/healthz`, to
-/// nest in an existing axum app. Sessions last until their clients leave.
-pub fn router(bus: Bus, limits: Limits) -> Router {
-    let (stop, stopping) = watch::channel(false);
-    // Never told to stop: the app that embeds the routes owns their life.
-    std::mem::drop(stop);
-    let (alive, _) = mpsc::channel(1);
-    routes(&bus, limits, stopping, alive)
-}
-
-fn routes(bus: &Bus, limits: Limits, stopping: watch::Receiver<bool>, alive: mpsc::Sender<()>) -> Router {
-    let state = AppState {
-        backend: bus.backend().clone(),
-        connections: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
-        limits: Arc::new(limits),
-        stopping,
-        alive,
-    };
-    Router::new()
-        .route("/v1/ws", get(ws::upgrade))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
-}
-
-/// Serves `bus` on `listener` until `shutdown` completes; then it stops
-/// taking connections, closes WebSocket sessions (each finishes the
-/// operations it had started) and returns once they are done.
+/// A Herald server: a bus, its limits and who may use it.
 ///
-/// # Errors
-///
-/// The listener failed.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// [`Server::router`] gives the routes to nest in an existing axum app;
+/// [`Server::serve`] serves them on a listener until told to stop.
+#[derive(Clone)]
+pub struct Server {
     bus: Bus,
     limits: Limits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (stop, stopping) = watch::channel(false);
-    let (alive, mut sessions) = mpsc::channel(1);
-    let app = routes(&bus, limits, stopping, alive);
-    drop(bus);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    access: Access,
+    tls: Option<tls::TlsConfig>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("limits", &self.limits)
+            .field("requires_token", &self.access.requires_token())
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server for `bus` with default limits and no access tokens.
+    pub fn new(bus: Bus) -> Server {
+        Server {
+            bus,
+            limits: Limits::default(),
+            access: Access::Open,
+            tls: None,
+        }
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: Limits) -> Server {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets who may connect.
+    pub fn access(mut self, access: Access) -> Server {
+        self.access = access;
+        self
+    }
+
+    /// Serves HTTPS and `wss://` with this certificate (used by
+    /// [`serve`](Server::serve); an app nesting [`router`](Server::router)
+    /// terminates TLS itself).
+    pub fn tls(mut self, tls: tls::TlsConfig) -> Server {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Herald's routes: `/v1/ws`, the HTTP API under `/v1`, `/metrics` and
+    /// `/healthz`, to nest in an existing axum app. WebSocket sessions last
+    /// until their clients leave.
+    pub fn router(self) -> Router {
+        let (stop, stopping) = watch::channel(false);
+        // Never told to stop: the app that embeds the routes owns their life.
+        std::mem::drop(stop);
+        let (alive, _) = mpsc::channel(1);
+        self.routes(stopping, alive)
+    }
+
+    fn routes(self, stopping: watch::Receiver<bool>, alive: mpsc::Sender<()>) -> Router {
+        let state = AppState {
+            backend: self.bus.backend().clone(),
+            connections: Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections)),
+            limits: Arc::new(self.limits),
+            access: Arc::new(self.access),
+            metrics: Arc::default(),
+            stopping,
+            alive,
+        };
+        Router::new()
+            .route("/v1/ws", get(ws::upgrade))
+            .route("/metrics", get(metrics::handler))
+            .route("/healthz", get(|| async { "ok" }))
+            .with_state(state)
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then it stops taking
+    /// connections, lets HTTP requests in flight finish, closes WebSocket
+    /// sessions (each finishes the operations it had started) and returns
+    /// once they are done.
+    ///
+    /// # Errors
+    ///
+    /// The listener failed.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop, stopping) = watch::channel(false);
+        let (alive, mut sessions) = mpsc::channel(1);
+        let tls = self.tls.clone();
+        let app = self.routes(stopping, alive);
+        let shutdown = async move {
             shutdown.await;
             let _ = stop.send(true);
-        })
-        .await?;
-    // WebSocket sessions outlive their HTTP connections: wait for each to
-    // finish, so the engine is closed when this returns.
-    while sessions.recv().await.is_some() {}
-    Ok(())
+        };
+        match tls {
+            None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await?,
+            Some(tls) => {
+                axum::serve(tls::TlsListener::new(listener, &tls), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await?
+            }
+        }
+        // WebSocket sessions outlive their HTTP connections: wait for each to
+        // finish, so the engine is closed when this returns.
+        while sessions.recv().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// An error as an HTTP response: a status for its kind and the error as JSON
+/// (the same object as a WebSocket error frame's `error`).
+fn http_error(error: &herald_core::Error) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use herald_core::ErrorKind as K;
+    let status = match error.kind() {
+        K::InvalidSubject | K::InvalidName | K::InvalidConfig | K::InvalidRequest | K::HeadersTooLarge => {
+            StatusCode::BAD_REQUEST
+        }
+        K::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        K::StreamNotFound | K::MessageNotFound | K::ConsumerNotFound => StatusCode::NOT_FOUND,
+        K::StreamExists | K::ConsumerExists | K::SubjectConflict | K::LeaseLost => StatusCode::CONFLICT,
+        K::WrongExpectedSeq => StatusCode::PRECONDITION_FAILED,
+        K::StreamFull => StatusCode::INSUFFICIENT_STORAGE,
+        K::PermissionDenied => StatusCode::FORBIDDEN,
+        K::NoResponders => StatusCode::SERVICE_UNAVAILABLE,
+        K::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        K::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        K::Lagged | K::Closed | K::Storage | K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, axum::Json(herald_core::wire::WireError::from(error))).into_response()
 }

@@ -20,9 +20,10 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::AppState;
+use crate::auth::{Action, Caller};
+use crate::{AppState, lock};
 
-pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(State(state): State<AppState>, caller: Caller, ws: WebSocketUpgrade) -> Response {
     let Ok(permit) = state.connections.clone().try_acquire_owned() else {
         let reason = format!(
             "too many connections: this server takes {} at most",
@@ -34,23 +35,20 @@ pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade)
     // frame; anything bigger is refused by closing the connection.
     let max_message = state.limits.max_payload.saturating_mul(8).saturating_add(1 << 20);
     ws.max_message_size(max_message)
-        .on_upgrade(move |socket| connection(state, socket, permit))
+        .on_upgrade(move |socket| connection(state, caller, socket, permit))
 }
 
 /// How long a session closed for being slow waits for the client's close.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// A session's maps stay usable after a panic elsewhere: the data is plain.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 const SLOW_CONSUMER: &str =
     "slow consumer: the connection's outbound queue is full; reconnect and resume from your last seq";
 
 /// What one connection holds open.
-#[derive(Default)]
 struct Session {
+    /// Who is on the other end, and what they may do.
+    caller: Caller,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Set when a subscriber lets the outbound queue fill.
     kick: watch::Sender<bool>,
     limits: Arc<crate::Limits>,
@@ -107,8 +105,15 @@ impl Session {
     }
 }
 
-async fn connection(state: AppState, socket: WebSocket, _permit: tokio::sync::OwnedSemaphorePermit) {
+async fn connection(
+    state: AppState,
+    caller: Caller,
+    socket: WebSocket,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let _alive = state.alive.clone();
+    let _counted = state.metrics.connected();
+    tracing::debug!(caller = caller.name(), "WebSocket session opened");
     let mut operations = tokio::task::JoinSet::new();
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbound) = mpsc::channel::<ServerFrame>(state.limits.outbound_buffer);
@@ -160,9 +165,14 @@ async fn connection(state: AppState, socket: WebSocket, _permit: tokio::sync::Ow
         server: format!("herald-server {}", env!("CARGO_PKG_VERSION")),
     };
     let session = Arc::new(Session {
+        caller,
+        metrics: state.metrics.clone(),
         kick,
         limits: state.limits.clone(),
-        ..Session::default()
+        subscriptions: Mutex::default(),
+        responders: Mutex::default(),
+        requests: Mutex::default(),
+        next_request: AtomicU64::new(0),
     });
     let mut stopping = state.stopping.clone();
     let mut kicked = kicked;
@@ -184,6 +194,7 @@ async fn connection(state: AppState, socket: WebSocket, _permit: tokio::sync::Ow
                 Ok(_) = stopping.wait_for(|stop| *stop) => break,
                 // A subscriber too slow for its queue: the writer says why and closes.
                 Ok(_) = kicked.wait_for(|k| *k) => {
+                    session.metrics.slow_consumer();
                     closing = true;
                     continue;
                 }
@@ -233,6 +244,45 @@ async fn connection(state: AppState, socket: WebSocket, _permit: tokio::sync::Ow
     let _ = writer.await;
 }
 
+/// Asks the caller's token whether `op` is allowed (the checks themselves are in [`Caller::check`]).
+async fn authorize(backend: &Arc<dyn Backend>, session: &Session, op: &Op) -> Result<()> {
+    let caller = &session.caller;
+    let action = match op {
+        Op::CreateStream { .. }
+        | Op::UpdateStream { .. }
+        | Op::DeleteStream { .. }
+        | Op::PurgeStream { .. }
+        | Op::CreateConsumer { .. }
+        | Op::UpdateConsumer { .. }
+        | Op::DeleteConsumer { .. }
+        | Op::ResetConsumer { .. } => Action::Admin,
+        Op::StreamInfo { .. } | Op::ListStreams | Op::ConsumerInfo { .. } | Op::ListConsumers { .. } => {
+            Action::Inspect
+        }
+        Op::Publish { message } => Action::Publish(&message.subject),
+        Op::PublishBatch { messages } => {
+            for message in messages {
+                caller.check(backend, Action::Publish(&message.subject)).await?;
+            }
+            return Ok(());
+        }
+        Op::Request { subject, .. } => Action::Publish(subject),
+        Op::GetMessage { stream, .. } | Op::ReadRange { stream, .. } => Action::Replay { stream, subject: None },
+        Op::LastMessage { stream, subject } | Op::ReadSubject { stream, subject, .. } => Action::Replay {
+            stream,
+            subject: Some(subject),
+        },
+        Op::Fetch { stream, consumer, .. } | Op::Settle { stream, consumer, .. } => {
+            Action::Consume { stream, consumer }
+        }
+        Op::Subscribe { pattern, .. } => Action::Subscribe(pattern),
+        Op::Serve { pattern, .. } => Action::Serve(pattern),
+        // About this session's own subscriptions and requests.
+        Op::Unsubscribe { .. } | Op::Unserve { .. } | Op::Respond { .. } => return Ok(()),
+    };
+    caller.check(backend, action).await
+}
+
 fn error_frame(id: Option<u64>, error: &Error) -> ServerFrame {
     ServerFrame::Error {
         id,
@@ -251,6 +301,7 @@ async fn execute(
     out: &mpsc::Sender<ServerFrame>,
     op: Op,
 ) -> Result<serde_json::Value> {
+    authorize(backend, session, &op).await?;
     match op {
         Op::CreateStream { config } => json(backend.create_stream(config).await?),
         Op::UpdateStream { config } => json(backend.update_stream(config).await?),
@@ -261,7 +312,12 @@ async fn execute(
         Op::Publish { message } => {
             let message = message.into_message()?;
             session.check_payload(&message)?;
-            json(backend.publish(message).await?)
+            let bytes = message.payload.len() as u64;
+            let ack = backend.publish(message).await?;
+            if !ack.duplicate {
+                session.metrics.published(1, bytes);
+            }
+            json(ack)
         }
         Op::PublishBatch { messages } => {
             let messages = messages
@@ -271,7 +327,10 @@ async fn execute(
             for message in &messages {
                 session.check_payload(message)?;
             }
-            json(backend.publish_batch(messages).await?)
+            let bytes = messages.iter().map(|m| m.payload.len() as u64).sum();
+            let acks = backend.publish_batch(messages).await?;
+            session.metrics.published(acks.len() as u64, bytes);
+            json(acks)
         }
         Op::GetMessage { stream, seq } => json(WireMessage::from(&backend.get_message(&stream, seq).await?)),
         Op::LastMessage { stream, subject } => json(WireMessage::from(&backend.last_message(&stream, &subject).await?)),
@@ -302,6 +361,9 @@ async fn execute(
         } => {
             let wait = Duration::from_millis(wait_ms);
             let deliveries = backend.fetch(&stream, &consumer, &member, max, wait).await?;
+            for delivery in &deliveries {
+                session.metrics.delivered(&delivery.message);
+            }
             json(deliveries.iter().map(WireDelivery::from).collect::<Vec<_>>())
         }
         Op::Settle {
@@ -323,13 +385,19 @@ async fn execute(
             let out = out.clone();
             let kick = session.kick.clone();
             let patience = session.limits.slow_consumer_timeout;
+            let watcher = session.clone();
             let task = tokio::spawn(async move {
                 loop {
                     let frame = match subscription.next().await {
-                        Ok(message) => ServerFrame::Message {
-                            sub,
-                            message: WireMessage::from(&message),
-                        },
+                        // Subjects the caller's token denies are skipped.
+                        Ok(message) if !watcher.caller.sees(&message.subject) => continue,
+                        Ok(message) => {
+                            watcher.metrics.delivered(&message);
+                            ServerFrame::Message {
+                                sub,
+                                message: WireMessage::from(&message),
+                            }
+                        }
                         Err(err) => {
                             let lagged = err.kind() == ErrorKind::Lagged;
                             let frame = ServerFrame::SubError {

@@ -14,12 +14,11 @@ async fn server(limits: Limits) -> (String, herald::Bus) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let bus = herald::Bus::memory().unwrap();
-    tokio::spawn(herald_server::serve(
-        listener,
-        bus.clone(),
-        limits,
-        std::future::pending(),
-    ));
+    tokio::spawn(
+        herald_server::Server::new(bus.clone())
+            .limits(limits)
+            .serve(listener, std::future::pending()),
+    );
     (format!("ws://{addr}/v1/ws"), bus)
 }
 

@@ -11,12 +11,7 @@ async fn server() -> Socket {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let bus = herald::Bus::memory().unwrap();
-    tokio::spawn(herald_server::serve(
-        listener,
-        bus,
-        herald_server::Limits::default(),
-        std::future::pending(),
-    ));
+    tokio::spawn(herald_server::Server::new(bus).serve(listener, std::future::pending()));
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
         .await
         .unwrap();

@@ -95,13 +95,9 @@ impl TestBus {
         let addr = listener.local_addr().expect("a bound address");
         let hosted = Bus::from_engine(engine.clone());
         let task = tokio::spawn(async move {
-            let _ = herald_server::serve(
-                listener,
-                hosted,
-                herald_server::Limits::default(),
-                std::future::pending(),
-            )
-            .await;
+            let _ = herald_server::Server::new(hosted)
+                .serve(listener, std::future::pending())
+                .await;
         });
         let bus = Bus::connect(format!("ws://{addr}/v1/ws"))
             .await

@@ -22,11 +22,12 @@ async fn serve(dir: &Path, addr: SocketAddr, stop: oneshot::Receiver<()>) -> tok
     let bus = Bus::open(dir).await.unwrap();
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move {
-        herald_server::serve(listener, bus, herald_server::Limits::default(), async {
-            let _ = stop.await;
-        })
-        .await
-        .unwrap();
+        herald_server::Server::new(bus)
+            .serve(listener, async {
+                let _ = stop.await;
+            })
+            .await
+            .unwrap();
     })
 }
 
