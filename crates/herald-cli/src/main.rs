@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Serves a data directory over WebSocket and HTTP.
     Serve(serve::Serve),
+    /// Makes a new access token and prints the lines for the config file.
+    Token(serve::NewToken),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Token(args) => serve::new_token(&args),
     }
 }
 

@@ -1,59 +1,194 @@
 //! `herald serve`: the server on a data directory.
+//!
+//! Settings come from a TOML file (`--config`), the environment (`HERALD_…`)
+//! and flags; a flag beats the environment, which beats the file, which
+//! beats the defaults. Access tokens come from the file only.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use serde::Deserialize;
+
+const DEFAULT_DATA_DIR: &str = "./herald-data";
+const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Serve {
-    /// The data directory (created if missing).
-    #[arg(long, default_value = "./herald-data")]
+    /// A TOML config file (see docs/server.md): listen address, data
+    /// directory, limits, TLS and access tokens.
+    #[arg(long, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory (created if missing) [default: ./herald-data].
+    #[arg(long, env = "HERALD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The address to listen on [default: 127.0.0.1:7878]. A non-loopback
+    /// address needs access tokens in the config file.
+    #[arg(long, env = "HERALD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The largest payload a publish may carry, in bytes [default: 1048576].
+    #[arg(long, env = "HERALD_MAX_PAYLOAD")]
+    max_payload: Option<usize>,
+    /// WebSocket sessions open at once, at most [default: 1024].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Subscriptions and responders per connection, at most [default: 1024].
+    #[arg(long, env = "HERALD_MAX_SUBSCRIPTIONS")]
+    max_subscriptions: Option<usize>,
+    /// Frames queued for one connection before its reader counts as slow [default: 4096].
+    #[arg(long, env = "HERALD_OUTBOUND_BUFFER")]
+    outbound_buffer: Option<usize>,
+    /// How long a full queue may stay full before the connection is closed, in ms [default: 5000].
+    #[arg(long, env = "HERALD_SLOW_CONSUMER_TIMEOUT_MS")]
+    slow_consumer_timeout_ms: Option<u64>,
+    /// A PEM certificate chain: serve HTTPS and wss:// (with --tls-key).
+    #[arg(long, env = "HERALD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "HERALD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+/// The config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    limits: FileLimits,
+    tls: Option<FileTls>,
+    #[serde(default)]
+    tokens: Vec<herald_server::Token>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_payload: Option<usize>,
+    max_connections: Option<usize>,
+    max_subscriptions: Option<usize>,
+    outbound_buffer: Option<usize>,
+    slow_consumer_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Everything `serve` needs, resolved.
+struct Settings {
     data_dir: PathBuf,
-    /// The address to listen on. Only loopback addresses are allowed until
-    /// access tokens are configured.
-    #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
-    /// The largest payload a publish may carry, in bytes.
-    #[arg(long, default_value_t = 1024 * 1024)]
-    max_payload: usize,
-    /// WebSocket sessions open at once, at most.
-    #[arg(long, default_value_t = 1024)]
-    max_connections: usize,
-    /// Subscriptions and responders per connection, at most.
-    #[arg(long, default_value_t = 1024)]
-    max_subscriptions: usize,
+    limits: herald_server::Limits,
+    tls: Option<(PathBuf, PathBuf)>,
+    tokens: Vec<herald_server::Token>,
+}
+
+impl Serve {
+    fn settings(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_config(path)?,
+            None => FileConfig::default(),
+        };
+        // Relative paths in the file are relative to the file.
+        let base = self.config.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
+        let defaults = herald_server::Limits::default();
+        let limits = herald_server::Limits::default()
+            .max_payload(pick(self.max_payload, file.limits.max_payload, defaults.max_payload))
+            .max_connections(pick(self.max_connections, file.limits.max_connections, defaults.max_connections))
+            .max_subscriptions(pick(
+                self.max_subscriptions,
+                file.limits.max_subscriptions,
+                defaults.max_subscriptions,
+            ))
+            .outbound_buffer(pick(self.outbound_buffer, file.limits.outbound_buffer, defaults.outbound_buffer))
+            .slow_consumer_timeout(Duration::from_millis(pick(
+                self.slow_consumer_timeout_ms,
+                file.limits.slow_consumer_timeout_ms,
+                defaults.slow_consumer_timeout.as_millis() as u64,
+            )));
+        let tls = match (self.tls_cert, self.tls_key, file.tls) {
+            (Some(cert), Some(key), _) => Some((cert, key)),
+            (_, _, Some(tls)) => Some((base.join(tls.cert), base.join(tls.key))),
+            _ => None,
+        };
+        let data_dir = match (self.data_dir, file.data_dir) {
+            (Some(dir), _) => dir,
+            (None, Some(dir)) => base.join(dir),
+            (None, None) => PathBuf::from(DEFAULT_DATA_DIR),
+        };
+        let listen = match self.listen.or(file.listen) {
+            Some(listen) => listen,
+            None => DEFAULT_LISTEN.parse().context("the default listen address")?,
+        };
+        Ok(Settings {
+            data_dir,
+            listen,
+            limits,
+            tls,
+            tokens: file.tokens,
+        })
+    }
+}
+
+/// A flag (or its environment variable), else the file, else the default.
+fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
+    flag.or(file).unwrap_or(default)
+}
+
+fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("the config file {}", path.display()))
 }
 
 pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
-    if !serve.listen.ip().is_loopback() {
+    let settings = serve.settings()?;
+    if !settings.listen.ip().is_loopback() && settings.tokens.is_empty() {
         bail!(
             "refusing to listen on {} without access tokens: anyone who can reach it could read and write \
-             every stream; listen on a loopback address such as 127.0.0.1",
-            serve.listen
+             every stream; add [[tokens]] to the config file (`herald token NAME` makes one) or listen on a \
+             loopback address such as 127.0.0.1",
+            settings.listen
         );
     }
-    let bus = herald::Bus::open(&serve.data_dir)
+    let mut server_tls = None;
+    if let Some((cert, key)) = &settings.tls {
+        server_tls = Some(herald_server::TlsConfig::from_pem_files(cert, key).context("the TLS certificate")?);
+    } else if !settings.listen.ip().is_loopback() {
+        eprintln!(
+            "warning: serving {} without TLS: access tokens and messages cross the network in clear text",
+            settings.listen
+        );
+    }
+    let bus = herald::Bus::open(&settings.data_dir)
         .await
-        .with_context(|| format!("opening the data directory {}", serve.data_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(serve.listen)
+        .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("listening on {}", serve.listen))?;
+        .with_context(|| format!("listening on {}", settings.listen))?;
     let addr = listener.local_addr().context("the bound address")?;
+    let scheme = if server_tls.is_some() { "wss" } else { "ws" };
     // Scripts and tests read this line to find the port (with `--listen 127.0.0.1:0`).
     say(&format!(
-        "herald listening on ws://{addr}/v1/ws (data: {})",
-        serve.data_dir.display()
+        "herald listening on {scheme}://{addr}/v1/ws (data: {}, tokens: {})",
+        settings.data_dir.display(),
+        settings.tokens.len()
     ));
-    let limits = herald_server::Limits::default()
-        .max_payload(serve.max_payload)
-        .max_connections(serve.max_connections)
-        .max_subscriptions(serve.max_subscriptions);
-    herald_server::Server::new(bus)
-        .limits(limits)
-        .serve(listener, shutdown_signal())
-        .await
-        .context("serving")?;
+    let access = if settings.tokens.is_empty() {
+        herald_server::Access::Open
+    } else {
+        herald_server::Access::Tokens(settings.tokens)
+    };
+    let mut server = herald_server::Server::new(bus).limits(settings.limits).access(access);
+    if let Some(tls) = server_tls {
+        server = server.tls(tls);
+    }
+    server.serve(listener, shutdown_signal()).await.context("serving")?;
     say("herald stopped");
     Ok(())
 }
@@ -86,4 +221,27 @@ async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
+}
+
+/// `herald token NAME`: a new access token, and the lines for the config file.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NewToken {
+    /// A name for the token (shown in logs and errors).
+    name: String,
+    /// Let the token administer streams and consumers.
+    #[arg(long)]
+    admin: bool,
+}
+
+pub(crate) fn new_token(args: &NewToken) -> anyhow::Result<()> {
+    let secret = herald_server::new_token_secret().context("generating a token")?;
+    let hash = herald_server::token_hash(&secret);
+    let name = args.name.replace('\\', "\\\\").replace('"', "\\\"");
+    say(&format!(
+        "# The token (give it to the client; the server keeps only its hash):\n# {secret}\n\n\
+         [[tokens]]\nname = \"{name}\"\nsha256 = \"{hash}\"\nadmin = {}\npublish = {{ allow = [\">\"], deny = [] }}\n\
+         subscribe = {{ allow = [\">\"], deny = [] }}",
+        args.admin
+    ));
+    Ok(())
 }
