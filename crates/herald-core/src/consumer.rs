@@ -22,6 +22,11 @@ pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_ACK_PENDING: NonZeroU32 = NonZeroU32::new(1000).expect("non-zero");
 
 /// A validated consumer (or member) name: the same rules as stream names.
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, example = "billing")
+)]
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ConsumerName(Arc<str>);
@@ -53,6 +58,7 @@ impl ConsumerName {
 crate::subject::text_newtype!(ConsumerName);
 
 /// Where a new consumer starts.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StartPolicy {
@@ -70,6 +76,7 @@ pub enum StartPolicy {
 }
 
 /// Where a consumer's dead letters go.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeadLetter {
@@ -97,6 +104,7 @@ pub enum DeadLetter {
 /// assert_eq!(config.filters.len(), 1);
 /// # Ok::<(), herald_core::Error>(())
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerConfig {
     /// The consumer's name, unique within its stream.
@@ -108,16 +116,20 @@ pub struct ConsumerConfig {
     #[serde(default)]
     pub start: StartPolicy,
     /// How long a delivery is leased before it is redelivered. Default: 30 s.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Duration))]
     #[serde(default = "default_ack_wait")]
     pub ack_wait: Duration,
     /// After this many deliveries a message is dead-lettered instead. Default: no limit.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>, minimum = 1))]
     #[serde(default)]
     pub max_deliver: Option<NonZeroU32>,
     /// The lease of the n-th delivery is `backoff[n-1]` (the last entry repeats);
     /// empty means `ack_wait` for every delivery. Default: empty.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::Duration>))]
     #[serde(default)]
     pub backoff: Vec<Duration>,
     /// At most this many messages in flight. Default: 1,000.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32, minimum = 1))]
     #[serde(default = "default_max_ack_pending")]
     pub max_ack_pending: NonZeroU32,
     /// Where dead letters go. Default: [`DeadLetter::PerConsumer`].
@@ -261,6 +273,7 @@ pub struct Delivery {
 }
 
 /// How a delivery is settled.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Settle {
@@ -269,6 +282,7 @@ pub enum Settle {
     /// Failed: deliver again after `delay` (at once when zero).
     Nak {
         /// How long to wait before redelivering.
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Duration))]
         delay: Duration,
     },
     /// Still working: extend the lease by the current delivery's lease.
@@ -281,6 +295,7 @@ pub enum Settle {
 }
 
 /// A member of a consumer, as listed in its info.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
     /// The member's name.
@@ -292,6 +307,7 @@ pub struct MemberInfo {
 }
 
 /// A consumer's configuration and progress.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerInfo {
     /// The stream it reads.
@@ -305,6 +321,7 @@ pub struct ConsumerInfo {
     /// Lag in messages: matching messages after the ack floor not yet acked.
     pub pending: u64,
     /// Lag in time: the age of the oldest unacked matching message, if any.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Duration>))]
     pub oldest_unacked_age: Option<Duration>,
     /// Messages delivered and not yet settled.
     pub in_flight: u64,

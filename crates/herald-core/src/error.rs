@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Every kind has a stable numeric [`code`](ErrorKind::code) used on the wire. A
 /// retired code is never reused.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -128,6 +129,7 @@ const ALL_KINDS: [ErrorKind; 23] = [
 ];
 
 /// Structured facts some errors carry, for callers that act on them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 #[non_exhaustive]

@@ -23,6 +23,8 @@ mod backend;
 mod consumer;
 mod error;
 mod message;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod request;
 mod stream;
 mod subject;

@@ -18,6 +18,11 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const MAX_ID_LEN: usize = 255;
 
 /// A point in time: nanoseconds since the Unix epoch, UTC.
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(example = 1_795_431_715_845_421_214_u64)
+)]
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
@@ -245,6 +250,7 @@ impl OutgoingMessage {
 }
 
 /// What a successful publish returns.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishAck {
     /// The stream that holds the message.

@@ -22,6 +22,7 @@ pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 pub const MAX_PAYLOAD_LIMIT: u32 = 64 * 1024 * 1024;
 
 /// When a stream deletes messages, besides its limits.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Retention {
@@ -36,6 +37,7 @@ pub enum Retention {
 }
 
 /// What happens when a publish would take a stream over a limit.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Discard {
@@ -47,6 +49,7 @@ pub enum Discard {
 }
 
 /// When a publish is acknowledged relative to the disk.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
@@ -75,6 +78,7 @@ pub enum Durability {
 /// assert_eq!(config.subjects.len(), 1);
 /// # Ok::<(), herald_core::Error>(())
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamConfig {
     /// The stream's name.
@@ -82,19 +86,24 @@ pub struct StreamConfig {
     /// The subject patterns it captures. Default: the name and `name.>`.
     pub subjects: Vec<Pattern>,
     /// Keep at most this many messages. Default: no limit.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, minimum = 1))]
     #[serde(default)]
     pub max_msgs: Option<NonZeroU64>,
     /// Keep at most this many bytes of messages. Default: no limit.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, minimum = 1))]
     #[serde(default)]
     pub max_bytes: Option<NonZeroU64>,
     /// Delete messages older than this. Default: kept forever.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Duration>))]
     #[serde(default)]
     pub max_age: Option<Duration>,
     /// Keep at most this many messages per subject (1 gives last-value compaction).
     /// Default: no limit.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, minimum = 1))]
     #[serde(default)]
     pub max_msgs_per_subject: Option<NonZeroU64>,
     /// The largest payload accepted. Default: [`DEFAULT_MAX_PAYLOAD`].
+    #[cfg_attr(feature = "openapi", schema(value_type = u32, minimum = 1))]
     #[serde(default = "default_max_payload")]
     pub max_payload: NonZeroU32,
     /// When messages are deleted besides the limits. Default: [`Retention::Limits`].
@@ -105,6 +114,7 @@ pub struct StreamConfig {
     pub discard: Discard,
     /// How long message ids are remembered for dedup. Default:
     /// [`DEFAULT_DUPLICATE_WINDOW`]; `None` turns dedup off.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Duration>))]
     #[serde(default = "default_duplicate_window")]
     pub duplicate_window: Option<Duration>,
     /// When a publish is acknowledged. Default: [`Durability::Fsync`].
@@ -295,6 +305,7 @@ impl StreamConfig {
 }
 
 /// A stream's current state.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamState {
     /// Messages held.
@@ -316,6 +327,7 @@ pub struct StreamState {
 }
 
 /// A stream's configuration and state.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamInfo {
     /// Its configuration.
@@ -338,6 +350,7 @@ pub struct StreamInfo {
 /// # let _ = (all, one_subject_before_100);
 /// # Ok::<(), herald_core::Error>(())
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Purge {
     /// Only messages of this subject.
@@ -368,6 +381,7 @@ impl Purge {
 }
 
 /// Where a range read starts.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadFrom {

@@ -112,6 +112,11 @@ fn check_token_chars(input: &str, what: &str) -> Result<(), Error> {
 /// assert!(Subject::new("orders..created").is_err());
 /// # Ok::<(), herald_core::Error>(())
 /// ```
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, example = "orders.created")
+)]
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Subject(Arc<str>);
@@ -174,6 +179,11 @@ impl Subject {
 /// assert!(!pattern.matches(&Subject::new("orders")?));
 /// # Ok::<(), herald_core::Error>(())
 /// ```
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, example = "orders.>")
+)]
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Pattern(Arc<str>);
@@ -317,6 +327,11 @@ pub const MAX_RESERVED_NAME_LEN: usize = 2 * MAX_NAME_LEN + 12;
 /// assert!(StreamName::new("$dlq-orders-billing")?.is_reserved());
 /// # Ok::<(), herald_core::Error>(())
 /// ```
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, example = "orders")
+)]
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct StreamName(Arc<str>);

@@ -26,6 +26,7 @@ use crate::subject::{Pattern, StreamName, Subject};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// A payload: text when it is UTF-8, base64 otherwise.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
     /// UTF-8 text.
@@ -72,6 +73,7 @@ impl Default for Body {
 }
 
 /// A message to publish.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireOutgoing {
     /// Where it goes.
@@ -139,6 +141,7 @@ impl WireOutgoing {
 }
 
 /// A stored message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireMessage {
     /// Its stream.
@@ -203,6 +206,7 @@ impl WireMessage {
 }
 
 /// A delivery to a consumer member.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireDelivery {
     /// The message.
@@ -282,6 +286,7 @@ impl WireReply {
 
 /// An error as the server reports it: a stable code, its kind's name, a
 /// message, and structured detail for the kinds that carry it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireError {
     /// The stable code ([`ErrorKind::code`]).
