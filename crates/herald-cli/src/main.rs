@@ -1,9 +1,26 @@
 //! `herald`: Herald's command line.
 //!
 //! `herald serve` runs the server on a data directory: the WebSocket protocol
-//! at `/v1/ws` (docs/protocol.md) and `/healthz`.
+//! at `/v1/ws` (docs/protocol.md) and `/healthz`. The client commands (`pub`,
+//! `sub`, `tail`, `consume`, `streams`, `consumers`, `dlq`) work on a running
+//! server (`--url`) or open a data directory directly (`--data-dir`); `--json`
+//! makes their output JSON for scripts.
 
+mod client;
+mod consume;
+mod consumers;
+mod dlq;
+mod history;
+mod output;
+mod publish;
 mod serve;
+mod streams;
+mod sub;
+mod table;
+mod tail;
+mod units;
+
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -22,17 +39,66 @@ enum Command {
     Serve(serve::Serve),
     /// Makes a new access token and prints the lines for the config file.
     Token(serve::NewToken),
+    /// Publishes a message and prints its ack (stream, seq, duplicate).
+    Pub(publish::Pub),
+    /// Prints the messages matching a pattern as they arrive.
+    Sub(sub::Sub),
+    /// Prints a stream's messages from a seq, a time or its last N; --follow for new ones.
+    Tail(tail::Tail),
+    /// Works through a durable consumer: prints each delivery and acks it.
+    Consume(consume::Consume),
+    /// Lists, shows, creates, deletes and purges streams.
+    Streams(streams::Streams),
+    /// Lists, shows, creates, deletes and resets durable consumers.
+    Consumers(consumers::Consumers),
+    /// Lists, replays and purges a consumer's dead letters.
+    Dlq(dlq::Dlq),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output left (`herald tail … | head`): nothing failed.
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            output::note(format_args!("herald: {}", render(&err)));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    match cli.command {
+    match command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Token(args) => serve::new_token(&args),
+        Command::Pub(args) => runtime.block_on(publish::run(args)),
+        Command::Sub(args) => runtime.block_on(sub::run(args)),
+        Command::Tail(args) => runtime.block_on(tail::run(args)),
+        Command::Consume(args) => runtime.block_on(consume::run(args)),
+        Command::Streams(args) => runtime.block_on(streams::run(args)),
+        Command::Consumers(args) => runtime.block_on(consumers::run(args)),
+        Command::Dlq(args) => runtime.block_on(dlq::run(args)),
     }
 }
 
+/// An error and its causes on one line, `outer: inner`, leaving out a cause
+/// whose text an outer message already carries.
+fn render(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}

@@ -1,0 +1,297 @@
+//! `herald streams`: list, inspect, create, delete and purge streams.
+
+use std::num::{NonZeroU32, NonZeroU64};
+use std::time::Duration;
+
+use anyhow::Context;
+use herald::{Bus, Discard, Durability, Pattern, Purge, Retention, StreamConfig, StreamInfo, Subject};
+
+use crate::client::ClientArgs;
+use crate::table::{Align, Table, details};
+use crate::units::{format_duration, format_size, format_time, parse_duration, parse_size};
+use crate::{history, output};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Streams {
+    #[command(subcommand)]
+    command: StreamsCommand,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum StreamsCommand {
+    /// Lists every stream with its size and consumers
+    Ls,
+    /// Shows a stream's settings and state
+    Info {
+        /// The stream
+        name: String,
+    },
+    /// Creates a stream (nothing changes if it exists with the same settings)
+    Create(Create),
+    /// Deletes a stream and all its messages
+    Rm {
+        /// The stream
+        name: String,
+    },
+    /// Deletes a stream's messages: all, or one subject's, or all but the last N
+    Purge(PurgeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct Create {
+    /// The stream's name
+    name: String,
+    /// The subject patterns it captures, comma-separated (default: NAME and NAME.>)
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
+    subjects: Vec<String>,
+    /// Keeps at most N messages
+    #[arg(long, value_name = "N")]
+    max_msgs: Option<NonZeroU64>,
+    /// Keeps at most this many bytes (1073741824, 512MiB, 1GiB)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_bytes: Option<NonZeroU64>,
+    /// Deletes messages older than this (1h, 7d)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    max_age: Option<Duration>,
+    /// Keeps at most N messages per subject (1: the last value of each)
+    #[arg(long, value_name = "N")]
+    max_msgs_per_subject: Option<NonZeroU64>,
+    /// The largest payload accepted (default 1MiB, at most 64MiB)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_payload: Option<NonZeroU64>,
+    /// What else deletes messages besides the limits
+    #[arg(long, value_enum, default_value_t = RetentionArg::Limits)]
+    retention: RetentionArg,
+    /// What a publish over a limit does: delete the oldest, or be refused
+    #[arg(long, value_enum, default_value_t = DiscardArg::Old)]
+    discard: DiscardArg,
+    /// How long message ids are remembered for dedup (default 2m)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "no_dedup")]
+    duplicate_window: Option<Duration>,
+    /// Turns dedup off
+    #[arg(long)]
+    no_dedup: bool,
+    /// Acknowledges publishes before the fsync (synced within 100 ms)
+    #[arg(long)]
+    relaxed: bool,
+    /// Keeps a per-subject history index (fixed at creation)
+    #[arg(long)]
+    subject_index: bool,
+}
+
+/// [`Retention`] as a flag's value.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum RetentionArg {
+    /// Only the limits delete
+    Limits,
+    /// A message goes once every consumer acked it
+    Interest,
+    /// A message goes once one consumer acked it
+    WorkQueue,
+}
+
+/// [`Discard`] as a flag's value.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DiscardArg {
+    /// Delete the oldest messages to make room
+    Old,
+    /// Refuse the new message
+    New,
+}
+
+#[derive(Debug, clap::Args)]
+struct PurgeArgs {
+    /// The stream
+    name: String,
+    /// Only messages of this subject
+    #[arg(long, value_name = "SUBJECT")]
+    subject: Option<String>,
+    /// Keeps the last N messages (of the subject, with --subject)
+    #[arg(long, value_name = "N")]
+    keep: Option<u64>,
+}
+
+/// Runs `herald streams …`.
+///
+/// # Errors
+///
+/// `StreamNotFound`, invalid settings, a lost connection, or stdout gone.
+pub(crate) async fn run(args: Streams) -> anyhow::Result<()> {
+    let json = args.client.json;
+    args.client
+        .session(async |bus: &Bus| match &args.command {
+            StreamsCommand::Ls => list(bus, json).await,
+            StreamsCommand::Info { name } => show(bus, &bus.stream_info(name).await?, json).await,
+            StreamsCommand::Create(create) => show(bus, &bus.create_stream(config(create)?).await?, json).await,
+            StreamsCommand::Rm { name } => {
+                bus.delete_stream(name).await?;
+                done(
+                    json,
+                    serde_json::json!({ "deleted": name }),
+                    format!("deleted stream {name}"),
+                )
+            }
+            StreamsCommand::Purge(purge_args) => {
+                let purged = purge(bus, purge_args).await?;
+                let name = &purge_args.name;
+                done(
+                    json,
+                    serde_json::json!({ "stream": name, "purged": purged }),
+                    format!("purged {purged} messages from {name}"),
+                )
+            }
+        })
+        .await
+}
+
+/// Prints what a command without a listing did.
+fn done(json: bool, document: serde_json::Value, text: String) -> anyhow::Result<()> {
+    if json {
+        output::document(&document)
+    } else {
+        output::line(text)
+    }
+}
+
+async fn list(bus: &Bus, json: bool) -> anyhow::Result<()> {
+    let streams = bus.streams().await?;
+    if json {
+        return output::document(&streams);
+    }
+    let mut table = Table::new(&[
+        ("NAME", Align::Left),
+        ("SUBJECTS", Align::Left),
+        ("MESSAGES", Align::Right),
+        ("BYTES", Align::Right),
+        ("FIRST", Align::Right),
+        ("LAST", Align::Right),
+        ("CONSUMERS", Align::Right),
+    ]);
+    for info in &streams {
+        let consumers = bus.consumers(info.config.name.as_str()).await?.len();
+        let state = &info.state;
+        table.row(vec![
+            info.config.name.to_string(),
+            subjects(info),
+            state.messages.to_string(),
+            format_size(state.bytes),
+            state.first_seq.to_string(),
+            state.last_seq.to_string(),
+            consumers.to_string(),
+        ]);
+    }
+    output::text(&table.render())
+}
+
+async fn show(bus: &Bus, info: &StreamInfo, json: bool) -> anyhow::Result<()> {
+    if json {
+        return output::document(info);
+    }
+    let consumers = bus.consumers(info.config.name.as_str()).await?;
+    let names: Vec<String> = consumers.iter().map(|c| c.config.name.to_string()).collect();
+    let (config, state) = (&info.config, &info.state);
+    let limit = |n: Option<NonZeroU64>| n.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    output::text(&details(&[
+        ("name", config.name.to_string()),
+        ("subjects", subjects(info)),
+        ("created", format_time(info.created)),
+        ("messages", state.messages.to_string()),
+        ("bytes", format_size(state.bytes)),
+        ("first", seq_at(state.first_seq, state.first_time)),
+        ("last", seq_at(state.last_seq, state.last_time)),
+        ("distinct subjects", state.subjects.to_string()),
+        ("deleted", state.deleted.to_string()),
+        ("max msgs", limit(config.max_msgs)),
+        (
+            "max bytes",
+            config
+                .max_bytes
+                .map_or_else(|| "unlimited".to_owned(), |n| format_size(n.get())),
+        ),
+        (
+            "max age",
+            config.max_age.map_or_else(|| "unlimited".to_owned(), format_duration),
+        ),
+        ("max msgs per subject", limit(config.max_msgs_per_subject)),
+        ("max payload", format_size(u64::from(config.max_payload.get()))),
+        ("retention", output::variant(&config.retention)),
+        ("discard", output::variant(&config.discard)),
+        (
+            "duplicate window",
+            config
+                .duplicate_window
+                .map_or_else(|| "off".to_owned(), format_duration),
+        ),
+        ("durability", output::variant(&config.durability)),
+        ("subject index", config.indexes_subjects().to_string()),
+        (
+            "consumers",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            },
+        ),
+    ]))
+}
+
+fn subjects(info: &StreamInfo) -> String {
+    let patterns: Vec<&str> = info.config.subjects.iter().map(Pattern::as_str).collect();
+    patterns.join(",")
+}
+
+fn seq_at(seq: u64, time: Option<herald::Timestamp>) -> String {
+    match time {
+        Some(time) => format!("{seq} at {}", format_time(time)),
+        None => seq.to_string(),
+    }
+}
+
+fn config(args: &Create) -> anyhow::Result<StreamConfig> {
+    let mut config = StreamConfig::new(&args.name)?;
+    if !args.subjects.is_empty() {
+        config = config.subjects(&args.subjects)?;
+    }
+    config.max_msgs = args.max_msgs;
+    config.max_bytes = args.max_bytes;
+    config.max_age = args.max_age;
+    config.max_msgs_per_subject = args.max_msgs_per_subject;
+    if let Some(bytes) = args.max_payload {
+        let bytes = NonZeroU32::try_from(bytes).context("--max-payload is over 4GiB; the limit is 64MiB")?;
+        config = config.max_payload(bytes);
+    }
+    config = config
+        .retention(match args.retention {
+            RetentionArg::Limits => Retention::Limits,
+            RetentionArg::Interest => Retention::Interest,
+            RetentionArg::WorkQueue => Retention::WorkQueue,
+        })
+        .discard(match args.discard {
+            DiscardArg::Old => Discard::Old,
+            DiscardArg::New => Discard::New,
+        })
+        .subject_index(args.subject_index);
+    if args.no_dedup {
+        config = config.duplicate_window(None);
+    } else if let Some(window) = args.duplicate_window {
+        config = config.duplicate_window(Some(window));
+    }
+    if args.relaxed {
+        config = config.durability(Durability::Relaxed);
+    }
+    Ok(config)
+}
+
+/// Purges what the flags select; `--keep N` keeps the last N of what would go.
+async fn purge(bus: &Bus, args: &PurgeArgs) -> anyhow::Result<u64> {
+    let subject = args.subject.as_deref().map(Subject::new).transpose()?;
+    let mut purge = subject.clone().map_or_else(Purge::all, Purge::subject);
+    if let Some(keep) = args.keep {
+        let filter = subject.map(Pattern::new).transpose()?;
+        let first_kept = history::start_of_last(bus, &args.name, filter.as_ref(), keep).await?;
+        purge = purge.before(first_kept);
+    }
+    Ok(bus.purge_stream(&args.name, purge).await?)
+}
