@@ -100,13 +100,21 @@ impl Serve {
         let defaults = herald_server::Limits::default();
         let limits = herald_server::Limits::default()
             .max_payload(pick(self.max_payload, file.limits.max_payload, defaults.max_payload))
-            .max_connections(pick(self.max_connections, file.limits.max_connections, defaults.max_connections))
+            .max_connections(pick(
+                self.max_connections,
+                file.limits.max_connections,
+                defaults.max_connections,
+            ))
             .max_subscriptions(pick(
                 self.max_subscriptions,
                 file.limits.max_subscriptions,
                 defaults.max_subscriptions,
             ))
-            .outbound_buffer(pick(self.outbound_buffer, file.limits.outbound_buffer, defaults.outbound_buffer))
+            .outbound_buffer(pick(
+                self.outbound_buffer,
+                file.limits.outbound_buffer,
+                defaults.outbound_buffer,
+            ))
             .slow_consumer_timeout(Duration::from_millis(pick(
                 self.slow_consumer_timeout_ms,
                 file.limits.slow_consumer_timeout_ms,

@@ -437,8 +437,7 @@ mod tests {
 
     #[test]
     fn hashes_in_the_config_must_be_64_hex_digits() {
-        let parsed: std::result::Result<Token, _> =
-            serde_json::from_str(r#"{"name": "x", "sha256": "abc"}"#);
+        let parsed: std::result::Result<Token, _> = serde_json::from_str(r#"{"name": "x", "sha256": "abc"}"#);
         assert!(parsed.unwrap_err().to_string().contains("64 hex digits"));
     }
 }

@@ -90,12 +90,7 @@ impl Metrics {
             family(&mut out, name, help, "counter");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
-        family(
-            &mut out,
-            "herald_connections",
-            "WebSocket sessions open now.",
-            "gauge",
-        );
+        family(&mut out, "herald_connections", "WebSocket sessions open now.", "gauge");
         let _ = writeln!(
             out,
             "herald_connections {}",
@@ -108,7 +103,12 @@ impl Metrics {
             // A stream deleted between the two calls simply has no consumers.
             consumers.extend(backend.list_consumers(&stream.config.name).await.unwrap_or_default());
         }
-        family(&mut out, "herald_stream_messages", "Messages stored in a stream.", "gauge");
+        family(
+            &mut out,
+            "herald_stream_messages",
+            "Messages stored in a stream.",
+            "gauge",
+        );
         for s in &streams {
             let _ = writeln!(
                 out,
@@ -126,7 +126,7 @@ impl Metrics {
                 s.state.bytes
             );
         }
-        let gauges: [(&str, &str, fn(&herald_core::ConsumerInfo) -> String); 4] = [
+        let gauges: [ConsumerGauge; 4] = [
             (
                 "herald_consumer_lag_messages",
                 "Matching messages after the consumer's ack floor not yet acked.",
@@ -163,6 +163,9 @@ impl Metrics {
         Ok(out)
     }
 }
+
+/// A per-consumer gauge: its name, its help and how to read it off the info.
+type ConsumerGauge = (&'static str, &'static str, fn(&herald_core::ConsumerInfo) -> String);
 
 /// Counts a session closed when dropped.
 pub(crate) struct ConnectionGuard(Arc<Metrics>);

@@ -105,12 +105,7 @@ impl Session {
     }
 }
 
-async fn connection(
-    state: AppState,
-    caller: Caller,
-    socket: WebSocket,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-) {
+async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit: tokio::sync::OwnedSemaphorePermit) {
     let _alive = state.alive.clone();
     let _counted = state.metrics.connected();
     tracing::debug!(caller = caller.name(), "WebSocket session opened");
@@ -256,9 +251,7 @@ async fn authorize(backend: &Arc<dyn Backend>, session: &Session, op: &Op) -> Re
         | Op::UpdateConsumer { .. }
         | Op::DeleteConsumer { .. }
         | Op::ResetConsumer { .. } => Action::Admin,
-        Op::StreamInfo { .. } | Op::ListStreams | Op::ConsumerInfo { .. } | Op::ListConsumers { .. } => {
-            Action::Inspect
-        }
+        Op::StreamInfo { .. } | Op::ListStreams | Op::ConsumerInfo { .. } | Op::ListConsumers { .. } => Action::Inspect,
         Op::Publish { message } => Action::Publish(&message.subject),
         Op::PublishBatch { messages } => {
             for message in messages {

@@ -55,7 +55,12 @@ async fn a_caller_without_a_token_or_with_a_wrong_one_is_refused() {
     let query = common::get(addr, &format!("/metrics?access_token={ADMIN}"), &[]).await;
     assert_eq!(query.status, 200, "{}", query.text());
     let bearer = format!("Bearer {ADMIN}");
-    assert_eq!(common::get(addr, "/metrics", &[("authorization", &bearer)]).await.status, 200);
+    assert_eq!(
+        common::get(addr, "/metrics", &[("authorization", &bearer)])
+            .await
+            .status,
+        200
+    );
     // Health checks need no token.
     assert_eq!(common::get(addr, "/healthz", &[]).await.status, 200);
 }
@@ -112,7 +117,10 @@ async fn replaying_a_stream_needs_every_subject_of_it() {
     let writer = connect(addr, WRITER).await.unwrap();
     // The whole `orders` stream includes denied subjects; `payments` is not granted.
     for stream in ["orders", "payments"] {
-        let err = writer.read(stream, herald::ReadRange::from_seq(1, 10)).await.unwrap_err();
+        let err = writer
+            .read(stream, herald::ReadRange::from_seq(1, 10))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{stream}: {err}");
         let err = writer.get(stream, 1).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{stream}: {err}");
@@ -120,7 +128,10 @@ async fn replaying_a_stream_needs_every_subject_of_it() {
     // One allowed subject may be replayed; a denied one may not.
     let allowed = writer.read_subject("orders", "orders.eu.1", 1, 10).await.unwrap();
     assert_eq!(allowed.len(), 1);
-    let err = writer.read_subject("orders", "orders.secret.plan", 1, 10).await.unwrap_err();
+    let err = writer
+        .read_subject("orders", "orders.secret.plan", 1, 10)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     let err = writer.last("orders", "orders.secret.plan").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
@@ -139,8 +150,18 @@ async fn consuming_needs_the_consumers_subjects_and_administration_needs_admin()
     let (addr, hosted) = server().await;
     hosted.publish("orders.eu.1", "one").await.unwrap();
     hosted.publish("orders.secret.plan", "hidden").await.unwrap();
-    hosted.consumer("orders", "eu").filter("orders.eu.>").create().await.unwrap();
-    hosted.consumer("orders", "secret").filter("orders.secret.>").create().await.unwrap();
+    hosted
+        .consumer("orders", "eu")
+        .filter("orders.eu.>")
+        .create()
+        .await
+        .unwrap();
+    hosted
+        .consumer("orders", "secret")
+        .filter("orders.secret.>")
+        .create()
+        .await
+        .unwrap();
     hosted.consumer("orders", "everything").create().await.unwrap();
     let writer = connect(addr, WRITER).await.unwrap();
 
@@ -164,7 +185,13 @@ async fn consuming_needs_the_consumers_subjects_and_administration_needs_admin()
     }
     // Nothing was delivered to the refused consumers.
     for name in ["secret", "everything"] {
-        let info = hosted.bind_consumer("orders", name).await.unwrap().info().await.unwrap();
+        let info = hosted
+            .bind_consumer("orders", name)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap();
         assert_eq!(info.delivered, 0, "{name}");
     }
 
@@ -174,9 +201,16 @@ async fn consuming_needs_the_consumers_subjects_and_administration_needs_admin()
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
-    assert_eq!(writer.delete_consumer("orders", "eu").await.unwrap_err().kind(), ErrorKind::PermissionDenied);
     assert_eq!(
-        writer.purge_stream("orders", herald::Purge::all()).await.unwrap_err().kind(),
+        writer.delete_consumer("orders", "eu").await.unwrap_err().kind(),
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(
+        writer
+            .purge_stream("orders", herald::Purge::all())
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::PermissionDenied
     );
     // Looking is allowed.
@@ -184,7 +218,14 @@ async fn consuming_needs_the_consumers_subjects_and_administration_needs_admin()
     assert!(streams.iter().any(|s| s.config.name.as_str() == "payments"));
     let admin = connect(addr, ADMIN).await.unwrap();
     admin.create_stream(StreamConfig::new("audit").unwrap()).await.unwrap();
-    assert_eq!(admin.read("orders", herald::ReadRange::from_seq(1, 10)).await.unwrap().len(), 2);
+    assert_eq!(
+        admin
+            .read("orders", herald::ReadRange::from_seq(1, 10))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     let bearer = format!("Bearer {WRITER}");
     let metrics = common::get(addr, "/metrics", &[("authorization", &bearer)]).await;
