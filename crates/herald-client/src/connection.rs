@@ -7,20 +7,28 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use herald_core::wire::{ClientFrame, Op, ServerFrame};
 use herald_core::{Error, ErrorKind, Result};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_rustls::rustls;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::{ConnectOptions, Incoming, Inner, RECONNECT_WAIT, lock};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 const LAST_RETRY: Duration = Duration::from_secs(2);
+
+/// A connection's byte stream: plain TCP or TLS over it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Socket = WebSocketStream<Box<dyn Io>>;
 
 /// Opens a WebSocket as `options` say.
 pub(crate) async fn open(options: &ConnectOptions) -> Result<Socket> {
@@ -34,7 +42,42 @@ pub(crate) async fn open(options: &ConnectOptions) -> Result<Socket> {
             .map_err(|_| Error::new(ErrorKind::InvalidRequest, "an access token is printable ASCII"))?;
         request.headers_mut().insert(AUTHORIZATION, value);
     }
-    match tokio_tungstenite::connect_async(request).await {
+    let uri = request.uri();
+    let secure = match uri.scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!("the server URL {url} is not ws:// or wss://"),
+            ));
+        }
+    };
+    // IPv6 hosts come bracketed.
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let closed = |e: &dyn std::fmt::Display| Error::new(ErrorKind::Closed, format!("connecting to {url}: {e}"));
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| closed(&e))?;
+    let _ = tcp.set_nodelay(true);
+    let io: Box<dyn Io> = if secure {
+        let connector = match &options.tls {
+            Some(connector) => connector.clone(),
+            None => tls_connector(options.ca_file.as_deref())?,
+        };
+        let name = ServerName::try_from(host)
+            .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("the host of {url}: {e}")))?;
+        Box::new(connector.connect(name, tcp).await.map_err(|e| closed(&e))?)
+    } else {
+        Box::new(tcp)
+    };
+    match tokio_tungstenite::client_async(request, io).await {
         Ok((socket, _)) => Ok(socket),
         Err(WsError::Http(response)) if matches!(response.status().as_u16(), 401 | 403) => {
             let reason = response
@@ -48,8 +91,40 @@ pub(crate) async fn open(options: &ConnectOptions) -> Result<Socket> {
                 format!("{url} refused the connection ({}): {reason}", response.status()),
             ))
         }
-        Err(e) => Err(Error::new(ErrorKind::Closed, format!("connecting to {url}: {e}")).with_source(e)),
+        Err(e) => Err(closed(&e)),
     }
+}
+
+/// TLS for `wss://`: the system's roots, plus those in `ca_file`.
+pub(crate) fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates are skipped: a private CA may be all that is needed.
+    let (_, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("reading CA certificates from {}: {e}", path.display()),
+                )
+            })?;
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("a CA certificate in {}: {e}", path.display()),
+                )
+            })?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("TLS versions: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
 }
 
 /// Makes `socket` the client's connection: restores subscriptions,

@@ -94,6 +94,10 @@ struct RespState {
 pub struct ConnectOptions {
     url: String,
     token: Option<String>,
+    /// Extra roots to trust for `wss://` (a PEM file), beside the system's.
+    ca_file: Option<std::path::PathBuf>,
+    /// Built once at connect, for `wss://` URLs.
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -112,7 +116,16 @@ impl ConnectOptions {
         ConnectOptions {
             url: url.into(),
             token: None,
+            ca_file: None,
+            tls: None,
         }
+    }
+
+    /// Trusts the certificates in this PEM file for `wss://` too (a private
+    /// or self-signed CA), beside the system's roots.
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> ConnectOptions {
+        self.ca_file = Some(path.into());
+        self
     }
 
     /// The access token to present.
@@ -157,7 +170,10 @@ impl RemoteBackend {
     ///
     /// `PermissionDenied` when the server refuses the token (or wants one),
     /// `Closed` when it cannot be reached or refuses the upgrade.
-    pub async fn connect_with(options: ConnectOptions) -> Result<RemoteBackend> {
+    pub async fn connect_with(mut options: ConnectOptions) -> Result<RemoteBackend> {
+        if options.url.starts_with("wss://") {
+            options.tls = Some(connection::tls_connector(options.ca_file.as_deref())?);
+        }
         let inner = Arc::new(Inner {
             options,
             out: Mutex::new(None),
