@@ -32,6 +32,9 @@ pub(crate) struct ClientArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// Trusts this CA (PEM) for a wss:// server's certificate, beside the system's roots
+    #[arg(long, global = true, value_name = "PEM", env = "HERALD_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// Prints JSON for scripts: one document, or one line per message
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -73,7 +76,7 @@ impl ClientArgs {
 
     async fn open(&self) -> anyhow::Result<Bus> {
         match self.place()? {
-            Place::Server(url) => connect(url, self.token.clone()).await,
+            Place::Server(url) => connect(url, self.token.clone(), self.ca_file.clone()).await,
             Place::Dir(dir) => open_dir(&dir).await,
         }
     }
@@ -104,10 +107,13 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-async fn connect(url: String, token: Option<String>) -> anyhow::Result<Bus> {
+async fn connect(url: String, token: Option<String>, ca_file: Option<PathBuf>) -> anyhow::Result<Bus> {
     let mut options = ConnectOptions::new(url);
     if let Some(token) = token {
         options = options.token(token);
+    }
+    if let Some(ca_file) = ca_file {
+        options = options.ca_file(ca_file);
     }
     match Bus::connect_with(options).await {
         Ok(bus) => Ok(bus),

@@ -10,19 +10,23 @@ use herald::Bus;
 
 /// Starts `herald serve` on a free loopback port; returns it and its URL.
 fn serve(data: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .arg(data);
+    serve_with(command)
+}
+
+/// Starts a prepared `herald serve` command; returns it and its URL.
+fn serve_with(mut command: Command) -> (Child, String) {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let url = line
         .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
+        .find(|w| w.starts_with("ws://") || w.starts_with("wss://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_owned();
     (child, url)
@@ -68,4 +72,88 @@ fn serve_refuses_a_public_address_without_tokens() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("refusing to listen on 0.0.0.0:0"), "{stderr}");
+}
+
+fn tls_fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../herald-server/tests/tls")
+        .join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_with_tokens_and_tls_serves_a_public_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "hrd_config-test-secret";
+    let config = format!(
+        "data_dir = \"data\"\nlisten = \"0.0.0.0:0\"\n\n[limits]\nmax_payload = 64\n\n\
+         [tls]\ncert = \"{}\"\nkey = \"{}\"\n\n\
+         [[tokens]]\nname = \"app\"\nsha256 = \"{}\"\n\
+         publish = {{ allow = [\"orders.>\"] }}\nsubscribe = {{ allow = [\"orders.>\"] }}\n",
+        tls_fixture("server.pem").display(),
+        tls_fixture("server.key").display(),
+        herald_server::token_hash(secret),
+    );
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, config).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command.arg("serve").arg("--config").arg(&file);
+    let (mut server, url) = serve_with(command);
+    assert!(url.starts_with("wss://0.0.0.0:"), "{url}");
+    let port = url.rsplit(':').next().unwrap().split('/').next().unwrap().to_owned();
+    let url = format!("wss://127.0.0.1:{port}/v1/ws");
+    let options = || herald::ConnectOptions::new(url.as_str()).ca_file(tls_fixture("ca.pem"));
+
+    let refused = Bus::connect_with(options()).await.unwrap_err();
+    assert_eq!(refused.kind(), herald::ErrorKind::PermissionDenied, "{refused}");
+    let bus = Bus::connect_with(options().token(secret)).await.unwrap();
+    bus.publish("orders.created", "within the file's 64-byte limit")
+        .await
+        .unwrap();
+    let large = bus.publish("orders.created", vec![b'x'; 65]).await.unwrap_err();
+    assert_eq!(large.kind(), herald::ErrorKind::PayloadTooLarge, "{large}");
+    let denied = bus.publish("payments.sent", "x").await.unwrap_err();
+    assert_eq!(denied.kind(), herald::ErrorKind::PermissionDenied, "{denied}");
+    assert!(terminate(&mut server).success());
+    // The data directory is relative to the config file.
+    assert!(dir.path().join("data").join(herald::DATA_FILE).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_beat_the_environment_which_beats_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, "[limits]\nmax_payload = 10\n").unwrap();
+    let payload_limit = async |env: Option<&str>, flag: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env_remove("HERALD_MAX_PAYLOAD");
+        if let Some(env) = env {
+            command.env("HERALD_MAX_PAYLOAD", env);
+        }
+        if let Some(flag) = flag {
+            command.args(["--max-payload", flag]);
+        }
+        let (mut server, url) = serve_with(command);
+        let bus = Bus::connect(url.as_str()).await.unwrap();
+        let mut limit = 0;
+        for size in [10, 20, 30] {
+            if bus.publish("limits.probe", vec![b'x'; size]).await.is_ok() {
+                limit = size;
+            }
+        }
+        drop(bus);
+        assert!(terminate(&mut server).success());
+        limit
+    };
+    assert_eq!(payload_limit(None, None).await, 10, "the file");
+    assert_eq!(
+        payload_limit(Some("20"), None).await,
+        20,
+        "the environment over the file"
+    );
+    assert_eq!(payload_limit(Some("20"), Some("30")).await, 30, "the flag over both");
 }
