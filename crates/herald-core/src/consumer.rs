@@ -104,7 +104,11 @@ pub enum DeadLetter {
 /// assert_eq!(config.filters.len(), 1);
 /// # Ok::<(), herald_core::Error>(())
 /// ```
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(description = "A durable consumer's configuration: filters, start, lease, redelivery and dead letters.")
+)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerConfig {
     /// The consumer's name, unique within its stream.

@@ -78,7 +78,11 @@ pub enum Durability {
 /// assert_eq!(config.subjects.len(), 1);
 /// # Ok::<(), herald_core::Error>(())
 /// ```
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(description = "A stream's configuration: the subjects it captures, its limits and policies.")
+)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamConfig {
     /// The stream's name.
@@ -350,7 +354,11 @@ pub struct StreamInfo {
 /// # let _ = (all, one_subject_before_100);
 /// # Ok::<(), herald_core::Error>(())
 /// ```
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(description = "Which messages a purge deletes: all, one subject's, those below a seq, or both.")
+)]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Purge {
     /// Only messages of this subject.

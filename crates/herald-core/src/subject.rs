@@ -115,7 +115,11 @@ fn check_token_chars(input: &str, what: &str) -> Result<(), Error> {
 #[cfg_attr(
     feature = "openapi",
     derive(utoipa::ToSchema),
-    schema(value_type = String, example = "orders.created")
+    schema(
+        value_type = String,
+        example = "orders.created",
+        description = "A subject to publish to: dot-separated tokens, no wildcards."
+    )
 )]
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -182,7 +186,11 @@ impl Subject {
 #[cfg_attr(
     feature = "openapi",
     derive(utoipa::ToSchema),
-    schema(value_type = String, example = "orders.>")
+    schema(
+        value_type = String,
+        example = "orders.>",
+        description = "A subject pattern: `*` matches one token, a final `>` one or more."
+    )
 )]
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -330,7 +338,11 @@ pub const MAX_RESERVED_NAME_LEN: usize = 2 * MAX_NAME_LEN + 12;
 #[cfg_attr(
     feature = "openapi",
     derive(utoipa::ToSchema),
-    schema(value_type = String, example = "orders")
+    schema(
+        value_type = String,
+        example = "orders",
+        description = "A stream name: 1 to 64 of `A-Z a-z 0-9 _ -` (Herald's own streams start with `$`)."
+    )
 )]
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -82,6 +82,7 @@ pub struct WireOutgoing {
     #[serde(flatten)]
     pub body: Body,
     /// Headers.
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     #[serde(default, skip_serializing_if = "Headers::is_empty")]
     pub headers: Headers,
     /// The dedup id.
@@ -155,6 +156,7 @@ pub struct WireMessage {
     /// When it was appended, nanoseconds since the Unix epoch.
     pub time: Timestamp,
     /// Headers.
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     #[serde(default, skip_serializing_if = "Headers::is_empty")]
     pub headers: Headers,
     /// Its payload.
