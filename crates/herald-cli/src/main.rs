@@ -1,7 +1,8 @@
 //! `herald`: Herald's command line.
 //!
-//! `herald serve` runs the server on a data directory: the WebSocket protocol
-//! at `/v1/ws` (docs/protocol.md) and `/healthz`. The client commands (`pub`,
+//! `herald serve` runs the server on a data directory (docs/server.md): the
+//! WebSocket protocol at `/v1/ws`, the HTTP API under `/v1`, `/metrics` and
+//! `/healthz`; `herald token` makes access tokens for it. The client commands (`pub`,
 //! `sub`, `tail`, `consume`, `streams`, `consumers`, `dlq`) work on a running
 //! server (`--url`) or open a data directory directly (`--data-dir`); `--json`
 //! makes their output JSON for scripts.
