@@ -14,6 +14,10 @@
 
 mod auth;
 mod metrics;
+mod openapi;
+mod payload;
+mod rest;
+mod sse;
 mod tls;
 mod ws;
 
@@ -190,6 +194,7 @@ impl Server {
             .route("/v1/ws", get(ws::upgrade))
             .route("/metrics", get(metrics::handler))
             .route("/healthz", get(|| async { "ok" }))
+            .merge(rest::routes(&state.limits))
             .with_state(state)
     }
 

@@ -74,22 +74,6 @@ impl Session {
         Ok(())
     }
 
-    /// Refuses a payload over the server's limit.
-    fn check_payload(&self, message: &herald_core::OutgoingMessage) -> Result<()> {
-        let (size, limit) = (message.payload.len(), self.limits.max_payload);
-        if size > limit {
-            return Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!("payload of {size} bytes is over the server's limit of {limit}"),
-            )
-            .with_detail(herald_core::ErrorDetail::TooLarge {
-                size: size as u64,
-                limit: limit as u64,
-            }));
-        }
-        Ok(())
-    }
-
     /// Ends every subscription and responder, and waits until they are gone.
     async fn stop_all(&self) {
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
@@ -304,7 +288,7 @@ async fn execute(
         Op::PurgeStream { stream, purge } => json(backend.purge_stream(&stream, purge).await?),
         Op::Publish { message } => {
             let message = message.into_message()?;
-            session.check_payload(&message)?;
+            session.limits.check_payload(&message)?;
             let bytes = message.payload.len() as u64;
             let ack = backend.publish(message).await?;
             if !ack.duplicate {
@@ -318,7 +302,7 @@ async fn execute(
                 .map(|m| m.into_message())
                 .collect::<Result<Vec<_>>>()?;
             for message in &messages {
-                session.check_payload(message)?;
+                session.limits.check_payload(message)?;
             }
             let bytes = messages.iter().map(|m| m.payload.len() as u64).sum();
             let acks = backend.publish_batch(messages).await?;

@@ -45,13 +45,7 @@ impl Response {
 }
 
 /// Sends one request (`Connection: close`) and reads the whole response.
-pub async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
+pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
@@ -119,4 +113,200 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
         raw = &raw[(start + size + 2).min(raw.len())..];
     }
     body
+}
+
+/// Sends a request head declaring `content-length: length` and no body, and
+/// reads the response: what a server that refuses early answers.
+pub async fn request_head_only(addr: SocketAddr, method: &str, path: &str, length: u64) -> Response {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head =
+        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {length}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    parse(&raw)
+}
+
+/// Sends `body` in chunks of `chunk` bytes (no declared length) while reading
+/// the response, so a server that stops reading part way can still be heard.
+pub async fn request_chunked(addr: SocketAddr, method: &str, path: &str, body: Vec<u8>, chunk: usize) -> Response {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head =
+        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n");
+    let sender = tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        for part in body.chunks(chunk) {
+            writer.write_all(format!("{:x}\r\n", part.len()).as_bytes()).await?;
+            writer.write_all(part).await?;
+            writer.write_all(b"\r\n").await?;
+        }
+        writer.write_all(b"0\r\n\r\n").await?;
+        std::io::Result::Ok(writer)
+    });
+    let mut raw = Vec::new();
+    let _ = reader.read_to_end(&mut raw).await;
+    // The writer may have failed once the server stopped reading: that is the point.
+    let _ = sender.await;
+    parse(&raw)
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: String,
+}
+
+impl Event {
+    /// The data as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.data))
+    }
+}
+
+/// A response of server-sent events, read as they arrive.
+pub struct EventStream {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    reader: tokio::io::BufReader<tokio::net::TcpStream>,
+    /// Body text received and not yet split into events.
+    text: String,
+    /// The non-event body of an error answer.
+    pub body: Vec<u8>,
+}
+
+/// Opens `GET path` and reads the response head; the events follow with
+/// [`EventStream::next`]. The subscription exists once this returns.
+pub async fn events(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> EventStream {
+    events_with_buffer(addr, path, headers, None).await
+}
+
+/// [`events`] on a socket whose receive buffer is fixed at `recv_buffer`
+/// bytes (no autotuning), so that a reader that stops reading is felt by the
+/// server soon.
+pub async fn events_with_buffer(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    recv_buffer: Option<u32>,
+) -> EventStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let mut stream = socket.connect(addr).await.unwrap();
+    let mut head = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\naccept: text/event-stream\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut raw = Vec::new();
+    while !raw.ends_with(b"\r\n\r\n") {
+        let mut line = Vec::new();
+        let n = tokio::io::AsyncBufReadExt::read_until(&mut reader, b'\n', &mut line)
+            .await
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed in the response head: {}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&line);
+    }
+    let head = parse(&raw);
+    let mut stream = EventStream {
+        status: head.status,
+        headers: head.headers,
+        reader,
+        text: String::new(),
+        body: Vec::new(),
+    };
+    if stream.status != 200 {
+        // An error answer: read its (chunked or sized) body whole.
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream.reader, &mut rest).await;
+        let mut all = raw.clone();
+        all.extend_from_slice(&rest);
+        stream.body = parse(&all).body;
+    }
+    stream
+}
+
+impl EventStream {
+    /// The error body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// The next event (keep-alive comments skipped), or `None` when the
+    /// server ends the stream.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                if let Some(event) = parse_event(&block) {
+                    return Some(event);
+                }
+                continue;
+            }
+            let chunk = self.next_chunk().await?;
+            self.text.push_str(&String::from_utf8(chunk).unwrap());
+        }
+    }
+
+    /// The next event, failing the test if none comes within 10 s.
+    pub async fn expect(&mut self) -> Event {
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+    }
+
+    /// One chunk of the chunked body; `None` at its end.
+    async fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        use tokio::io::AsyncBufReadExt;
+        let mut size = String::new();
+        if self.reader.read_line(&mut size).await.ok()? == 0 {
+            return None;
+        }
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return None;
+        }
+        let mut chunk = vec![0; size + 2];
+        self.reader.read_exact(&mut chunk).await.ok()?;
+        chunk.truncate(size);
+        Some(chunk)
+    }
+}
+
+fn parse_event(block: &str) -> Option<Event> {
+    let mut event = Event {
+        event: "message".to_owned(),
+        id: None,
+        data: String::new(),
+    };
+    let mut has_data = false;
+    for line in block.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => event.event = value.to_owned(),
+            "id" => event.id = Some(value.to_owned()),
+            "data" => {
+                if has_data {
+                    event.data.push('\n');
+                }
+                event.data.push_str(value);
+                has_data = true;
+            }
+            // A comment (keep-alive) or a field we do not use.
+            _ => {}
+        }
+    }
+    has_data.then_some(event)
 }
