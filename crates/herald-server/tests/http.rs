@@ -680,3 +680,21 @@ async fn a_tail_whose_client_reads_slowly_holds_the_server_back() {
     }
     assert_eq!(delivered(addr).await, COUNT);
 }
+
+#[tokio::test]
+async fn stopping_the_server_ends_open_tails() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::new(herald::Bus::memory().unwrap());
+    let serving = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let mut tail = common::events(addr, "/v1/tail?pattern=orders.%3E", &[]).await;
+    assert_eq!(tail.status, 200);
+    stop.send(()).unwrap();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), tail.next()).await;
+    assert_eq!(end.unwrap(), None, "the event stream ends");
+    let served = tokio::time::timeout(std::time::Duration::from_secs(10), serving).await;
+    served.unwrap().unwrap().unwrap();
+}
