@@ -122,16 +122,19 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<(StreamName, u64)>> {
 /// only, right after it. Otherwise the other streams' positions are unknown:
 /// every stream resumes at the time the last message seen was stored (or the
 /// first held after it), and that stream's messages up to `seq` are skipped.
+/// An id of a stream the pattern does not reach tells nothing: the tail
+/// follows what comes next.
 async fn resume(backend: &Arc<dyn Backend>, pattern: &Pattern, stream: StreamName, seq: u64) -> Result<Start> {
     let streams = backend.list_streams().await?;
-    let mut reached = streams
+    let reached: Vec<&StreamName> = streams
         .iter()
-        .filter(|s| s.config.subjects.iter().any(|p| p.overlaps(pattern)));
-    let only = match (reached.next(), reached.next()) {
-        (Some(one), None) => one.config.name == stream,
-        _ => false,
-    };
-    if only {
+        .filter(|s| s.config.subjects.iter().any(|p| p.overlaps(pattern)))
+        .map(|s| &s.config.name)
+        .collect();
+    if !reached.contains(&&stream) {
+        return Ok(Start { from: None, seen: None });
+    }
+    if reached.len() == 1 {
         return Ok(Start {
             from: Some(ReadFrom::Seq(seq.saturating_add(1))),
             seen: None,

@@ -526,6 +526,12 @@ async fn a_reconnecting_tail_resumes_after_its_last_event_id() {
     ids.sort();
     assert_eq!(ids, ["left:2", "right:1"]);
 
+    // An id from a stream the pattern does not reach: what comes next.
+    let headers = [("last-event-id", "left:1")];
+    let mut elsewhere = common::events(addr, "/v1/tail?pattern=orders.%3E&from_seq=1", &headers).await;
+    publish(addr, "orders.4", "x").await;
+    assert_eq!(elsewhere.expect().await.id.as_deref(), Some("orders:4"));
+
     let malformed = common::events(addr, "/v1/tail?pattern=orders.%3E", &[("last-event-id", "seven")]).await;
     assert_eq!(malformed.status, 400);
     assert_eq!(malformed.json()["code"], 1004);
