@@ -299,7 +299,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> std::result::Result<Caller, Response> {
         Caller::identify(&state.access, parts).map_err(|err| {
-            let body = axum::Json(herald_core::wire::WireError::from(&err));
+            let body = axum::Json(crate::wire_error(&err));
             let challenge = [(axum::http::header::WWW_AUTHENTICATE, "Bearer")];
             (StatusCode::UNAUTHORIZED, challenge, body).into_response()
         })

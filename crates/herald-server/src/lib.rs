@@ -256,5 +256,44 @@ fn http_error(error: &herald_core::Error) -> axum::response::Response {
         K::Lagged | K::Closed | K::Storage | K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    (status, axum::Json(herald_core::wire::WireError::from(error))).into_response()
+    (status, axum::Json(wire_error(error))).into_response()
+}
+
+/// An error as clients see it. Internal and storage failures are logged here
+/// with their causes, and the client is told only their kind: what went wrong
+/// inside the server is the operator's to read, not the caller's.
+fn wire_error(error: &herald_core::Error) -> herald_core::wire::WireError {
+    use herald_core::ErrorKind as K;
+    let mut wire = herald_core::wire::WireError::from(error);
+    if matches!(error.kind(), K::Internal | K::Storage) {
+        let mut causes = String::new();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            causes.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        tracing::error!(kind = ?error.kind(), "{error}{causes}");
+        wire.message = match error.kind() {
+            K::Storage => "the server could not read or write its data (details are in its log)".to_owned(),
+            _ => "the server failed inside (details are in its log)".to_owned(),
+        };
+    }
+    wire
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use herald_core::{Error, ErrorKind};
+
+    #[test]
+    fn internal_details_stay_in_the_log_and_user_errors_reach_the_client() {
+        let io = std::io::Error::other("/var/lib/herald/herald.redb: no space left on device");
+        let storage = Error::new(ErrorKind::Storage, "committing a batch").with_source(io);
+        let wire = super::wire_error(&storage);
+        assert_eq!((wire.code, wire.kind), (5001, ErrorKind::Storage));
+        assert!(!wire.message.contains("committing") && !wire.message.contains("/var/lib"));
+        let user = Error::new(ErrorKind::StreamNotFound, "stream `orders` not found");
+        assert_eq!(super::wire_error(&user).message, "stream `orders` not found");
+    }
 }

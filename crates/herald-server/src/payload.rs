@@ -1,9 +1,47 @@
-//! The server's payload limit: one check for the WebSocket protocol and the
-//! HTTP API alike.
+//! Publishing through the server: the payload limit and the count of what
+//! was stored, one path for the WebSocket protocol and the HTTP API alike.
 
-use herald_core::{Error, ErrorDetail, ErrorKind, OutgoingMessage, Result};
+use std::sync::Arc;
+
+use herald_core::{Backend, Error, ErrorDetail, ErrorKind, OutgoingMessage, PublishAck, Result};
 
 use crate::Limits;
+use crate::metrics::Metrics;
+
+/// Checks the limit, publishes, and counts the message if it was stored.
+pub(crate) async fn publish(
+    backend: &Arc<dyn Backend>,
+    limits: &Limits,
+    metrics: &Metrics,
+    message: OutgoingMessage,
+) -> Result<PublishAck> {
+    limits.check_payload(&message)?;
+    let bytes = message.payload.len() as u64;
+    let ack = backend.publish(message).await?;
+    if !ack.duplicate {
+        metrics.published(1, bytes);
+    }
+    Ok(ack)
+}
+
+/// Checks every message's limit, publishes them as one batch, and counts
+/// those stored (duplicates are acknowledged, not stored).
+pub(crate) async fn publish_batch(
+    backend: &Arc<dyn Backend>,
+    limits: &Limits,
+    metrics: &Metrics,
+    messages: Vec<OutgoingMessage>,
+) -> Result<Vec<PublishAck>> {
+    for message in &messages {
+        limits.check_payload(message)?;
+    }
+    let sizes: Vec<u64> = messages.iter().map(|m| m.payload.len() as u64).collect();
+    let acks = backend.publish_batch(messages).await?;
+    let stored = acks.iter().zip(&sizes).filter(|(ack, _)| !ack.duplicate);
+    let (count, bytes) = stored.fold((0, 0), |(n, b), (_, size)| (n + 1, b + size));
+    metrics.published(count, bytes);
+    Ok(acks)
+}
 
 impl Limits {
     /// Refuses a payload over [`max_payload`](Limits::max_payload), before

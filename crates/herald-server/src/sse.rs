@@ -226,7 +226,7 @@ fn message_event(message: &Message) -> Event {
 }
 
 fn error_event(error: &Error) -> Event {
-    let json = serde_json::to_string(&WireError::from(error))
+    let json = serde_json::to_string(&crate::wire_error(error))
         .unwrap_or_else(|_| format!("{{\"code\":{},\"message\":\"\"}}", error.kind().code()));
     Event::default().event("error").data(json)
 }

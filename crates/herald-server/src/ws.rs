@@ -12,9 +12,7 @@ use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use herald_core::wire::{
-    ClientFrame, Op, PROTOCOL_VERSION, ServerFrame, WireDelivery, WireError, WireMessage, WireReply,
-};
+use herald_core::wire::{ClientFrame, Op, PROTOCOL_VERSION, ServerFrame, WireDelivery, WireMessage, WireReply};
 use herald_core::{Backend, Error, ErrorKind, Request, Result};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -33,8 +31,7 @@ pub(crate) async fn upgrade(State(state): State<AppState>, caller: Caller, ws: W
     };
     // Room for the largest payload as base64 (or escaped text) inside a JSON
     // frame; anything bigger is refused by closing the connection.
-    let max_message = state.limits.max_payload.saturating_mul(8).saturating_add(1 << 20);
-    ws.max_message_size(max_message)
+    ws.max_message_size(state.limits.max_body())
         .on_upgrade(move |socket| connection(state, caller, socket, permit))
 }
 
@@ -263,7 +260,7 @@ async fn authorize(backend: &Arc<dyn Backend>, session: &Session, op: &Op) -> Re
 fn error_frame(id: Option<u64>, error: &Error) -> ServerFrame {
     ServerFrame::Error {
         id,
-        error: WireError::from(error),
+        error: crate::wire_error(error),
     }
 }
 
@@ -288,26 +285,14 @@ async fn execute(
         Op::PurgeStream { stream, purge } => json(backend.purge_stream(&stream, purge).await?),
         Op::Publish { message } => {
             let message = message.into_message()?;
-            session.limits.check_payload(&message)?;
-            let bytes = message.payload.len() as u64;
-            let ack = backend.publish(message).await?;
-            if !ack.duplicate {
-                session.metrics.published(1, bytes);
-            }
-            json(ack)
+            json(crate::payload::publish(backend, &session.limits, &session.metrics, message).await?)
         }
         Op::PublishBatch { messages } => {
             let messages = messages
                 .into_iter()
                 .map(|m| m.into_message())
                 .collect::<Result<Vec<_>>>()?;
-            for message in &messages {
-                session.limits.check_payload(message)?;
-            }
-            let bytes = messages.iter().map(|m| m.payload.len() as u64).sum();
-            let acks = backend.publish_batch(messages).await?;
-            session.metrics.published(acks.len() as u64, bytes);
-            json(acks)
+            json(crate::payload::publish_batch(backend, &session.limits, &session.metrics, messages).await?)
         }
         Op::GetMessage { stream, seq } => json(WireMessage::from(&backend.get_message(&stream, seq).await?)),
         Op::LastMessage { stream, subject } => json(WireMessage::from(&backend.last_message(&stream, &subject).await?)),
@@ -379,7 +364,7 @@ async fn execute(
                             let lagged = err.kind() == ErrorKind::Lagged;
                             let frame = ServerFrame::SubError {
                                 sub,
-                                error: WireError::from(&err),
+                                error: crate::wire_error(&err),
                             };
                             if !lagged {
                                 let _ = out.send(frame).await;

@@ -28,8 +28,14 @@ async fn the_remote_client_publishes_and_subscribes_over_wss() {
         let remote = Bus::connect_with(ConnectOptions::new(url).ca_file(fixture("ca.pem")))
             .await
             .unwrap();
-        let mut live = remote.subscribe_from("secure.>", herald::ReadFrom::Seq(1)).await.unwrap();
-        remote.publish(format!("secure.{}", host.replace('.', "-")), "sealed").await.unwrap();
+        let mut live = remote
+            .subscribe_from("secure.>", herald::ReadFrom::Seq(1))
+            .await
+            .unwrap();
+        remote
+            .publish(format!("secure.{}", host.replace('.', "-")), "sealed")
+            .await
+            .unwrap();
         assert_eq!(live.next().await.unwrap().payload, "sealed".as_bytes());
     }
     assert_eq!(hosted.stream_info("secure").await.unwrap().state.messages, 2);
@@ -39,9 +45,14 @@ async fn the_remote_client_publishes_and_subscribes_over_wss() {
 async fn a_client_that_does_not_trust_the_certificate_or_speaks_plain_text_gets_nothing() {
     let (addr, hosted) = tls_server().await;
     // The system roots do not include the test CA.
-    let untrusted = Bus::connect(format!("wss://localhost:{}/v1/ws", addr.port())).await.unwrap_err();
+    let untrusted = Bus::connect(format!("wss://localhost:{}/v1/ws", addr.port()))
+        .await
+        .unwrap_err();
     assert_eq!(untrusted.kind(), ErrorKind::Closed);
-    assert!(untrusted.to_string().to_lowercase().contains("certificate"), "{untrusted}");
+    assert!(
+        untrusted.to_string().to_lowercase().contains("certificate"),
+        "{untrusted}"
+    );
     // Plain WebSocket to a TLS port: the handshake never completes.
     let plain = Bus::connect(format!("ws://{addr}/v1/ws")).await.unwrap_err();
     assert_eq!(plain.kind(), ErrorKind::Closed, "{plain}");

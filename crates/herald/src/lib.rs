@@ -42,6 +42,9 @@ mod subscription;
 pub use bus::{Bus, BusBuilder};
 pub use consumer::{Consumer, ConsumerBuilder, DEFAULT_MEMBER, Received};
 pub use events::{Envelope, Event, Meta};
+/// How to reach a Herald server (feature `remote`), for [`Bus::connect_with`].
+#[cfg(feature = "remote")]
+pub use herald_client::ConnectOptions;
 pub use herald_core::{
     Backend, Bytes, ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_MAX_PAYLOAD, DeadLetter, Delivery, Discard, Durability, Error, ErrorDetail, ErrorKind, Headers,
@@ -53,9 +56,6 @@ pub use herald_engine::{DATA_FILE, Engine, ManualClock};
 /// Herald on NATS JetStream (feature `nats`).
 #[cfg(feature = "nats")]
 pub use herald_nats as nats;
-/// How to reach a Herald server (feature `remote`), for [`Bus::connect_with`].
-#[cfg(feature = "remote")]
-pub use herald_client::ConnectOptions;
 pub use jobs::{Job, Jobs, JobsBuilder, NewJob};
 pub use kv::{Kv, KvBuilder, Lease};
 pub use processor::{Backoff, ErrorStrategy, Exhausted, Processor, ProcessorBuilder};

@@ -18,13 +18,7 @@ use crate::auth::{Action, Caller};
 
 /// Checks the payload limit, publishes and counts what was stored.
 async fn publish_one(state: &AppState, message: OutgoingMessage) -> Result<PublishAck, Error> {
-    state.limits.check_payload(&message)?;
-    let bytes = message.payload.len() as u64;
-    let ack = state.backend.publish(message).await?;
-    if !ack.duplicate {
-        state.metrics.published(1, bytes);
-    }
-    Ok(ack)
+    crate::payload::publish(&state.backend, &state.limits, &state.metrics, message).await
 }
 
 /// Publishes one message to the stream that captures its subject (created on
@@ -81,14 +75,7 @@ pub(crate) async fn publish_batch(
         .into_iter()
         .map(WireOutgoing::into_message)
         .collect::<Result<Vec<_>, Error>>()?;
-    for message in &messages {
-        state.limits.check_payload(message)?;
-    }
-    let sizes: Vec<u64> = messages.iter().map(|m| m.payload.len() as u64).collect();
-    let acks = state.backend.publish_batch(messages).await?;
-    let stored = acks.iter().zip(&sizes).filter(|(ack, _)| !ack.duplicate);
-    let (count, bytes) = stored.fold((0, 0), |(n, b), (_, size)| (n + 1, b + size));
-    state.metrics.published(count, bytes);
+    let acks = crate::payload::publish_batch(&state.backend, &state.limits, &state.metrics, messages).await?;
     Ok(Json(acks))
 }
 
