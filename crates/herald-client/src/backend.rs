@@ -249,7 +249,14 @@ impl SubscriptionBackend for RemoteBackend {
             sub,
             messages,
         };
-        self.call::<()>(Op::Subscribe { sub, pattern, from }).await?;
+        let resume = std::collections::HashMap::new();
+        self.call::<()>(Op::Subscribe {
+            sub,
+            pattern,
+            from,
+            resume,
+        })
+        .await?;
         Ok(Box::new(subscription))
     }
 }

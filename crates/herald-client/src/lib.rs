@@ -10,8 +10,9 @@
 //! sends again the calls still waiting that are safe to repeat: publishes
 //! carry a message id (the client gives one to a message without), so a
 //! repeated publish is a duplicate, not a second message. A subscription
-//! re-attaches from where it started and drops what it already delivered, so
-//! it skips nothing and repeats nothing. Calls wait up to
+//! re-attaches from where it started, telling the server the last seq it saw
+//! in each stream (the server sends only what follows, and the client drops
+//! any repeat), so it skips nothing and repeats nothing. Calls wait up to
 //! [`RECONNECT_WAIT`] for the server to come back, then fail with `Closed`.
 //!
 //! ```no_run
@@ -342,6 +343,9 @@ impl Inner {
                     sub: *sub,
                     pattern: state.pattern.clone(),
                     from,
+                    // The server skips what was delivered; this client still
+                    // drops any repeat, so the promise holds either way.
+                    resume: state.last.clone(),
                 },
             });
         }

@@ -428,6 +428,10 @@ pub enum Op {
         pattern: Pattern,
         #[serde(default)]
         from: Option<ReadFrom>,
+        /// Messages of these streams up to these seqs were delivered already
+        /// (a subscription re-attached after a reconnect): not sent again.
+        #[serde(default, skip_serializing_if = "std::collections::HashMap::is_empty")]
+        resume: std::collections::HashMap<StreamName, u64>,
     },
     Unsubscribe {
         sub: u64,

@@ -341,7 +341,12 @@ async fn execute(
                 .await?,
         ),
         Op::ResetConsumer { stream, consumer, to } => json(backend.reset_consumer(&stream, &consumer, to).await?),
-        Op::Subscribe { sub, pattern, from } => {
+        Op::Subscribe {
+            sub,
+            pattern,
+            from,
+            resume,
+        } => {
             session.check_room()?;
             let mut subscription = backend.subscribe(pattern, from).await?;
             let out = out.clone();
@@ -353,6 +358,10 @@ async fn execute(
                     let frame = match subscription.next().await {
                         // Subjects the caller's token denies are skipped.
                         Ok(message) if !watcher.caller.sees(&message.subject) => continue,
+                        // Delivered before the client reconnected.
+                        Ok(message) if resume.get(&message.stream).is_some_and(|&seen| message.seq <= seen) => {
+                            continue;
+                        }
                         Ok(message) => {
                             watcher.metrics.delivered(&message);
                             ServerFrame::Message {

@@ -139,3 +139,30 @@ async fn one_connection_carries_a_subscription_and_requests_answered_out_of_orde
     seen.sort();
     assert_eq!(seen, ["message 9 \"hi\"", "ok 4", "ok 5"]);
 }
+
+#[tokio::test]
+async fn a_resumed_subscription_is_not_sent_what_its_client_had_seen() {
+    let mut socket = server().await;
+    for (id, subject) in [(1, "a.x"), (2, "b.x"), (3, "a.x"), (4, "b.x"), (5, "a.x")] {
+        let publish = json!({"id": id, "op": "publish", "message": {"subject": subject, "payload": id.to_string()}});
+        assert_eq!(send(&mut socket, publish).await["type"], "ok");
+    }
+    // Streams `a` (seqs 1..=3) and `b` (1..=2): seen up to a:2 and b:2.
+    let subscribe = json!({"id": 9, "op": "subscribe", "sub": 1, "pattern": ">", "from": {"seq": 1},
+                           "resume": {"a": 2, "b": 2}});
+    assert_eq!(send(&mut socket, subscribe).await["type"], "ok");
+    let first = next(&mut socket).await;
+    assert_eq!(
+        (&first["message"]["stream"], &first["message"]["seq"]),
+        (&json!("a"), &json!(3))
+    );
+    let publish = json!({"id": 10, "op": "publish", "message": {"subject": "b.x", "payload": "new"}});
+    socket.send(Message::Text(publish.to_string().into())).await.unwrap();
+    let mut frames = [next(&mut socket).await, next(&mut socket).await];
+    frames.sort_by_key(|f| f["type"].as_str().unwrap().to_owned());
+    assert_eq!(
+        (&frames[0]["message"]["stream"], &frames[0]["message"]["seq"]),
+        (&json!("b"), &json!(3))
+    );
+    assert_eq!(frames[1]["id"], 10);
+}
