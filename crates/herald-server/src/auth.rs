@@ -161,8 +161,16 @@ pub(crate) enum Action<'a> {
     },
     /// Answer requests sent to a pattern (every subject of it must be readable).
     Serve(&'a Pattern),
-    /// Fetch and settle a durable consumer's deliveries.
+    /// Fetch a durable consumer's deliveries: decided afresh each time, so
+    /// a consumer whose filters changed is held to its new ones.
     Consume {
+        stream: &'a StreamName,
+        consumer: &'a ConsumerName,
+    },
+    /// Settle deliveries of a durable consumer: allowed as this caller's last
+    /// fetch from it was (settling what was leased changes no access), else
+    /// decided as a fetch.
+    Settle {
         stream: &'a StreamName,
         consumer: &'a ConsumerName,
     },
@@ -177,8 +185,9 @@ pub(crate) enum Action<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     token: Option<Arc<Token>>,
-    /// Consumers this caller was found allowed to consume (a session settles
-    /// many deliveries; their filters are looked up once).
+    /// Consumers this caller's last fetch was allowed to read (a session
+    /// settles each delivery; the consumer's filters are looked up per fetch,
+    /// not per settle).
     consuming: Arc<Mutex<HashSet<(StreamName, ConsumerName)>>>,
 }
 
@@ -252,8 +261,8 @@ impl Caller {
                 let config = backend.stream_info(stream).await?.config;
                 config.subjects.iter().all(|p| token.subscribe.covers(p))
             }
-            Action::Consume { stream, consumer } if self.may_consume(stream, consumer) => true,
-            Action::Consume { stream, consumer } => {
+            Action::Settle { stream, consumer } if self.may_consume(stream, consumer) => true,
+            Action::Consume { stream, consumer } | Action::Settle { stream, consumer } => {
                 let filters = backend.consumer_info(stream, consumer).await?.config.filters;
                 let patterns = if filters.is_empty() {
                     backend.stream_info(stream).await?.config.subjects
@@ -261,8 +270,11 @@ impl Caller {
                     filters
                 };
                 let allowed = patterns.iter().all(|p| token.subscribe.covers(p));
+                let key = (stream.clone(), consumer.clone());
                 if allowed {
-                    lock(&self.consuming).insert((stream.clone(), consumer.clone()));
+                    lock(&self.consuming).insert(key);
+                } else {
+                    lock(&self.consuming).remove(&key);
                 }
                 allowed
             }
@@ -288,7 +300,9 @@ fn describe(action: Action<'_>) -> String {
             subject: Some(subject),
         } => format!("read `{subject}` in stream `{stream}`"),
         Action::Replay { stream, subject: None } => format!("read every subject of stream `{stream}`"),
-        Action::Consume { stream, consumer } => format!("consume `{consumer}` of stream `{stream}`"),
+        Action::Consume { stream, consumer } | Action::Settle { stream, consumer } => {
+            format!("consume `{consumer}` of stream `{stream}`")
+        }
         Action::Admin => "administer streams and consumers".to_owned(),
         Action::Inspect => "inspect streams".to_owned(),
     }

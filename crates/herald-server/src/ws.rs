@@ -246,9 +246,8 @@ async fn authorize(backend: &Arc<dyn Backend>, session: &Session, op: &Op) -> Re
             stream,
             subject: Some(subject),
         },
-        Op::Fetch { stream, consumer, .. } | Op::Settle { stream, consumer, .. } => {
-            Action::Consume { stream, consumer }
-        }
+        Op::Fetch { stream, consumer, .. } => Action::Consume { stream, consumer },
+        Op::Settle { stream, consumer, .. } => Action::Settle { stream, consumer },
         Op::Subscribe { pattern, .. } => Action::Subscribe(pattern),
         Op::Serve { pattern, .. } => Action::Serve(pattern),
         // About this session's own subscriptions and requests.

@@ -169,6 +169,19 @@ async fn consuming_needs_the_consumers_subjects_and_administration_needs_admin()
     let received = eu.fetch(10, Duration::ZERO).await.unwrap();
     assert_eq!(received.len(), 1);
     received[0].ack().await.unwrap();
+    // Widened by an admin to the denied subjects: the same session's next
+    // fetch is refused (a grant is not remembered past the consumer's change).
+    let mut widened = eu.info().await.unwrap().config;
+    widened.filters = vec![herald::Pattern::new("orders.>").unwrap()];
+    hosted
+        .bind_consumer("orders", "eu")
+        .await
+        .unwrap()
+        .update(widened)
+        .await
+        .unwrap();
+    let err = eu.fetch(10, Duration::ZERO).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     for name in ["secret", "everything"] {
         let err = writer
             .backend()

@@ -290,7 +290,7 @@ pub(crate) async fn settle(
     PathParams(path): PathParams<ConsumerPath>,
     JsonBody(request): JsonBody<SettleRequest>,
 ) -> ApiResult<StatusCode> {
-    let consume = Action::Consume {
+    let consume = Action::Settle {
         stream: &path.stream,
         consumer: &path.consumer,
     };
