@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use herald_core::{Backend, Message, Result};
+use herald_core::{Backend, ErrorKind, Message, Result};
 
 use crate::AppState;
 use crate::auth::{Action, Caller};
@@ -100,31 +100,25 @@ impl Metrics {
         let streams = backend.list_streams().await?;
         let mut consumers = Vec::new();
         for stream in &streams {
-            // A stream deleted between the two calls simply has no consumers.
-            consumers.extend(backend.list_consumers(&stream.config.name).await.unwrap_or_default());
+            match backend.list_consumers(&stream.config.name).await {
+                Ok(found) => consumers.extend(found),
+                // Deleted between the two calls: it has no consumers to report.
+                Err(err) if err.kind() == ErrorKind::StreamNotFound => {}
+                Err(err) => return Err(err),
+            }
         }
-        family(
-            &mut out,
-            "herald_stream_messages",
-            "Messages stored in a stream.",
-            "gauge",
-        );
-        for s in &streams {
-            let _ = writeln!(
-                out,
-                "herald_stream_messages{{stream=\"{}\"}} {}",
-                escape(s.config.name.as_str()),
+        let stream_gauges: [StreamGauge; 2] = [
+            ("herald_stream_messages", "Messages stored in a stream.", |s| {
                 s.state.messages
-            );
-        }
-        family(&mut out, "herald_stream_bytes", "Bytes stored in a stream.", "gauge");
-        for s in &streams {
-            let _ = writeln!(
-                out,
-                "herald_stream_bytes{{stream=\"{}\"}} {}",
-                escape(s.config.name.as_str()),
-                s.state.bytes
-            );
+            }),
+            ("herald_stream_bytes", "Bytes stored in a stream.", |s| s.state.bytes),
+        ];
+        for (name, help, value) in stream_gauges {
+            family(&mut out, name, help, "gauge");
+            for s in &streams {
+                let stream = escape(s.config.name.as_str());
+                let _ = writeln!(out, "{name}{{stream=\"{stream}\"}} {}", value(s));
+            }
         }
         let gauges: [ConsumerGauge; 4] = [
             (
@@ -163,6 +157,9 @@ impl Metrics {
         Ok(out)
     }
 }
+
+/// A per-stream gauge: its name, its help and how to read it off the info.
+type StreamGauge = (&'static str, &'static str, fn(&herald_core::StreamInfo) -> u64);
 
 /// A per-consumer gauge: its name, its help and how to read it off the info.
 type ConsumerGauge = (&'static str, &'static str, fn(&herald_core::ConsumerInfo) -> String);
