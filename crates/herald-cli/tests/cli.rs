@@ -3,25 +3,20 @@
 //! (`--url`), checking both the tables for people and the JSON for scripts.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::herald;
 use serde_json::Value;
 
 /// A safety net only: how long a command may run before the test gives up on it.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// The binary, with none of the user's `HERALD_*` settings leaking in.
-fn herald() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
-    for var in ["HERALD_URL", "HERALD_DATA_DIR", "HERALD_TOKEN", "HERALD_CONFIG"] {
-        command.env_remove(var);
-    }
-    command
-}
 
 /// The client commands on one bus: a data directory or a server's URL.
 struct Cli {
@@ -490,41 +485,10 @@ fn unknown_streams_and_missing_data_directories_are_clear_errors() {
     assert!(!dir.path().join("typo").exists(), "a mistyped directory is not created");
 }
 
-/// Starts `herald serve` on a free loopback port; returns it and its URL.
-fn serve(data: &Path, config: Option<&Path>) -> (Child, String) {
-    let mut command = herald();
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data);
-    if let Some(config) = config {
-        command.arg("--config").arg(config);
-    }
-    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_owned();
-    (child, url)
-}
-
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    child.wait().unwrap()
-}
-
 #[test]
 fn client_commands_work_against_a_running_server() {
     let data = tempfile::tempdir().unwrap();
-    let (mut server, url) = serve(data.path(), None);
+    let (mut server, url) = common::serve(data.path(), [] as [&str; 0]);
     let cli = Cli::url(&url);
     cli.ok(&["streams", "create", "orders", "--subjects", "orders.>"]);
 
@@ -565,7 +529,7 @@ fn client_commands_work_against_a_running_server() {
     let stderr = Cli::dir(data.path()).fails(&["streams", "ls"]);
     assert!(stderr.contains("is a server running on it? use --url"), "{stderr}");
 
-    assert!(terminate(&mut server).success());
+    assert!(common::terminate(&mut server).success());
     let stderr = cli.fails(&["streams", "ls"]);
     assert!(stderr.contains("no Herald server answered"), "{stderr}");
 }
@@ -580,7 +544,10 @@ fn a_server_with_access_tokens_takes_the_token_from_a_flag_or_the_environment() 
     let secret = config.lines().nth(1).unwrap().trim_start_matches("# ").to_owned();
     let config_file = data.path().join("herald.toml");
     std::fs::write(&config_file, &config).unwrap();
-    let (mut server, url) = serve(&data.path().join("data"), Some(&config_file));
+    let (mut server, url) = common::serve(
+        &data.path().join("data"),
+        [OsStr::new("--config"), config_file.as_os_str()],
+    );
     let cli = Cli::url(&url);
 
     let stderr = cli.fails(&["streams", "ls"]);
@@ -594,5 +561,5 @@ fn a_server_with_access_tokens_takes_the_token_from_a_flag_or_the_environment() 
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let listed: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(listed[0]["config"]["name"], "orders");
-    assert!(terminate(&mut server).success());
+    assert!(common::terminate(&mut server).success());
 }

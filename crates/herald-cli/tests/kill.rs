@@ -6,9 +6,9 @@
 //! message is stored, at the seq its ack named, and no id is stored twice.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,30 +27,10 @@ fn kills() -> usize {
         .unwrap_or(20)
 }
 
-fn start(data: &std::path::Path, listen: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["serve", "--listen", listen, "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    out.read_line(&mut line).unwrap();
-    // Keep draining stdout so the server never blocks on it.
-    std::thread::spawn(move || for _ in out.lines() {});
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_owned();
-    (child, url)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_publish_survives_repeated_sigkill_once() {
     let data = tempfile::tempdir().unwrap();
-    let (mut server, url) = start(data.path(), "127.0.0.1:0");
+    let (mut server, url) = common::serve(data.path(), [] as [&str; 0]);
     let listen = url.trim_start_matches("ws://").trim_end_matches("/v1/ws").to_owned();
     let done = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
@@ -120,7 +100,7 @@ async fn every_acknowledged_publish_survives_repeated_sigkill_once() {
         tokio::time::sleep(Duration::from_millis(fastrand_ms(round))).await;
         server.kill().unwrap();
         server.wait().unwrap();
-        server = start(data.path(), &listen).0;
+        server = common::serve_on(data.path(), &listen, [] as [&str; 0]).0;
     }
     done.store(true, Ordering::Relaxed);
     let mut acks = Vec::new();

@@ -3,68 +3,34 @@
 //! still there when it is served again.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
 
 use herald::Bus;
-
-/// Starts `herald serve` on a free loopback port; returns it and its URL.
-fn serve(data: &std::path::Path) -> (Child, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data);
-    serve_with(command)
-}
-
-/// Starts a prepared `herald serve` command; returns it and its URL.
-fn serve_with(mut command: Command) -> (Child, String) {
-    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://") || w.starts_with("wss://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_owned();
-    (child, url)
-}
-
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    child.wait().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_takes_publishes_stops_on_sigterm_and_keeps_the_data() {
     let data = tempfile::tempdir().unwrap();
-    let (mut server, url) = serve(data.path());
+    let (mut server, url) = common::serve(data.path(), [] as [&str; 0]);
     let bus = Bus::connect(url.as_str()).await.unwrap();
     for i in 0..10 {
         bus.publish("orders.created", format!("order {i}")).await.unwrap();
     }
     // An open session does not hold the server up: SIGTERM closes it.
-    let status = terminate(&mut server);
+    let status = common::terminate(&mut server);
     assert!(status.success(), "{status}");
     assert!(bus.publish("orders.created", "after").await.is_err());
 
-    let (mut again, url) = serve(data.path());
+    let (mut again, url) = common::serve(data.path(), [] as [&str; 0]);
     let bus = Bus::connect(url.as_str()).await.unwrap();
     let info = bus.stream_info("orders").await.unwrap();
     assert_eq!((info.state.messages, info.state.last_seq), (10, 10));
-    assert!(terminate(&mut again).success());
+    assert!(common::terminate(&mut again).success());
 }
 
 #[test]
 fn serve_refuses_a_public_address_without_tokens() {
     let data = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+    let output = common::herald()
         .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(data.path())
         .output()
@@ -95,9 +61,9 @@ async fn a_config_file_with_tokens_and_tls_serves_a_public_address() {
     );
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, config).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    let mut command = common::herald();
     command.arg("serve").arg("--config").arg(&file);
-    let (mut server, url) = serve_with(command);
+    let (mut server, url) = common::serve_with(command);
     assert!(url.starts_with("wss://0.0.0.0:"), "{url}");
     let port = url.rsplit(':').next().unwrap().split('/').next().unwrap().to_owned();
     let url = format!("wss://127.0.0.1:{port}/v1/ws");
@@ -113,7 +79,7 @@ async fn a_config_file_with_tokens_and_tls_serves_a_public_address() {
     assert_eq!(large.kind(), herald::ErrorKind::PayloadTooLarge, "{large}");
     let denied = bus.publish("payments.sent", "x").await.unwrap_err();
     assert_eq!(denied.kind(), herald::ErrorKind::PermissionDenied, "{denied}");
-    assert!(terminate(&mut server).success());
+    assert!(common::terminate(&mut server).success());
     // The data directory is relative to the config file.
     assert!(dir.path().join("data").join(herald::DATA_FILE).exists());
 }
@@ -124,20 +90,19 @@ async fn flags_beat_the_environment_which_beats_the_config_file() {
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, "[limits]\nmax_payload = 10\n").unwrap();
     let payload_limit = async |env: Option<&str>, flag: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        let mut command = common::herald();
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&file)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env_remove("HERALD_MAX_PAYLOAD");
+            .arg(dir.path().join("data"));
         if let Some(env) = env {
             command.env("HERALD_MAX_PAYLOAD", env);
         }
         if let Some(flag) = flag {
             command.args(["--max-payload", flag]);
         }
-        let (mut server, url) = serve_with(command);
+        let (mut server, url) = common::serve_with(command);
         let bus = Bus::connect(url.as_str()).await.unwrap();
         let mut limit = 0;
         for size in [10, 20, 30] {
@@ -146,7 +111,7 @@ async fn flags_beat_the_environment_which_beats_the_config_file() {
             }
         }
         drop(bus);
-        assert!(terminate(&mut server).success());
+        assert!(common::terminate(&mut server).success());
         limit
     };
     assert_eq!(payload_limit(None, None).await, 10, "the file");

@@ -5,8 +5,9 @@
 //! the subscriber resumes from its last seq without a gap.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Child;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -35,23 +36,9 @@ async fn metric(addr: &str, name: &str) -> f64 {
 }
 
 fn serve(data: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--outbound-buffer", "64"])
-        .args(["--slow-consumer-timeout-ms", "300", "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("ws://"))
-        .unwrap()
-        .trim_end_matches("/v1/ws")
-        .to_owned();
+    let args = ["--outbound-buffer", "64", "--slow-consumer-timeout-ms", "300"];
+    let (child, url) = common::serve(data, args);
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/v1/ws").to_owned();
     (child, addr)
 }
 
