@@ -43,16 +43,8 @@ pub(crate) async fn open(options: &ConnectOptions) -> Result<Socket> {
         request.headers_mut().insert(AUTHORIZATION, value);
     }
     let uri = request.uri();
-    let secure = match uri.scheme_str() {
-        Some("wss") => true,
-        Some("ws") => false,
-        _ => {
-            return Err(Error::new(
-                ErrorKind::InvalidRequest,
-                format!("the server URL {url} is not ws:// or wss://"),
-            ));
-        }
-    };
+    // `connect_with` made a TLS connector for `wss://` URLs and only for them.
+    let tls = options.tls.as_ref();
     // IPv6 hosts come bracketed.
     let host = uri
         .host()
@@ -60,17 +52,13 @@ pub(crate) async fn open(options: &ConnectOptions) -> Result<Socket> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let port = uri.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
     let closed = |e: &dyn std::fmt::Display| Error::new(ErrorKind::Closed, format!("connecting to {url}: {e}"));
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| closed(&e))?;
     let _ = tcp.set_nodelay(true);
-    let io: Box<dyn Io> = if secure {
-        let connector = match &options.tls {
-            Some(connector) => connector.clone(),
-            None => tls_connector(options.ca_file.as_deref())?,
-        };
+    let io: Box<dyn Io> = if let Some(connector) = tls {
         let name = ServerName::try_from(host)
             .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("the host of {url}: {e}")))?;
         Box::new(connector.connect(name, tcp).await.map_err(|e| closed(&e))?)

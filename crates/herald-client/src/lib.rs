@@ -97,7 +97,7 @@ pub struct ConnectOptions {
     token: Option<String>,
     /// Extra roots to trust for `wss://` (a PEM file), beside the system's.
     ca_file: Option<std::path::PathBuf>,
-    /// Built once at connect, for `wss://` URLs.
+    /// Built once at connect for `wss://` URLs (and only for them).
     tls: Option<tokio_rustls::TlsConnector>,
 }
 
@@ -172,9 +172,16 @@ impl RemoteBackend {
     /// `PermissionDenied` when the server refuses the token (or wants one),
     /// `Closed` when it cannot be reached or refuses the upgrade.
     pub async fn connect_with(mut options: ConnectOptions) -> Result<RemoteBackend> {
-        if options.url.starts_with("wss://") {
-            options.tls = Some(connection::tls_connector(options.ca_file.as_deref())?);
-        }
+        options.tls = match options.url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("wss") => Some(connection::tls_connector(options.ca_file.as_deref())?),
+            Some("ws") => None,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidRequest,
+                    format!("the server URL {} is not ws:// or wss://", options.url),
+                ));
+            }
+        };
         let inner = Arc::new(Inner {
             options,
             out: Mutex::new(None),

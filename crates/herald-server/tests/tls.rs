@@ -57,6 +57,9 @@ async fn a_client_that_does_not_trust_the_certificate_or_speaks_plain_text_gets_
     let plain = Bus::connect(format!("ws://{addr}/v1/ws")).await.unwrap_err();
     assert_eq!(plain.kind(), ErrorKind::Closed, "{plain}");
     assert_eq!(hosted.streams().await.unwrap().len(), 0);
+    // Neither ws:// nor wss://: refused before anything is sent.
+    let scheme = Bus::connect(format!("http://{addr}/v1/ws")).await.unwrap_err();
+    assert_eq!(scheme.kind(), ErrorKind::InvalidRequest, "{scheme}");
 }
 
 #[test]
