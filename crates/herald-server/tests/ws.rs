@@ -166,3 +166,47 @@ async fn a_resumed_subscription_is_not_sent_what_its_client_had_seen() {
     );
     assert_eq!(frames[1]["id"], 10);
 }
+
+#[tokio::test]
+async fn stopping_the_server_lets_an_operation_in_flight_finish_and_answer() {
+    let hosted = herald::Bus::memory().unwrap();
+    hosted
+        .create_stream(herald::StreamConfig::new("jobs").unwrap())
+        .await
+        .unwrap();
+    hosted.consumer("jobs", "worker").create().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(herald_server::Server::new(hosted.clone()).serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut socket).await["type"], "hello");
+    // A fetch that waits for work, then a call answered after it was started
+    // (frames are taken in order, each operation started as it is read).
+    let fetch = json!({"id": 1, "op": "fetch", "stream": "jobs", "consumer": "worker", "member": "m",
+                       "max": 1, "wait_ms": 30000});
+    socket.send(Message::Text(fetch.to_string().into())).await.unwrap();
+    assert_eq!(send(&mut socket, json!({"id": 2, "op": "list_streams"})).await["id"], 2);
+
+    stop.send(()).unwrap();
+    hosted.publish("jobs.email", "send it").await.unwrap();
+    let answer = next(&mut socket).await;
+    assert_eq!(
+        (answer["type"].as_str(), answer["id"].as_u64()),
+        (Some("ok"), Some(1)),
+        "{answer}"
+    );
+    assert_eq!(answer["result"][0]["message"]["payload"], "send it");
+    // Then the session closes and `serve` returns.
+    while let Some(Ok(frame)) = socket.next().await {
+        assert!(
+            !matches!(frame, Message::Text(_)),
+            "nothing after the answer: {frame:?}"
+        );
+    }
+    server.await.unwrap().unwrap();
+}
