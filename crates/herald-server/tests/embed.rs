@@ -19,7 +19,10 @@ async fn the_router_nests_in_an_existing_axum_app() {
     assert_eq!(common::get(addr, "/", &[]).await.text(), "the app's own page");
     assert_eq!(common::get(addr, "/events/healthz", &[]).await.text(), "ok");
     let remote = Bus::connect(format!("ws://{addr}/events/v1/ws")).await.unwrap();
-    remote.publish("orders.created", "through the nested routes").await.unwrap();
+    remote
+        .publish("orders.created", "through the nested routes")
+        .await
+        .unwrap();
     let streams = common::get(addr, "/events/v1/streams", &[]).await;
     assert_eq!(streams.status, 200, "{}", streams.text());
     assert_eq!(streams.json()[0]["config"]["name"], "orders");
