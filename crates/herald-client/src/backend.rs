@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use herald_core::wire::{Body, Op, WireDelivery, WireMessage, WireOutgoing, WireReply};
+use herald_core::wire::{Body, Op, PAGE_BYTES, WireDelivery, WireMessage, WireOutgoing, WireReply, page_size};
 use herald_core::{
     ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Error, ErrorKind, Headers, LiveSubscription,
     Message, OutgoingMessage, Pattern, PublishAck, Purge, ReadFrom, ReadRange, Reply, ReplySink, Request,
@@ -17,6 +17,14 @@ use crate::{Incoming, RemoteBackend};
 
 fn messages(wire: Vec<WireMessage>) -> Result<Vec<Message>> {
     wire.into_iter().map(WireMessage::into_message).collect()
+}
+
+/// Where a read goes on after a page of a read that asked for `asked`
+/// messages: after its last seq when the server cut the page short for its
+/// size ([`PAGE_BYTES`]), or nowhere when the read is complete.
+fn read_on(page: &[Message], asked: usize) -> Option<u64> {
+    let cut = page.len() < asked && page.iter().map(page_size).sum::<usize>() >= PAGE_BYTES;
+    if cut { page.last().map(|m| m.seq) } else { None }
 }
 
 /// A message on the wire with an id, so a publish sent again after a
@@ -97,32 +105,48 @@ impl StreamBackend for RemoteBackend {
         wire.into_message()
     }
 
-    async fn read_range(&self, stream: &StreamName, range: ReadRange) -> Result<Vec<Message>> {
-        messages(
-            self.call(Op::ReadRange {
+    async fn read_range(&self, stream: &StreamName, mut range: ReadRange) -> Result<Vec<Message>> {
+        let mut all = Vec::new();
+        loop {
+            let op = Op::ReadRange {
                 stream: stream.clone(),
-                range,
-            })
-            .await?,
-        )
+                range: range.clone(),
+            };
+            let page = messages(self.call(op).await?)?;
+            let Some(after) = read_on(&page, range.limit) else {
+                all.extend(page);
+                return Ok(all);
+            };
+            range.limit -= page.len();
+            range.from = ReadFrom::Seq(after + 1);
+            all.extend(page);
+        }
     }
 
     async fn read_subject(
         &self,
         stream: &StreamName,
         subject: &Subject,
-        from_seq: u64,
-        limit: usize,
+        mut from_seq: u64,
+        mut limit: usize,
     ) -> Result<Vec<Message>> {
-        messages(
-            self.call(Op::ReadSubject {
+        let mut all = Vec::new();
+        loop {
+            let op = Op::ReadSubject {
                 stream: stream.clone(),
                 subject: subject.clone(),
                 from_seq,
                 limit,
-            })
-            .await?,
-        )
+            };
+            let page = messages(self.call(op).await?)?;
+            let Some(after) = read_on(&page, limit) else {
+                all.extend(page);
+                return Ok(all);
+            };
+            limit -= page.len();
+            from_seq = after + 1;
+            all.extend(page);
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::{ConnectOptions, Incoming, Inner, RECONNECT_WAIT, lock};
 
@@ -65,7 +66,11 @@ pub(crate) async fn open(options: &ConnectOptions) -> Result<Socket> {
     } else {
         Box::new(tcp)
     };
-    match tokio_tungstenite::client_async(request, io).await {
+    // The server bounds what it sends (a message by its payload limit, a page
+    // of messages by `wire::PAGE_BYTES` plus one chunk), and a frame refused
+    // here would drop the connection and fail the same call on every resend.
+    let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+    match tokio_tungstenite::client_async_with_config(request, io, Some(config)).await {
         Ok((socket, _)) => Ok(socket),
         Err(WsError::Http(response)) if matches!(response.status().as_u16(), 401 | 403) => {
             let reason = response

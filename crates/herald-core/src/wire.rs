@@ -25,6 +25,22 @@ use crate::subject::{Pattern, StreamName, Subject};
 /// The protocol version this crate speaks; the server says it in its `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// How much a page of messages (`read_range`, `read_subject`, `fetch`) holds:
+/// the server stops adding messages to a page once their [`page_size`]s
+/// reach this many bytes, so no answer outgrows a frame whatever the `limit`.
+///
+/// A page of fewer messages than asked whose sizes add up to at least this
+/// much may have been cut short: read on from the seq after its last message.
+/// A page below it ended because the stream (or the consumer's backlog) did.
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// What one message counts for in a page: its payload, subject, id and
+/// headers, in bytes.
+pub fn page_size(message: &Message) -> usize {
+    let headers: usize = message.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    message.payload.len() + message.subject.as_str().len() + message.id.len() + headers
+}
+
 /// A payload: text when it is UTF-8, base64 otherwise.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

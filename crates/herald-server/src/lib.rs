@@ -15,6 +15,7 @@
 mod auth;
 mod metrics;
 mod openapi;
+mod page;
 mod payload;
 mod rest;
 mod sse;

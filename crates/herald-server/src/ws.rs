@@ -296,7 +296,7 @@ async fn execute(
         Op::GetMessage { stream, seq } => json(WireMessage::from(&backend.get_message(&stream, seq).await?)),
         Op::LastMessage { stream, subject } => json(WireMessage::from(&backend.last_message(&stream, &subject).await?)),
         Op::ReadRange { stream, range } => {
-            let messages = backend.read_range(&stream, range).await?;
+            let messages = crate::page::read_range(&**backend, &stream, range, session.limits.max_payload).await?;
             json(messages.iter().map(WireMessage::from).collect::<Vec<_>>())
         }
         Op::ReadSubject {
@@ -305,7 +305,9 @@ async fn execute(
             from_seq,
             limit,
         } => {
-            let messages = backend.read_subject(&stream, &subject, from_seq, limit).await?;
+            let max_payload = session.limits.max_payload;
+            let messages =
+                crate::page::read_subject(&**backend, &stream, &subject, from_seq, limit, max_payload).await?;
             json(messages.iter().map(WireMessage::from).collect::<Vec<_>>())
         }
         Op::CreateConsumer { stream, config } => json(backend.create_consumer(&stream, config).await?),
@@ -321,7 +323,8 @@ async fn execute(
             wait_ms,
         } => {
             let wait = Duration::from_millis(wait_ms);
-            let deliveries = backend.fetch(&stream, &consumer, &member, max, wait).await?;
+            let names = (&stream, &consumer, &member);
+            let deliveries = crate::page::fetch(&**backend, names, max, wait, session.limits.max_payload).await?;
             for delivery in &deliveries {
                 session.metrics.delivered(&delivery.message);
             }

@@ -170,3 +170,64 @@ async fn a_slow_subscriber_is_disconnected_with_a_reason_and_resumes_without_a_g
         }
     }
 }
+
+#[tokio::test]
+async fn reads_and_fetches_of_large_messages_come_in_pages_that_fit_a_frame() {
+    let (url, hosted) = server(Limits::default()).await;
+    hosted
+        .create_stream(herald::StreamConfig::new("blobs").unwrap().subject_index(true))
+        .await
+        .unwrap();
+    // 24 messages of 1 MiB of binary (base64 on the wire): 32 MiB in one
+    // answer would be twice the largest frame a WebSocket client takes by default.
+    let blob = |i: u8| vec![i; 1024 * 1024];
+    for i in 0..24 {
+        hosted.publish("blobs.b", blob(i)).await.unwrap();
+    }
+
+    // A read asking for 100 gets a page of 4 MiB, cut short; the next page
+    // starts after its last seq.
+    let mut socket = connect(&url).await;
+    let read = |id: u64, from: u64| json!({"id": id, "op": "read_range", "stream": "blobs", "range": {"from": {"seq": from}, "limit": 100}});
+    let page = send(&mut socket, read(1, 1)).await;
+    let seqs: Vec<u64> = page["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4], "a page stops once it holds 4 MiB");
+    let fetch = json!({"id": 2, "op": "create_consumer", "stream": "blobs", "config": {"name": "c"}});
+    assert_eq!(send(&mut socket, fetch).await["type"], "ok");
+    let fetch = json!({"id": 3, "op": "fetch", "stream": "blobs", "consumer": "c", "member": "m", "max": 100});
+    assert_eq!(send(&mut socket, fetch).await["result"].as_array().unwrap().len(), 4);
+
+    // The Rust client reads on page by page: the same answer as embedded.
+    let remote = herald::Bus::connect(url.as_str()).await.unwrap();
+    let all = remote.read("blobs", herald::ReadRange::from_seq(1, 100)).await.unwrap();
+    assert_eq!(all.len(), 24);
+    for (i, message) in all.iter().enumerate() {
+        assert_eq!(message.seq, i as u64 + 1);
+        assert_eq!(message.payload, blob(i as u8));
+    }
+    let subject = remote.read_subject("blobs", "blobs.b", 3, 100).await.unwrap();
+    assert_eq!(
+        subject.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (3..=24).collect::<Vec<_>>()
+    );
+    let some = remote.read("blobs", herald::ReadRange::from_seq(20, 3)).await.unwrap();
+    assert_eq!(some.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![20, 21, 22]);
+
+    // A consumer fetching 100 at a time gets every message, a page at a time.
+    let consumer = remote.consumer("blobs", "remote").create().await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 24 {
+        let batch = consumer.fetch(100, std::time::Duration::ZERO).await.unwrap();
+        assert!(!batch.is_empty() && batch.len() <= 5, "{} deliveries", batch.len());
+        for delivery in batch {
+            seen.push(delivery.message.seq);
+            delivery.ack().await.unwrap();
+        }
+    }
+    assert_eq!(seen, (1..=24).collect::<Vec<_>>());
+}

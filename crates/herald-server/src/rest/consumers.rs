@@ -197,7 +197,7 @@ pub(crate) struct FetchRequest {
     /// The member fetching (a consumer group has several); each delivery is
     /// leased to it.
     member: ConsumerName,
-    /// At most this many deliveries. Default: 1.
+    /// At most this many deliveries (fewer once they hold 4 MiB). Default: 1.
     #[serde(default = "one")]
     #[schema(minimum = 1)]
     max: usize,
@@ -238,10 +238,8 @@ pub(crate) async fn fetch(
     };
     caller.check(&state.backend, consume).await?;
     let wait = Duration::from_millis(request.wait_ms);
-    let deliveries = state
-        .backend
-        .fetch(&path.stream, &path.consumer, &request.member, request.max, wait)
-        .await?;
+    let names = (&path.stream, &path.consumer, &request.member);
+    let deliveries = crate::page::fetch(&*state.backend, names, request.max, wait, state.limits.max_payload).await?;
     for delivery in &deliveries {
         state.metrics.delivered(&delivery.message);
     }

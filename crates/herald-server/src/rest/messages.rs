@@ -223,7 +223,7 @@ pub(crate) struct RangeQuery {
     /// Start at the first message stored at or after this time: RFC 3339 or
     /// nanoseconds since the epoch. Not with `from_seq` or `subject`.
     from_time: Option<String>,
-    /// At most this many messages, 1 to 1,000. Default: 100.
+    /// At most this many messages, 1 to 1,000 (fewer once they hold 4 MiB). Default: 100.
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Only this subject's messages, through the stream's per-subject index
@@ -234,7 +234,8 @@ pub(crate) struct RangeQuery {
 }
 
 /// Stored messages in seq order: a page of a stream, of one subject, or of
-/// a pattern. The next page starts after the last seq returned.
+/// a pattern. The next page starts after the last seq returned; an empty
+/// page is the end.
 #[utoipa::path(
     get,
     path = "/v1/streams/{stream}/messages",
@@ -266,7 +267,8 @@ pub(crate) async fn read(
             };
             caller.check(&state.backend, replay).await?;
             let from_seq = query.from_seq.unwrap_or(1);
-            state.backend.read_subject(stream, &subject, from_seq, limit).await?
+            let max_payload = state.limits.max_payload;
+            crate::page::read_subject(&*state.backend, stream, &subject, from_seq, limit, max_payload).await?
         }
         None => {
             caller
@@ -282,7 +284,7 @@ pub(crate) async fn read(
                 filter: query.filter.into_iter().collect(),
                 limit,
             };
-            state.backend.read_range(stream, range).await?
+            crate::page::read_range(&*state.backend, stream, range, state.limits.max_payload).await?
         }
     };
     Ok(Json(messages.iter().map(WireMessage::from).collect()))
