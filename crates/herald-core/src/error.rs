@@ -199,6 +199,16 @@ impl Error {
         self
     }
 
+    /// A [`ErrorKind::PayloadTooLarge`] error carrying the size and the limit;
+    /// `whose` names the limit ("the server's", "stream `orders`'s").
+    pub fn payload_too_large(size: u64, limit: u64, whose: &str) -> Self {
+        Self::new(
+            ErrorKind::PayloadTooLarge,
+            format!("payload of {size} bytes is over {whose} limit of {limit}"),
+        )
+        .with_detail(ErrorDetail::TooLarge { size, limit })
+    }
+
     /// A [`ErrorKind::WrongExpectedSeq`] error carrying both sequences.
     pub fn wrong_expected_seq(what: &str, expected: u64, actual: u64) -> Self {
         Self::new(

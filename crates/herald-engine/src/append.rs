@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use herald_core::{
-    Discard, Error, ErrorDetail, ErrorKind, OutgoingMessage, PublishAck, Result, StreamConfig, StreamName, StreamState,
-    Subject, Timestamp,
+    Discard, Error, ErrorKind, OutgoingMessage, PublishAck, Result, StreamConfig, StreamName, StreamState, Subject,
+    Timestamp,
 };
 
 use crate::encode::{self, NewRecord, StreamMeta};
@@ -236,17 +236,12 @@ impl Writer {
             }
             let size = m.payload.len();
             if size > config.max_payload.get() as usize {
-                return Ok(Err(Error::new(
-                    ErrorKind::PayloadTooLarge,
-                    format!(
-                        "payload of {size} bytes is over stream `{stream}`'s limit of {}",
-                        config.max_payload
-                    ),
-                )
-                .with_detail(ErrorDetail::TooLarge {
-                    size: size as u64,
-                    limit: u64::from(config.max_payload.get()),
-                })));
+                let limit = u64::from(config.max_payload.get());
+                return Ok(Err(Error::payload_too_large(
+                    size as u64,
+                    limit,
+                    &format!("stream `{stream}`'s"),
+                )));
             }
             if let Some(expected) = m.expected_last_seq
                 && expected != last_seq

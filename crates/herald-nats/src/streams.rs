@@ -12,9 +12,8 @@ use async_nats::jetstream::stream as js;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use herald_core::{
-    Discard, Durability, Error, ErrorDetail, ErrorKind, MAX_HEADER_BYTES, Message, OutgoingMessage, Pattern,
-    PublishAck, Purge, ReadFrom, ReadRange, Result, Retention, StreamBackend, StreamConfig, StreamInfo, StreamName,
-    StreamState, Subject,
+    Discard, Durability, Error, ErrorKind, MAX_HEADER_BYTES, Message, OutgoingMessage, Pattern, PublishAck, Purge,
+    ReadFrom, ReadRange, Result, Retention, StreamBackend, StreamConfig, StreamInfo, StreamName, StreamState, Subject,
 };
 use serde::{Deserialize, Serialize};
 
@@ -262,14 +261,11 @@ fn expected_of(message: &OutgoingMessage) -> u64 {
 fn check_payload(config: &StreamConfig, message: &OutgoingMessage) -> Result<()> {
     let (size, limit) = (message.payload.len() as u64, u64::from(config.max_payload.get()));
     if size > limit {
-        return Err(Error::new(
-            ErrorKind::PayloadTooLarge,
-            format!(
-                "payload of {size} bytes is over stream `{}`'s limit of {limit}",
-                config.name
-            ),
-        )
-        .with_detail(ErrorDetail::TooLarge { size, limit }));
+        return Err(Error::payload_too_large(
+            size,
+            limit,
+            &format!("stream `{}`'s", config.name),
+        ));
     }
     Ok(())
 }
@@ -340,11 +336,7 @@ impl NatsBackend {
         let config = StreamConfig::with_name(name);
         let limit = u64::from(config.max_payload.get());
         if largest > limit {
-            return Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!("payload of {largest} bytes is over the default limit of {limit}"),
-            )
-            .with_detail(ErrorDetail::TooLarge { size: largest, limit }));
+            return Err(Error::payload_too_large(largest, limit, "the default"));
         }
         match self.create_stream(config).await {
             Ok(info) if info.config.captures(subject) => Ok(Arc::new(info.config)),

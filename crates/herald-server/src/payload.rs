@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use herald_core::{Backend, Error, ErrorDetail, ErrorKind, OutgoingMessage, PublishAck, Result};
+use herald_core::{Backend, Error, OutgoingMessage, PublishAck, Result};
 
 use crate::Limits;
 use crate::metrics::Metrics;
@@ -53,14 +53,7 @@ impl Limits {
     pub(crate) fn check_payload(&self, message: &OutgoingMessage) -> Result<()> {
         let (size, limit) = (message.payload.len(), self.max_payload);
         if size > limit {
-            return Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!("payload of {size} bytes is over the server's limit of {limit}"),
-            )
-            .with_detail(ErrorDetail::TooLarge {
-                size: size as u64,
-                limit: limit as u64,
-            }));
+            return Err(Error::payload_too_large(size as u64, limit as u64, "the server's"));
         }
         Ok(())
     }
