@@ -107,6 +107,15 @@ pub trait ConsumerBackend: Send + Sync + 'static {
     /// A consumer's config and progress. Errors: `StreamNotFound`, `ConsumerNotFound`.
     async fn consumer_info(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<ConsumerInfo>;
 
+    /// A consumer's config alone, without the counts [`consumer_info`] works
+    /// out (a backend that keeps configs at hand answers without reading the
+    /// stream). Errors: `StreamNotFound`, `ConsumerNotFound`.
+    ///
+    /// [`consumer_info`]: ConsumerBackend::consumer_info
+    async fn consumer_config(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<ConsumerConfig> {
+        Ok(self.consumer_info(stream, consumer).await?.config)
+    }
+
     /// Every consumer of `stream`, by name. Errors: `StreamNotFound`.
     async fn list_consumers(&self, stream: &StreamName) -> Result<Vec<ConsumerInfo>>;
 

@@ -220,6 +220,10 @@ impl ConsumerBackend for Engine {
         Ok(())
     }
 
+    async fn consumer_config(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<ConsumerConfig> {
+        Ok(self.consumer(stream, consumer)?.lock().config.clone())
+    }
+
     async fn consumer_info(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<ConsumerInfo> {
         let runtime = self.consumer(stream, consumer)?;
         let (reader, _txn) = self.reader(stream)?;

@@ -263,7 +263,7 @@ impl Caller {
             }
             Action::Settle { stream, consumer } if self.may_consume(stream, consumer) => true,
             Action::Consume { stream, consumer } | Action::Settle { stream, consumer } => {
-                let filters = backend.consumer_info(stream, consumer).await?.config.filters;
+                let filters = backend.consumer_config(stream, consumer).await?.filters;
                 let patterns = if filters.is_empty() {
                     backend.stream_info(stream).await?.config.subjects
                 } else {

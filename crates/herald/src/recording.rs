@@ -183,6 +183,9 @@ impl ConsumerBackend for RecordingBackend {
     async fn consumer_info(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<ConsumerInfo> {
         self.inner.consumer_info(stream, consumer).await
     }
+    async fn consumer_config(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<ConsumerConfig> {
+        self.inner.consumer_config(stream, consumer).await
+    }
     async fn list_consumers(&self, stream: &StreamName) -> Result<Vec<ConsumerInfo>> {
         self.inner.list_consumers(stream).await
     }

@@ -398,6 +398,23 @@ pub async fn consumers_are_listed_updated_and_deleted(bus: &TestBus) {
         .await
         .unwrap();
     assert_eq!(updated.config.max_deliver.map(|n| n.get()), Some(3));
+    // The config alone, as the backend keeps it, is the one info reports.
+    let (stream, name) = (
+        herald::StreamName::new("c").unwrap(),
+        herald::ConsumerName::new("a").unwrap(),
+    );
+    let config = bus.backend().consumer_config(&stream, &name).await.unwrap();
+    assert_eq!(config, updated.config);
+    let missing = herald::ConsumerName::new("b2").unwrap();
+    assert_eq!(
+        kind(bus.backend().consumer_config(&stream, &missing).await),
+        ErrorKind::ConsumerNotFound
+    );
+    let no_stream = herald::StreamName::new("nope").unwrap();
+    assert_eq!(
+        kind(bus.backend().consumer_config(&no_stream, &name).await),
+        ErrorKind::StreamNotFound
+    );
     bus.delete_consumer("c", "b").await.unwrap();
     assert_eq!(kind(bus.bind_consumer("c", "b").await), ErrorKind::ConsumerNotFound);
     assert_eq!(kind(bus.delete_consumer("c", "b").await), ErrorKind::ConsumerNotFound);
