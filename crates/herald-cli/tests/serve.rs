@@ -5,20 +5,30 @@
 
 mod common;
 
+use std::time::Duration;
+
 use herald::Bus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_takes_publishes_stops_on_sigterm_and_keeps_the_data() {
     let data = tempfile::tempdir().unwrap();
     let (mut server, url) = common::serve(data.path(), [] as [&str; 0]);
-    let bus = Bus::connect(url.as_str()).await.unwrap();
+    // Calls give up on a stopped server after a second, not the default 30 s.
+    let options = herald::ConnectOptions::new(url.as_str()).reconnect_wait(Duration::from_secs(1));
+    let bus = Bus::connect_with(options).await.unwrap();
     for i in 0..10 {
         bus.publish("orders.created", format!("order {i}")).await.unwrap();
     }
     // An open session does not hold the server up: SIGTERM closes it.
     let status = common::terminate(&mut server);
     assert!(status.success(), "{status}");
+    let stopped = std::time::Instant::now();
     assert!(bus.publish("orders.created", "after").await.is_err());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(20),
+        "the call waited {:?}, not the second it was given",
+        stopped.elapsed()
+    );
 
     let (mut again, url) = common::serve(data.path(), [] as [&str; 0]);
     let bus = Bus::connect(url.as_str()).await.unwrap();

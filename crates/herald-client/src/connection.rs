@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::{ConnectOptions, Incoming, Inner, RECONNECT_WAIT, lock};
+use crate::{ConnectOptions, Incoming, Inner, lock};
 
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 const LAST_RETRY: Duration = Duration::from_secs(2);
@@ -169,7 +169,7 @@ pub(crate) fn attach(inner: &Arc<Inner>, socket: Socket) {
 }
 
 /// Tries again with backoff while the client lives; calls waiting longer
-/// than [`RECONNECT_WAIT`] fail, later calls wait for the next attempt.
+/// than the options' `reconnect_wait` fail, later calls wait for the next attempt.
 async fn reconnect(weak: Weak<Inner>, options: ConnectOptions) {
     let url = options.url();
     let lost_at = Instant::now();
@@ -188,7 +188,7 @@ async fn reconnect(weak: Weak<Inner>, options: ConnectOptions) {
             }
             Err(err) => {
                 tracing::debug!(%err, "reconnect attempt failed");
-                if !gave_up && lost_at.elapsed() > RECONNECT_WAIT {
+                if !gave_up && lost_at.elapsed() > options.reconnect_wait {
                     inner.give_up();
                     gave_up = true;
                 }

@@ -13,7 +13,8 @@
 //! re-attaches from where it started, telling the server the last seq it saw
 //! in each stream (the server sends only what follows, and the client drops
 //! any repeat), so it skips nothing and repeats nothing. Calls wait up to
-//! [`RECONNECT_WAIT`] for the server to come back, then fail with `Closed`.
+//! [`RECONNECT_WAIT`] (or [`ConnectOptions::reconnect_wait`]) for the server to
+//! come back, then fail with `Closed`.
 //!
 //! ```no_run
 //! # async fn run() -> herald_core::Result<()> {
@@ -38,7 +39,8 @@ use tokio::sync::{mpsc, oneshot};
 /// connection for is not sent forever).
 const MAX_SENDS: u32 = 3;
 
-/// How long a call waits for a lost connection to come back.
+/// How long a call waits for a lost connection to come back, unless
+/// [`ConnectOptions::reconnect_wait`] says otherwise.
 pub const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 
 /// A bus on a Herald server, through its WebSocket protocol.
@@ -99,6 +101,8 @@ pub struct ConnectOptions {
     ca_file: Option<std::path::PathBuf>,
     /// Built once at connect for `wss://` URLs (and only for them).
     tls: Option<tokio_rustls::TlsConnector>,
+    /// How long calls wait for a lost connection to come back.
+    reconnect_wait: Duration,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -119,6 +123,7 @@ impl ConnectOptions {
             token: None,
             ca_file: None,
             tls: None,
+            reconnect_wait: RECONNECT_WAIT,
         }
     }
 
@@ -132,6 +137,14 @@ impl ConnectOptions {
     /// The access token to present.
     pub fn token(mut self, token: impl Into<String>) -> ConnectOptions {
         self.token = Some(token.into());
+        self
+    }
+
+    /// How long a call waits for a lost connection to come back before it
+    /// fails with `Closed` (default [`RECONNECT_WAIT`]). The client goes on
+    /// trying to reconnect after that; later calls wait for it again.
+    pub fn reconnect_wait(mut self, wait: Duration) -> ConnectOptions {
+        self.reconnect_wait = wait;
         self
     }
 
