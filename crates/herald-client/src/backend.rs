@@ -1,5 +1,6 @@
 //! Each Backend method as one protocol operation.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -265,15 +266,23 @@ impl Drop for RemoteSubscription {
 #[async_trait]
 impl SubscriptionBackend for RemoteBackend {
     async fn subscribe(&self, pattern: Pattern, from: Option<ReadFrom>) -> Result<Box<dyn LiveSubscription>> {
+        self.subscribe_resuming(pattern, from, HashMap::new()).await
+    }
+
+    async fn subscribe_resuming(
+        &self,
+        pattern: Pattern,
+        from: Option<ReadFrom>,
+        resume: HashMap<StreamName, u64>,
+    ) -> Result<Box<dyn LiveSubscription>> {
         let sub = self.next_number();
         // Registered first: the server may push messages before it answers.
-        let messages = self.register_subscription(sub, pattern.clone(), from);
+        let messages = self.register_subscription(sub, pattern.clone(), from, resume.clone());
         let subscription = RemoteSubscription {
             backend: self.clone(),
             sub,
             messages,
         };
-        let resume = std::collections::HashMap::new();
         self.call::<()>(Op::Subscribe {
             sub,
             pattern,

@@ -265,6 +265,7 @@ impl RemoteBackend {
         sub: u64,
         pattern: Pattern,
         from: Option<ReadFrom>,
+        seen: HashMap<StreamName, u64>,
     ) -> mpsc::UnboundedReceiver<Result<Message>> {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = SubState {
@@ -272,7 +273,7 @@ impl RemoteBackend {
             pattern,
             from,
             started: Timestamp::now(),
-            last: HashMap::new(),
+            last: seen,
         };
         lock(&self.inner.subscriptions).insert(sub, state);
         rx

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::consumer::{ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Settle};
@@ -162,6 +163,41 @@ pub trait SubscriptionBackend: Send + Sync + 'static {
     ///
     /// Errors: `InvalidSubject`.
     async fn subscribe(&self, pattern: Pattern, from: Option<ReadFrom>) -> Result<Box<dyn LiveSubscription>>;
+
+    /// [`subscribe`](SubscriptionBackend::subscribe) for a subscription taken
+    /// up again: the messages of each stream in `seen` up to the seq given
+    /// were delivered before, so they are not sent again, nor reported as
+    /// `Lagged` when retention has deleted them since. This default drops
+    /// them as they come; a backend that can starts those streams after them.
+    ///
+    /// Errors: `InvalidSubject`.
+    async fn subscribe_resuming(
+        &self,
+        pattern: Pattern,
+        from: Option<ReadFrom>,
+        seen: HashMap<StreamName, u64>,
+    ) -> Result<Box<dyn LiveSubscription>> {
+        let inner = self.subscribe(pattern, from).await?;
+        Ok(Box::new(Resumed { inner, seen }))
+    }
+}
+
+/// A subscription that drops what was delivered before it was taken up again.
+struct Resumed {
+    inner: Box<dyn LiveSubscription>,
+    seen: HashMap<StreamName, u64>,
+}
+
+#[async_trait]
+impl LiveSubscription for Resumed {
+    async fn next(&mut self) -> Result<Message> {
+        loop {
+            let message = self.inner.next().await?;
+            if self.seen.get(&message.stream).is_none_or(|&seen| message.seq > seen) {
+                return Ok(message);
+            }
+        }
+    }
 }
 
 /// A live subscription: messages in order per stream, no gap and no duplicate.

@@ -30,6 +30,9 @@ struct EngineSubscription {
     engine: Engine,
     pattern: Pattern,
     from: Option<ReadFrom>,
+    /// Per stream, the last seq delivered before this subscription was taken
+    /// up again: its cursor starts after it.
+    seen: HashMap<StreamName, u64>,
     cursors: HashMap<u32, Cursor>,
     buffer: VecDeque<Message>,
     commits: watch::Receiver<u64>,
@@ -61,6 +64,10 @@ impl EngineSubscription {
             } else {
                 // Created after the subscription: everything in it is new.
                 1
+            };
+            let next = match self.seen.get(&meta.config.name) {
+                Some(&seen) => next.max(seen + 1),
+                None => next,
             };
             self.cursors.insert(
                 meta.id,
@@ -147,10 +154,20 @@ impl LiveSubscription for EngineSubscription {
 #[async_trait]
 impl SubscriptionBackend for Engine {
     async fn subscribe(&self, pattern: Pattern, from: Option<ReadFrom>) -> Result<Box<dyn LiveSubscription>> {
+        self.subscribe_resuming(pattern, from, HashMap::new()).await
+    }
+
+    async fn subscribe_resuming(
+        &self,
+        pattern: Pattern,
+        from: Option<ReadFrom>,
+        seen: HashMap<StreamName, u64>,
+    ) -> Result<Box<dyn LiveSubscription>> {
         let mut subscription = EngineSubscription {
             engine: self.clone(),
             pattern,
             from,
+            seen,
             cursors: HashMap::new(),
             buffer: VecDeque::new(),
             commits: self.inner.notifier.subscribe_commits(),

@@ -8,7 +8,7 @@
 //! a cursor is what makes replay-then-follow gapless and lets a reader see that
 //! retention deleted messages it had not read (`Lagged`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -49,6 +49,9 @@ struct Live {
     backend: NatsBackend,
     pattern: Pattern,
     from: Option<ReadFrom>,
+    /// Per stream, the last seq delivered before this subscription was taken
+    /// up again: not delivered again.
+    seen: HashMap<StreamName, u64>,
     wake: async_nats::Subscriber,
     created: async_nats::Subscriber,
     readers: Vec<Reader>,
@@ -86,6 +89,12 @@ impl Live {
             None => (last_seq + 1, None),
             Some(ReadFrom::Seq(seq)) => (seq.max(1), None),
             Some(ReadFrom::Time(time)) => (1, Some(time)),
+        };
+        // A start by time is found by the server; what it finds already seen
+        // is dropped as it is read.
+        let cursor = match self.seen.get(&config.name) {
+            Some(&seen) if start_time.is_none() => cursor.max(seen + 1),
+            _ => cursor,
         };
         Some(Reader {
             stream: config.name.clone(),
@@ -149,7 +158,8 @@ impl Live {
             let from = reader.cursor;
             let whole = reader.whole;
             reader.cursor = page.last().map_or(from, |m| m.seq + 1);
-            self.ready.extend(page);
+            let seen = self.seen.get(&stream).copied().unwrap_or(0);
+            self.ready.extend(page.into_iter().filter(|m| m.seq > seen));
             if !timed && first > from {
                 let gone_to = if whole {
                     first
@@ -209,6 +219,15 @@ impl LiveSubscription for Live {
 #[async_trait]
 impl SubscriptionBackend for NatsBackend {
     async fn subscribe(&self, pattern: Pattern, from: Option<ReadFrom>) -> Result<Box<dyn LiveSubscription>> {
+        self.subscribe_resuming(pattern, from, HashMap::new()).await
+    }
+
+    async fn subscribe_resuming(
+        &self,
+        pattern: Pattern,
+        from: Option<ReadFrom>,
+        seen: HashMap<StreamName, u64>,
+    ) -> Result<Box<dyn LiveSubscription>> {
         let client = &self.inner.client;
         let wake = client
             .subscribe(pattern.as_str().to_owned())
@@ -223,6 +242,7 @@ impl SubscriptionBackend for NatsBackend {
             backend: self.clone(),
             pattern,
             from,
+            seen,
             wake,
             created,
             readers: Vec::new(),

@@ -350,7 +350,8 @@ async fn execute(
             resume,
         } => {
             session.check_room()?;
-            let mut subscription = backend.subscribe(pattern, from).await?;
+            // What the client saw before it reconnected is not sent again.
+            let mut subscription = backend.subscribe_resuming(pattern, from, resume).await?;
             let out = out.clone();
             let kick = session.kick.clone();
             let patience = session.limits.slow_consumer_timeout;
@@ -360,10 +361,6 @@ async fn execute(
                     let frame = match subscription.next().await {
                         // Subjects the caller's token denies are skipped.
                         Ok(message) if !watcher.caller.sees(&message.subject) => continue,
-                        // Delivered before the client reconnected.
-                        Ok(message) if resume.get(&message.stream).is_some_and(|&seen| message.seq <= seen) => {
-                            continue;
-                        }
                         Ok(message) => {
                             watcher.metrics.delivered(&message);
                             ServerFrame::Message {

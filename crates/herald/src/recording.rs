@@ -222,6 +222,14 @@ impl SubscriptionBackend for RecordingBackend {
     async fn subscribe(&self, pattern: Pattern, from: Option<ReadFrom>) -> Result<Box<dyn LiveSubscription>> {
         self.inner.subscribe(pattern, from).await
     }
+    async fn subscribe_resuming(
+        &self,
+        pattern: Pattern,
+        from: Option<ReadFrom>,
+        seen: std::collections::HashMap<StreamName, u64>,
+    ) -> Result<Box<dyn LiveSubscription>> {
+        self.inner.subscribe_resuming(pattern, from, seen).await
+    }
 }
 
 #[async_trait]

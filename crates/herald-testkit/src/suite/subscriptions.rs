@@ -102,3 +102,51 @@ pub async fn a_publish_racing_a_waiting_subscriber_is_never_missed(bus: &TestBus
         publisher.await.unwrap();
     }
 }
+
+/// A subscription taken up again (after a reconnect) with what it saw per
+/// stream is not sent those messages again, nor told it lagged when
+/// retention has deleted them since; it goes on with what follows.
+pub async fn a_resumed_subscription_skips_what_it_saw_even_once_deleted(bus: &TestBus) {
+    for name in ["r", "q"] {
+        bus.create_stream(StreamConfig::new(name).unwrap()).await.unwrap();
+    }
+    for i in 1..=5 {
+        bus.publish("r.x", format!("r{i}")).await.unwrap();
+    }
+    for i in 1..=3 {
+        bus.publish("q.x", format!("q{i}")).await.unwrap();
+    }
+    // The subscriber had seen r up to 5 and q up to 2; r's five are purged since.
+    bus.purge_stream("r", herald::Purge::all()).await.unwrap();
+    bus.publish("r.x", "r6").await.unwrap();
+    let seen = [("r", 5), ("q", 2)]
+        .into_iter()
+        .map(|(s, seq)| (herald::StreamName::new(s).unwrap(), seq))
+        .collect();
+    let pattern = herald::Pattern::new(">").unwrap();
+    let mut sub = bus
+        .backend()
+        .subscribe_resuming(pattern, Some(ReadFrom::Seq(1)), seen)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let m = tokio::time::timeout(LONG, sub.next()).await.unwrap().unwrap();
+        got.push((
+            m.stream.to_string(),
+            m.seq,
+            String::from_utf8(m.payload.to_vec()).unwrap(),
+        ));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("q".to_owned(), 3, "q3".to_owned()),
+            ("r".to_owned(), 6, "r6".to_owned())
+        ]
+    );
+    bus.publish("r.x", "r7").await.unwrap();
+    let m = tokio::time::timeout(LONG, sub.next()).await.unwrap().unwrap();
+    assert_eq!((m.stream.as_str(), m.seq), ("r", 7));
+}
