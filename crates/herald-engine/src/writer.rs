@@ -509,6 +509,10 @@ impl Writer {
                 .partition(|d| matches!(d, Done::Publish(..)));
             early.into_iter().for_each(Done::succeed);
             *done = late;
+            // Holds the commit back, so that a kill soon after an early answer
+            // finds it uncommitted however fast the disk syncs: the control
+            // must be caught on every machine.
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         txn.commit()?;
         // Marked clean only now; a failed commit leaves them dirty for the next save.
