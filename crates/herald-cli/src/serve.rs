@@ -36,9 +36,15 @@ pub(crate) struct Serve {
     /// Subscriptions and responders per connection, at most [default: 1024].
     #[arg(long, env = "HERALD_MAX_SUBSCRIPTIONS")]
     max_subscriptions: Option<usize>,
+    /// Operations one connection may have unanswered at once [default: 256].
+    #[arg(long, env = "HERALD_MAX_IN_FLIGHT")]
+    max_in_flight: Option<usize>,
     /// Frames queued for one connection before its reader counts as slow [default: 4096].
     #[arg(long, env = "HERALD_OUTBOUND_BUFFER")]
     outbound_buffer: Option<usize>,
+    /// Bytes queued for one connection before its reader counts as slow [default: 16777216].
+    #[arg(long, env = "HERALD_OUTBOUND_BYTES")]
+    outbound_bytes: Option<usize>,
     /// How long a full queue may stay full before the connection is closed, in ms [default: 5000].
     #[arg(long, env = "HERALD_SLOW_CONSUMER_TIMEOUT_MS")]
     slow_consumer_timeout_ms: Option<u64>,
@@ -69,7 +75,9 @@ struct FileLimits {
     max_payload: Option<usize>,
     max_connections: Option<usize>,
     max_subscriptions: Option<usize>,
+    max_in_flight: Option<usize>,
     outbound_buffer: Option<usize>,
+    outbound_bytes: Option<usize>,
     slow_consumer_timeout_ms: Option<u64>,
 }
 
@@ -110,10 +118,20 @@ impl Serve {
                 file.limits.max_subscriptions,
                 defaults.max_subscriptions,
             ))
+            .max_in_flight(pick(
+                self.max_in_flight,
+                file.limits.max_in_flight,
+                defaults.max_in_flight,
+            ))
             .outbound_buffer(pick(
                 self.outbound_buffer,
                 file.limits.outbound_buffer,
                 defaults.outbound_buffer,
+            ))
+            .outbound_bytes(pick(
+                self.outbound_bytes,
+                file.limits.outbound_bytes,
+                defaults.outbound_bytes,
             ))
             .slow_consumer_timeout(Duration::from_millis(pick(
                 self.slow_consumer_timeout_ms,

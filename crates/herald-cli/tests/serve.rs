@@ -61,7 +61,7 @@ async fn a_config_file_with_tokens_and_tls_serves_a_public_address() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "hrd_config-test-secret";
     let config = format!(
-        "data_dir = \"data\"\nlisten = \"0.0.0.0:0\"\n\n[limits]\nmax_payload = 64\n\n\
+        "data_dir = \"data\"\nlisten = \"0.0.0.0:0\"\n\n[limits]\nmax_payload = 64\nmax_in_flight = 64\noutbound_bytes = 1048576\n\n\
          [tls]\ncert = \"{}\"\nkey = \"{}\"\n\n\
          [[tokens]]\nname = \"app\"\nsha256 = \"{}\"\n\
          publish = {{ allow = [\"orders.>\"] }}\nsubscribe = {{ allow = [\"orders.>\"] }}\n",

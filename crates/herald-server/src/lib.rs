@@ -35,8 +35,9 @@ use herald_core::Backend;
 use tokio::sync::{mpsc, watch};
 
 /// The server's limits. Defaults: 1 MiB payloads, 1,024 connections, 1,024
-/// subscriptions and responders per connection, 4,096 frames queued per
-/// connection, and 5 s for a subscriber to make room in a full queue.
+/// subscriptions and responders per connection, 256 operations in flight per
+/// connection, 4,096 frames and 16 MiB queued per connection, and 5 s for a
+/// subscriber to make room in a full queue.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Limits {
@@ -46,9 +47,15 @@ pub struct Limits {
     pub max_connections: usize,
     /// Live subscriptions plus responders per connection at most.
     pub max_subscriptions: usize,
+    /// Operations one connection may have started and not yet answered;
+    /// the server reads its next frame once one is answered.
+    pub max_in_flight: usize,
     /// Frames queued for one connection's socket, so a slow reader never
     /// grows the server's memory.
     pub outbound_buffer: usize,
+    /// Bytes of frames queued for one connection's socket, at most (a frame
+    /// bigger than this waits for an empty queue).
+    pub outbound_bytes: usize,
     /// A subscriber whose queue stays full this long is disconnected with a
     /// reason frame (the log is durable: it resumes from its seq).
     pub slow_consumer_timeout: std::time::Duration,
@@ -60,7 +67,9 @@ impl Default for Limits {
             max_payload: 1024 * 1024,
             max_connections: 1024,
             max_subscriptions: 1024,
+            max_in_flight: 256,
             outbound_buffer: 4096,
+            outbound_bytes: 16 * 1024 * 1024,
             slow_consumer_timeout: std::time::Duration::from_secs(5),
         }
     }
@@ -94,6 +103,18 @@ impl Limits {
     /// Sets [`outbound_buffer`](Limits::outbound_buffer) (at least 1).
     pub fn outbound_buffer(mut self, frames: usize) -> Self {
         self.outbound_buffer = frames.max(1);
+        self
+    }
+
+    /// Sets [`outbound_bytes`](Limits::outbound_bytes) (at least 1, at most 4 GiB).
+    pub fn outbound_bytes(mut self, bytes: usize) -> Self {
+        self.outbound_bytes = bytes.clamp(1, u32::MAX as usize);
+        self
+    }
+
+    /// Sets [`max_in_flight`](Limits::max_in_flight) (at least 1).
+    pub fn max_in_flight(mut self, operations: usize) -> Self {
+        self.max_in_flight = operations.max(1);
         self
     }
 }

@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use herald_core::wire::{ClientFrame, Op, PROTOCOL_VERSION, ServerFrame, WireDelivery, WireMessage, WireReply};
 use herald_core::{Backend, Error, ErrorKind, Request, Result};
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::auth::{Action, Caller};
@@ -40,6 +40,50 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 const SLOW_CONSUMER: &str =
     "slow consumer: the connection's outbound queue is full; reconnect and resume from your last seq";
+
+/// The connection's outbound queue, bounded in frames and in bytes: a frame
+/// waits for room before it is queued, so a slow reader never holds more
+/// than `outbound_buffer` frames and `outbound_bytes` bytes of the server's
+/// memory. Room is given back once the writer has sent the frame.
+#[derive(Clone)]
+struct Outbound {
+    frames: mpsc::Sender<Queued>,
+    bytes: Arc<Semaphore>,
+    budget: u32,
+}
+
+/// A frame, encoded, holding its room in the queue.
+struct Queued {
+    text: String,
+    _room: OwnedSemaphorePermit,
+}
+
+/// The writer is gone: the connection is closing.
+struct Gone;
+
+impl Outbound {
+    fn new(limits: &crate::Limits) -> (Outbound, mpsc::Receiver<Queued>) {
+        let (frames, queue) = mpsc::channel(limits.outbound_buffer);
+        let budget = u32::try_from(limits.outbound_bytes).unwrap_or(u32::MAX);
+        let bytes = Arc::new(Semaphore::new(budget as usize));
+        (Outbound { frames, bytes, budget }, queue)
+    }
+
+    /// Queues `frame`, waiting for room.
+    async fn send(&self, frame: &ServerFrame) -> std::result::Result<(), Gone> {
+        let text = match serde_json::to_string(frame) {
+            Ok(text) => text,
+            Err(err) => {
+                tracing::error!(%err, "a frame could not be encoded; dropped");
+                return Ok(());
+            }
+        };
+        // A frame bigger than the whole budget waits for an empty queue.
+        let weight = u32::try_from(text.len()).unwrap_or(u32::MAX).clamp(1, self.budget);
+        let room = self.bytes.clone().acquire_many_owned(weight).await.map_err(|_| Gone)?;
+        self.frames.send(Queued { text, _room: room }).await.map_err(|_| Gone)
+    }
+}
 
 /// What one connection holds open.
 struct Session {
@@ -92,7 +136,8 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
     tracing::debug!(caller = caller.name(), "WebSocket session opened");
     let mut operations = tokio::task::JoinSet::new();
     let (mut sink, mut stream) = socket.split();
-    let (out, mut outbound) = mpsc::channel::<ServerFrame>(state.limits.outbound_buffer);
+    let (out, mut outbound) = Outbound::new(&state.limits);
+    let in_flight = Arc::new(Semaphore::new(state.limits.max_in_flight));
     let (kick, kicked) = watch::channel(false);
     let mut writer_kicked = kicked.clone();
     let writer = tokio::spawn(async move {
@@ -105,11 +150,8 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                         continue;
                     }
                     // What is queued goes out first (it is in order and bounded).
-                    while let Ok(frame) = outbound.try_recv() {
-                        let Ok(text) = serde_json::to_string(&frame) else {
-                            continue;
-                        };
-                        if sink.send(WsMessage::Text(text.into())).await.is_err() {
+                    while let Ok(queued) = outbound.try_recv() {
+                        if sink.send(WsMessage::Text(queued.text.into())).await.is_err() {
                             return;
                         }
                     }
@@ -124,13 +166,11 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                 }
                 frame = outbound.recv() => frame,
             };
-            let Some(frame) = frame else {
+            let Some(queued) = frame else {
                 break;
             };
-            let Ok(text) = serde_json::to_string(&frame) else {
-                continue;
-            };
-            if sink.send(WsMessage::Text(text.into())).await.is_err() {
+            // Its room in the queue is given back once it is sent.
+            if sink.send(WsMessage::Text(queued.text.into())).await.is_err() {
                 break;
             }
         }
@@ -153,7 +193,7 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
     let mut stopping = state.stopping.clone();
     let mut kicked = kicked;
     let mut closing = false;
-    if out.send(hello).await.is_ok() {
+    if out.send(&hello).await.is_ok() {
         loop {
             if closing {
                 // The writer sent the reason and a close: wait (briefly) for the
@@ -184,13 +224,19 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                 // Pings are answered by axum; binary frames are not part of the protocol.
                 WsMessage::Binary(_) => {
                     let error = Error::new(ErrorKind::InvalidRequest, "frames are JSON text, not binary");
-                    let _ = out.send(error_frame(None, &error)).await;
+                    let _ = out.send(&error_frame(None, &error)).await;
                     continue;
                 }
                 _ => continue,
             };
             match serde_json::from_str::<ClientFrame>(text.as_str()) {
                 Ok(frame) => {
+                    // At most `max_in_flight` operations at once: past that, the
+                    // next frame is read once one is answered.
+                    let permit = tokio::select! {
+                        permit = in_flight.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                        Ok(_) = stopping.wait_for(|stop| *stop) => break,
+                    };
                     let (backend, out, session) = (state.backend.clone(), out.clone(), session.clone());
                     while operations.try_join_next().is_some() {}
                     operations.spawn(async move {
@@ -199,7 +245,8 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                             Ok(result) => ServerFrame::Ok { id, result },
                             Err(err) => error_frame(Some(id), &err),
                         };
-                        let _ = out.send(answer).await;
+                        let _ = out.send(&answer).await;
+                        drop(permit);
                     });
                 }
                 Err(err) => {
@@ -208,7 +255,7 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                         .ok()
                         .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64));
                     let error = Error::new(ErrorKind::InvalidRequest, format!("malformed frame: {err}"));
-                    let _ = out.send(error_frame(id, &error)).await;
+                    let _ = out.send(&error_frame(id, &error)).await;
                 }
             }
         }
@@ -271,7 +318,7 @@ fn json(value: impl Serialize) -> Result<serde_json::Value> {
 async fn execute(
     backend: &Arc<dyn Backend>,
     session: &Arc<Session>,
-    out: &mpsc::Sender<ServerFrame>,
+    out: &Outbound,
     op: Op,
 ) -> Result<serde_json::Value> {
     authorize(backend, session, &op).await?;
@@ -375,13 +422,13 @@ async fn execute(
                                 error: crate::wire_error(&err),
                             };
                             if !lagged {
-                                let _ = out.send(frame).await;
+                                let _ = out.send(&frame).await;
                                 return;
                             }
                             frame
                         }
                     };
-                    match tokio::time::timeout(patience, out.send(frame)).await {
+                    match tokio::time::timeout(patience, out.send(&frame)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return,
                         // The queue stayed full: the reader is too slow for this stream.
@@ -418,7 +465,7 @@ async fn execute(
                         body: herald_core::wire::Body::of(&request.payload),
                     };
                     lock(&requests.requests).insert(number, request);
-                    if out.send(frame).await.is_err() {
+                    if out.send(&frame).await.is_err() {
                         return;
                     }
                 }

@@ -231,3 +231,73 @@ async fn reads_and_fetches_of_large_messages_come_in_pages_that_fit_a_frame() {
     }
     assert_eq!(seen, (1..=24).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn the_outbound_queue_is_bounded_in_bytes_as_well_as_in_frames() {
+    // 4,000 frames of 8 KiB (31 MiB) fit a queue of 4,096 frames; they do not
+    // fit 1 MiB, nor the socket's buffers.
+    const TOTAL: u64 = 4_000;
+    let limits = Limits::default()
+        .outbound_buffer(4096)
+        .outbound_bytes(1024 * 1024)
+        .slow_consumer_timeout(std::time::Duration::from_millis(200));
+    let (url, bus) = server(limits).await;
+    bus.publish_batch(
+        (0..TOTAL)
+            .map(|i| herald::OutgoingMessage::new(herald::Subject::new("big.x").unwrap(), format!("{i:0>8192}")))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let mut socket = connect(&url).await;
+    let subscribe = json!({"id": 1, "op": "subscribe", "sub": 1, "pattern": "big.>", "from": {"seq": 1}});
+    socket.send(Message::Text(subscribe.to_string().into())).await.unwrap();
+    // Read nothing while the buffers and the 1 MiB queue fill and stay full.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (mut messages, mut reason) = (0, None);
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), next(&mut socket))
+            .await
+            .expect("the slow subscriber is disconnected, not left to queue every frame");
+        let Some(frame) = frame else { break };
+        match frame["type"].as_str().unwrap() {
+            "message" => messages += 1,
+            "error" => reason = Some(frame["error"]["message"].as_str().unwrap().to_owned()),
+            _ => {}
+        }
+    }
+    assert!(reason.unwrap().contains("slow consumer"));
+    assert!(messages < TOTAL, "disconnected before the end ({messages} of {TOTAL})");
+}
+
+#[tokio::test]
+async fn past_its_operations_in_flight_a_connection_is_read_no_further_until_one_is_answered() {
+    let (url, bus) = server(Limits::default().max_in_flight(2)).await;
+    bus.create_stream(herald::StreamConfig::new("jobs").unwrap())
+        .await
+        .unwrap();
+    bus.consumer("jobs", "w").create().await.unwrap();
+    let mut socket = connect(&url).await;
+    for id in 1..=2 {
+        let fetch = json!({"id": id, "op": "fetch", "stream": "jobs", "consumer": "w", "member": "m", "max": 1, "wait_ms": 60_000});
+        socket.send(Message::Text(fetch.to_string().into())).await.unwrap();
+    }
+    let list = json!({"id": 3, "op": "list_streams"});
+    socket.send(Message::Text(list.to_string().into())).await.unwrap();
+    // Both fetches wait for work and hold the two places: the third frame is not read.
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), next(&mut socket)).await;
+    assert!(
+        early.is_err(),
+        "answered while two operations were in flight: {early:?}"
+    );
+    bus.publish("jobs.a", "work").await.unwrap();
+    let fetched = next(&mut socket).await.unwrap();
+    assert!(fetched["id"] == 1 || fetched["id"] == 2, "{fetched}");
+    assert_eq!(fetched["result"].as_array().unwrap().len(), 1);
+    let listed = next(&mut socket).await.unwrap();
+    assert_eq!(
+        (listed["id"].as_u64(), listed["type"].as_str()),
+        (Some(3), Some("ok")),
+        "{listed}"
+    );
+}
