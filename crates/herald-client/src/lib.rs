@@ -39,6 +39,12 @@ use tokio::sync::{mpsc, oneshot};
 /// connection for is not sent forever).
 const MAX_SENDS: u32 = 3;
 
+/// Calls one client has in flight at most: the server's default
+/// `max_in_flight`. More wait their turn in the client, so the server never
+/// stops reading the connection for them, and answers to requests (which are
+/// not calls) always get through.
+pub const MAX_IN_FLIGHT: usize = 256;
+
 /// How long a call waits for a lost connection to come back, unless
 /// [`ConnectOptions::reconnect_wait`] says otherwise.
 pub const RECONNECT_WAIT: Duration = Duration::from_secs(30);
@@ -162,6 +168,8 @@ pub(crate) struct Inner {
     pending: Mutex<HashMap<u64, Pending>>,
     subscriptions: Mutex<HashMap<u64, SubState>>,
     responders: Mutex<HashMap<u64, RespState>>,
+    /// Turns for calls: [`MAX_IN_FLIGHT`] at once.
+    in_flight: tokio::sync::Semaphore,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -202,6 +210,7 @@ impl RemoteBackend {
             pending: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             responders: Mutex::new(HashMap::new()),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         });
         let socket = connection::open(&inner.options).await?;
         connection::attach(&inner, socket);
@@ -210,6 +219,7 @@ impl RemoteBackend {
 
     /// Sends `op` and waits for its result.
     pub(crate) async fn call<T: DeserializeOwned>(&self, op: Op) -> Result<T> {
+        let _turn = self.inner.in_flight.acquire().await.map_err(|_| closed())?;
         let repeatable = !matches!(op, Op::Request { .. } | Op::Respond { .. });
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = ClientFrame { id, op };

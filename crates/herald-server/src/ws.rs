@@ -230,6 +230,17 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                 _ => continue,
             };
             match serde_json::from_str::<ClientFrame>(text.as_str()) {
+                // Replies and ends of subscriptions never wait on the bus: done in
+                // line, taking no place in flight, so a reply is never stuck
+                // behind the requests that wait for it.
+                Ok(frame)
+                    if matches!(
+                        frame.op,
+                        Op::Respond { .. } | Op::Unsubscribe { .. } | Op::Unserve { .. }
+                    ) =>
+                {
+                    answer(&state.backend, &session, &out, frame).await;
+                }
                 Ok(frame) => {
                     // At most `max_in_flight` operations at once: past that, the
                     // next frame is read once one is answered.
@@ -240,12 +251,7 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                     let (backend, out, session) = (state.backend.clone(), out.clone(), session.clone());
                     while operations.try_join_next().is_some() {}
                     operations.spawn(async move {
-                        let id = frame.id;
-                        let answer = match execute(&backend, &session, &out, frame.op).await {
-                            Ok(result) => ServerFrame::Ok { id, result },
-                            Err(err) => error_frame(Some(id), &err),
-                        };
-                        let _ = out.send(&answer).await;
+                        answer(&backend, &session, &out, frame).await;
                         drop(permit);
                     });
                 }
@@ -312,6 +318,16 @@ fn error_frame(id: Option<u64>, error: &Error) -> ServerFrame {
 
 fn json(value: impl Serialize) -> Result<serde_json::Value> {
     serde_json::to_value(value).map_err(|e| Error::new(ErrorKind::Internal, format!("encoding a result: {e}")))
+}
+
+/// Runs one operation and queues its answer.
+async fn answer(backend: &Arc<dyn Backend>, session: &Arc<Session>, out: &Outbound, frame: ClientFrame) {
+    let id = frame.id;
+    let answer = match execute(backend, session, out, frame.op).await {
+        Ok(result) => ServerFrame::Ok { id, result },
+        Err(err) => error_frame(Some(id), &err),
+    };
+    let _ = out.send(&answer).await;
 }
 
 /// Runs one operation against the backend.

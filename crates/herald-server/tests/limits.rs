@@ -301,3 +301,58 @@ async fn past_its_operations_in_flight_a_connection_is_read_no_further_until_one
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn a_reply_is_read_even_when_the_requests_waiting_for_it_fill_the_places_in_flight() {
+    let (url, _bus) = server(Limits::default().max_in_flight(1)).await;
+    let mut socket = connect(&url).await;
+    let serve = json!({"id": 1, "op": "serve", "responder": 7, "pattern": "svc.>"});
+    assert_eq!(send(&mut socket, serve).await["type"], "ok");
+    // The request holds the only place while it waits for the reply below.
+    let request = json!({"id": 2, "op": "request", "subject": "svc.echo", "payload": "ping", "timeout_ms": 30_000});
+    let incoming = send(&mut socket, request).await;
+    assert_eq!(incoming["type"], "request", "{incoming}");
+    let respond = json!({"id": 3, "op": "respond", "request": incoming["request"], "reply": {"payload": "pong"}});
+    socket.send(Message::Text(respond.to_string().into())).await.unwrap();
+    let mut answers = [next(&mut socket).await.unwrap(), next(&mut socket).await.unwrap()];
+    answers.sort_by_key(|a| a["id"].as_u64());
+    assert_eq!(answers[0]["result"]["payload"], "pong", "{answers:?}");
+    assert_eq!(
+        (answers[1]["id"].as_u64(), answers[1]["type"].as_str()),
+        (Some(3), Some("ok"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_more_calls_waiting_than_places_in_flight_still_answers_requests() {
+    let (url, hosted) = server(Limits::default()).await;
+    hosted
+        .create_stream(herald::StreamConfig::new("idle").unwrap())
+        .await
+        .unwrap();
+    let busy = herald::Bus::connect(url.as_str()).await.unwrap();
+    let _service = busy
+        .serve("svc.>", |_| async { herald::Reply::new("pong") })
+        .await
+        .unwrap();
+    // More long-polling fetches (300) than the server lets one connection have
+    // in flight (256).
+    let consumer = busy.consumer("idle", "pollers").create().await.unwrap();
+    let pollers: Vec<_> = (0..300)
+        .map(|_| {
+            let consumer = consumer.clone();
+            tokio::spawn(async move { consumer.fetch(1, std::time::Duration::from_secs(60)).await })
+        })
+        .collect();
+    // Let them all be sent or queued.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let asker = herald::Bus::connect(url.as_str()).await.unwrap();
+    let reply = asker
+        .request("svc.echo", "ping", std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(reply.payload, "pong");
+    for poller in pollers {
+        poller.abort();
+    }
+}
