@@ -43,6 +43,15 @@ async fn send(socket: &mut Socket, frame: Value) -> Value {
     next(socket).await.unwrap()
 }
 
+/// Publishes `total` messages to `subject`, each its number padded with zeros to `width` bytes.
+async fn publish_padded(bus: &herald::Bus, subject: &str, total: u64, width: usize) {
+    let subject = herald::Subject::new(subject).unwrap();
+    let messages = (0..total)
+        .map(|i| herald::OutgoingMessage::new(subject.clone(), format!("{i:0>width$}")))
+        .collect();
+    bus.publish_batch(messages).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_payload_over_the_servers_limit_is_refused_with_its_size_and_limit() {
     let (url, bus) = server(Limits::default().max_payload(1024)).await;
@@ -115,13 +124,7 @@ async fn a_slow_subscriber_is_disconnected_with_a_reason_and_resumes_without_a_g
         .outbound_buffer(16)
         .slow_consumer_timeout(std::time::Duration::from_millis(200));
     let (url, bus) = server(limits).await;
-    bus.publish_batch(
-        (0..TOTAL)
-            .map(|i| herald::OutgoingMessage::new(herald::Subject::new("slow.x").unwrap(), format!("{i:0>400}")))
-            .collect(),
-    )
-    .await
-    .unwrap();
+    publish_padded(&bus, "slow.x", TOTAL, 400).await;
     let mut socket = connect(&url).await;
     socket
         .send(Message::Text(
@@ -242,13 +245,7 @@ async fn the_outbound_queue_is_bounded_in_bytes_as_well_as_in_frames() {
         .outbound_bytes(1024 * 1024)
         .slow_consumer_timeout(std::time::Duration::from_millis(200));
     let (url, bus) = server(limits).await;
-    bus.publish_batch(
-        (0..TOTAL)
-            .map(|i| herald::OutgoingMessage::new(herald::Subject::new("big.x").unwrap(), format!("{i:0>8192}")))
-            .collect(),
-    )
-    .await
-    .unwrap();
+    publish_padded(&bus, "big.x", TOTAL, 8192).await;
     let mut socket = connect(&url).await;
     let subscribe = json!({"id": 1, "op": "subscribe", "sub": 1, "pattern": "big.>", "from": {"seq": 1}});
     socket.send(Message::Text(subscribe.to_string().into())).await.unwrap();
