@@ -1,14 +1,18 @@
 //! `GET /v1/tail`: a live subscription as server-sent events (docs/http.md).
 //!
-//! Each message is an event `message` with the id `<stream>:<seq>` and the
-//! message as JSON; a subscription error is an event `error` with the error
-//! as JSON (after `lagged` the tail carries on; after any other it ends).
+//! Each message is an event `message` with the message as JSON and an id
+//! that holds the tail's position: `<stream>:<seq>` for every stream it has
+//! sent from (after the start time, for a tail of new messages only), so a
+//! reconnect with that id as `Last-Event-ID` resumes exactly. A subscription
+//! error is an event `error` with the error as JSON (after `lagged` the tail
+//! carries on; after any other it ends).
 //!
 //! The event stream pulls one message from the subscription each time the
 //! response body asks for the next event, and the body is asked only when
 //! the connection has taken the previous one: a client that reads slowly
 //! holds the tail back instead of growing a queue on the server.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -18,9 +22,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use herald_core::wire::{WireError, WireMessage};
-use herald_core::{
-    Backend, Error, ErrorKind, LiveSubscription, Message, Pattern, ReadFrom, ReadRange, Result, StreamName,
-};
+use herald_core::{Error, ErrorKind, LiveSubscription, Message, Pattern, ReadFrom, Result, StreamName, Timestamp};
 use serde::Deserialize;
 use tokio::sync::watch;
 use utoipa::IntoParams;
@@ -45,9 +47,8 @@ pub(crate) struct TailQuery {
 
 /// Follows every message matching a pattern as server-sent events.
 ///
-/// Reconnecting with `Last-Event-ID: <stream>:<seq>` (as `EventSource` does)
-/// resumes after that message: exactly when the pattern reaches one stream;
-/// across several streams, from that message's time in the others.
+/// Reconnecting with `Last-Event-ID` set to the last event's id (as
+/// `EventSource` does) resumes right after what was sent, in every stream.
 #[utoipa::path(
     get,
     path = "/v1/tail",
@@ -55,11 +56,11 @@ pub(crate) struct TailQuery {
     operation_id = "tail",
     params(
         TailQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received, `<stream>:<seq>`: resume after it (wins over `from_seq` and `from_time`)"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received: resume right after what it says was sent"),
     ),
     responses(
         (status = 200, content_type = "text/event-stream", body = String,
-         description = "Events `message` (id `<stream>:<seq>`, data: a WireMessage as JSON) and `error` (data: a WireError as JSON), and keep-alive comments"),
+         description = "Events `message` (id: the tail's position, `<stream>:<seq>` per stream; data: a WireMessage as JSON) and `error` (data: a WireError as JSON), and keep-alive comments"),
         (status = 400, description = "Invalid pattern, both `from_seq` and `from_time`, or a malformed Last-Event-ID", body = WireError),
     )
 )]
@@ -70,31 +71,55 @@ pub(crate) async fn tail(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     caller.check(&state.backend, Action::Subscribe(&query.pattern)).await?;
-    let start = match last_event_id(&headers)? {
-        Some((stream, seq)) => resume(&state.backend, &query.pattern, stream, seq).await?,
-        None => Start {
-            from: start_of(&query)?,
-            seen: None,
+    let asked = start_of(&query)?;
+    let position = match last_event_id(&headers)? {
+        Some(position) => position,
+        // A tail of new messages only remembers when it started, so that a
+        // reconnect also finds what streams it had sent nothing from yet stored since.
+        None => Position {
+            start: asked.is_none().then(Timestamp::now),
+            sent: BTreeMap::new(),
         },
     };
-    let subscription = state.backend.subscribe(query.pattern, start.from).await?;
+    let from = match (&asked, &position) {
+        (Some(from), _) => Some(*from),
+        (
+            None,
+            Position {
+                start: Some(time),
+                sent,
+            },
+        ) if !sent.is_empty() => Some(ReadFrom::Time(*time)),
+        (None, _) => None,
+    };
+    let sent = position.sent.iter().map(|(s, seq)| (s.clone(), *seq)).collect();
+    let subscription = state.backend.subscribe_resuming(query.pattern, from, sent).await?;
     let tail = Tail {
         subscription,
         caller,
         metrics: state.metrics.clone(),
-        seen: start.seen,
+        position,
         ended: false,
     };
     let events = events(tail).take_until(stopped(state.stopping.clone()));
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
 
-/// Where a tail starts, and what it already delivered before a reconnect.
+/// Where a tail is: when it started (a tail of new messages only) and the
+/// last seq it sent of each stream. Its text is the events' id:
+/// `<start nanos>,<stream>:<seq>,…` (the start only when there is one).
 #[derive(Debug, PartialEq)]
-struct Start {
-    from: Option<ReadFrom>,
-    /// Messages of this stream up to this seq were delivered already.
-    seen: Option<(StreamName, u64)>,
+struct Position {
+    start: Option<Timestamp>,
+    sent: BTreeMap<StreamName, u64>,
+}
+
+impl Position {
+    fn id(&self) -> String {
+        let start = self.start.map(|t| t.0.to_string());
+        let sent = self.sent.iter().map(|(stream, seq)| format!("{stream}:{seq}"));
+        start.into_iter().chain(sent).collect::<Vec<_>>().join(",")
+    }
 }
 
 fn start_of(query: &TailQuery) -> Result<Option<ReadFrom>> {
@@ -106,54 +131,32 @@ fn start_of(query: &TailQuery) -> Result<Option<ReadFrom>> {
     }
 }
 
-/// The `Last-Event-ID` header as `(stream, seq)`.
-fn last_event_id(headers: &HeaderMap) -> Result<Option<(StreamName, u64)>> {
+/// The `Last-Event-ID` header as a position.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>> {
     let Some(value) = headers.get("last-event-id") else {
         return Ok(None);
     };
-    let malformed = || invalid("Last-Event-ID must be `<stream>:<seq>`, as the tail's events carry");
+    let malformed =
+        || invalid("Last-Event-ID must be the id of an event of the tail: `<stream>:<seq>`, comma-separated");
     let text = value.to_str().map_err(|_| malformed())?;
-    let (stream, seq) = text.rsplit_once(':').ok_or_else(malformed)?;
-    let seq = seq.parse().map_err(|_| malformed())?;
-    Ok(Some((StreamName::new(stream).map_err(|_| malformed())?, seq)))
-}
-
-/// Where to resume after `stream:seq`. When the pattern reaches that stream
-/// only, right after it. Otherwise the other streams' positions are unknown:
-/// every stream resumes at the time the last message seen was stored (or the
-/// first held after it), and that stream's messages up to `seq` are skipped.
-/// An id of a stream the pattern does not reach tells nothing: the tail
-/// follows what comes next.
-async fn resume(backend: &Arc<dyn Backend>, pattern: &Pattern, stream: StreamName, seq: u64) -> Result<Start> {
-    let streams = backend.list_streams().await?;
-    let reached: Vec<&StreamName> = streams
-        .iter()
-        .filter(|s| s.config.subjects.iter().any(|p| p.overlaps(pattern)))
-        .map(|s| &s.config.name)
-        .collect();
-    if !reached.contains(&&stream) {
-        return Ok(Start { from: None, seen: None });
-    }
-    if reached.len() == 1 {
-        return Ok(Start {
-            from: Some(ReadFrom::Seq(seq.saturating_add(1))),
-            seen: None,
-        });
-    }
-    let next = match backend.read_range(&stream, ReadRange::from_seq(seq, 1)).await {
-        Ok(next) => next,
-        // The stream is gone: there is nothing of it to skip.
-        Err(err) if err.kind() == ErrorKind::StreamNotFound => Vec::new(),
-        Err(err) => return Err(err),
+    let mut position = Position {
+        start: None,
+        sent: BTreeMap::new(),
     };
-    Ok(match next.first() {
-        Some(message) => Start {
-            from: Some(ReadFrom::Time(message.time)),
-            seen: Some((stream, seq)),
-        },
-        // Nothing held from there on: follow what comes next.
-        None => Start { from: None, seen: None },
-    })
+    for (i, token) in text.split(',').enumerate() {
+        match token.rsplit_once(':') {
+            Some((stream, seq)) => {
+                let stream = StreamName::new(stream).map_err(|_| malformed())?;
+                position.sent.insert(stream, seq.parse().map_err(|_| malformed())?);
+            }
+            None if i == 0 => position.start = Some(Timestamp(token.parse().map_err(|_| malformed())?)),
+            None => return Err(malformed()),
+        }
+    }
+    if position.sent.is_empty() {
+        return Err(malformed());
+    }
+    Ok(Some(position))
 }
 
 /// Completes when the server stops (never, for a router whose app owns its life).
@@ -168,29 +171,21 @@ struct Tail {
     subscription: Box<dyn LiveSubscription>,
     caller: Caller,
     metrics: Arc<Metrics>,
-    seen: Option<(StreamName, u64)>,
+    position: Position,
     ended: bool,
 }
 
 impl Tail {
-    /// Whether `message` goes to this client: its token may read the subject
-    /// and it was not delivered before a reconnect.
-    fn wants(&self, message: &Message) -> bool {
-        let repeated = self
-            .seen
-            .as_ref()
-            .is_some_and(|(stream, seq)| message.stream == *stream && message.seq <= *seq);
-        !repeated && self.caller.sees(&message.subject)
-    }
-
     /// The next event, waiting for it.
     async fn next_event(&mut self) -> Event {
         loop {
             match self.subscription.next().await {
-                Ok(message) if !self.wants(&message) => continue,
+                // Subjects the caller's token denies are skipped.
+                Ok(message) if !self.caller.sees(&message.subject) => continue,
                 Ok(message) => {
                     self.metrics.delivered(&message);
-                    return message_event(&message);
+                    self.position.sent.insert(message.stream.clone(), message.seq);
+                    return message_event(&message, self.position.id());
                 }
                 Err(err) => {
                     // `Lagged` carries on after the deleted messages; anything else ends the tail.
@@ -213,8 +208,7 @@ fn events(tail: Tail) -> impl Stream<Item = std::result::Result<Event, Infallibl
     })
 }
 
-fn message_event(message: &Message) -> Event {
-    let id = format!("{}:{}", message.stream, message.seq);
+fn message_event(message: &Message, id: String) -> Event {
     match Event::default()
         .event("message")
         .id(id)
@@ -274,7 +268,10 @@ mod tests {
             subscription: Box::new(Counting(reads.clone())),
             caller: caller(),
             metrics: Arc::default(),
-            seen: None,
+            position: Position {
+                start: None,
+                sent: BTreeMap::new(),
+            },
             ended: false,
         };
         let mut events = Box::pin(events(tail));
@@ -284,33 +281,28 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn messages_seen_before_a_reconnect_are_skipped() {
-        let reads = Arc::new(AtomicUsize::new(0));
-        let metrics: Arc<Metrics> = Arc::default();
-        let mut tail = Tail {
-            subscription: Box::new(Counting(reads.clone())),
-            caller: caller(),
-            metrics,
-            seen: Some((StreamName::new("orders").unwrap(), 2)),
-            ended: false,
-        };
-        let _ = tail.next_event().await;
-        assert_eq!(reads.load(Ordering::SeqCst), 3, "seqs 1 and 2 were skipped");
-    }
-
     #[test]
-    fn last_event_ids_are_stream_and_seq() {
+    fn last_event_ids_are_a_start_and_a_seq_per_stream() {
         let mut headers = HeaderMap::new();
         assert_eq!(last_event_id(&headers).unwrap(), None);
+        let stream = |name: &str| StreamName::new(name).unwrap();
+        let position = Position {
+            start: Some(Timestamp(1_795_431_715_850_237_967)),
+            sent: BTreeMap::from([(stream("orders"), 42), (stream("payments"), 7)]),
+        };
+        assert_eq!(position.id(), "1795431715850237967,orders:42,payments:7");
+        headers.insert("last-event-id", position.id().parse().unwrap());
+        assert_eq!(last_event_id(&headers).unwrap(), Some(position));
         headers.insert("last-event-id", "orders:42".parse().unwrap());
-        assert_eq!(
-            last_event_id(&headers).unwrap(),
-            Some((StreamName::new("orders").unwrap(), 42))
-        );
-        for bad in ["orders", "orders:x", "a.b:1"] {
+        let without_start = last_event_id(&headers).unwrap().unwrap();
+        assert_eq!((without_start.start, without_start.sent.len()), (None, 1));
+        for bad in ["orders", "orders:x", "a.b:1", "12", "orders:1,12", ""] {
             headers.insert("last-event-id", bad.parse().unwrap());
-            assert_eq!(last_event_id(&headers).unwrap_err().kind(), ErrorKind::InvalidRequest);
+            assert_eq!(
+                last_event_id(&headers).unwrap_err().kind(),
+                ErrorKind::InvalidRequest,
+                "{bad}"
+            );
         }
     }
 }

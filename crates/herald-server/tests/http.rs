@@ -474,17 +474,18 @@ async fn the_tail_sends_live_messages_as_events() {
     publish(addr, "payments.1", "not followed").await;
     publish(addr, "orders.1", "created").await;
     let event = tail.expect().await;
-    assert_eq!(
-        (event.event.as_str(), event.id.as_deref()),
-        ("message", Some("orders:1"))
-    );
+    // The id: when the tail started (nanoseconds), then what it sent of each stream.
+    let id = event.id.clone().unwrap();
+    let (start, sent) = id.split_once(',').unwrap();
+    assert!(start.parse::<u64>().is_ok(), "{id}");
+    assert_eq!((event.event.as_str(), sent), ("message", "orders:1"));
     let message = event.json();
     assert_eq!(
         (message["subject"].as_str(), message["payload"].as_str()),
         (Some("orders.1"), Some("created"))
     );
     publish(addr, "orders.2", "paid").await;
-    assert_eq!(tail.expect().await.id.as_deref(), Some("orders:2"));
+    assert_eq!(tail.expect().await.id.unwrap(), format!("{start},orders:2"));
 }
 
 #[tokio::test]
@@ -511,30 +512,47 @@ async fn a_reconnecting_tail_resumes_after_its_last_event_id() {
     for n in 1..=3 {
         publish(addr, &format!("orders.{n}"), "x").await;
     }
-    // One stream: exactly after the id, whatever `from_seq` says.
+    // After the id, whatever `from_seq` says.
     let headers = [("last-event-id", "orders:2")];
     let mut resumed = common::events(addr, "/v1/tail?pattern=orders.%3E&from_seq=1", &headers).await;
     assert_eq!(resumed.expect().await.id.as_deref(), Some("orders:3"));
 
-    // Several streams: the id's stream after it, the others from its time.
+    // A live tail of several streams drops after two events; meanwhile both
+    // streams go on and a third appears. Resumed with the last id, it gets
+    // exactly what it had not: nothing twice, nothing missed.
+    let mut live = common::events(addr, "/v1/tail?pattern=*.x", &[]).await;
     publish(addr, "left.x", "l1").await;
     publish(addr, "right.x", "r1").await;
+    let sent = [live.expect().await, live.expect().await];
+    let last = sent[1].id.clone().unwrap();
+    assert!(last.ends_with(",left:1,right:1"), "{last}");
+    drop(live);
     publish(addr, "left.x", "l2").await;
-    let headers = [("last-event-id", "left:1")];
-    let mut both = common::events(addr, "/v1/tail?pattern=*.x", &headers).await;
-    let mut ids = vec![both.expect().await.id.unwrap(), both.expect().await.id.unwrap()];
-    ids.sort();
-    assert_eq!(ids, ["left:2", "right:1"]);
+    publish(addr, "mid.x", "m1").await;
+    publish(addr, "right.x", "r2").await;
+    let headers = [("last-event-id", last.as_str())];
+    let mut again = common::events(addr, "/v1/tail?pattern=*.x", &headers).await;
+    let mut payloads = Vec::new();
+    for _ in 0..3 {
+        payloads.push(again.expect().await.json()["payload"].as_str().unwrap().to_owned());
+    }
+    payloads.sort();
+    assert_eq!(payloads, ["l2", "m1", "r2"]);
+    publish(addr, "left.x", "l3").await;
+    let next = again.expect().await;
+    assert_eq!(next.json()["payload"], "l3");
+    assert!(next.id.unwrap().ends_with(",left:3,mid:1,right:2"));
 
-    // An id from a stream the pattern does not reach: what comes next.
+    // An id that says nothing of the pattern's streams: the query's start.
     let headers = [("last-event-id", "left:1")];
-    let mut elsewhere = common::events(addr, "/v1/tail?pattern=orders.%3E&from_seq=1", &headers).await;
-    publish(addr, "orders.4", "x").await;
-    assert_eq!(elsewhere.expect().await.id.as_deref(), Some("orders:4"));
+    let mut elsewhere = common::events(addr, "/v1/tail?pattern=orders.%3E&from_seq=3", &headers).await;
+    assert_eq!(elsewhere.expect().await.id.as_deref(), Some("left:1,orders:3"));
 
-    let malformed = common::events(addr, "/v1/tail?pattern=orders.%3E", &[("last-event-id", "seven")]).await;
-    assert_eq!(malformed.status, 400);
-    assert_eq!(malformed.json()["code"], 1004);
+    for bad in ["seven", "12"] {
+        let malformed = common::events(addr, "/v1/tail?pattern=orders.%3E", &[("last-event-id", bad)]).await;
+        assert_eq!(malformed.status, 400);
+        assert_eq!(malformed.json()["code"], 1004);
+    }
 }
 
 #[tokio::test]
