@@ -34,17 +34,31 @@ impl Access {
     pub fn requires_token(&self) -> bool {
         matches!(self, Access::Tokens(_))
     }
+}
 
+/// [`Access`] as the server consults it: each token shared, not copied, by
+/// the callers that present it.
+#[derive(Debug)]
+pub(crate) struct Keyring(Option<Vec<Arc<Token>>>);
+
+impl From<Access> for Keyring {
+    fn from(access: Access) -> Keyring {
+        match access {
+            Access::Open => Keyring(None),
+            Access::Tokens(tokens) => Keyring(Some(tokens.into_iter().map(Arc::new).collect())),
+        }
+    }
+}
+
+impl Keyring {
     /// The grants of the token `secret`, or `None` if it is not one of ours.
     fn lookup(&self, secret: &str) -> Option<Arc<Token>> {
-        let Access::Tokens(tokens) = self else {
-            return None;
-        };
         let digest = sha256(secret.as_bytes());
-        tokens
+        self.0
             .iter()
+            .flatten()
             .find(|t| constant_time_eq(&t.sha256, &digest))
-            .map(|t| Arc::new(t.clone()))
+            .cloned()
     }
 }
 
@@ -198,8 +212,8 @@ impl Caller {
     ///
     /// `PermissionDenied` when tokens are required and none, or an unknown
     /// one, is presented.
-    pub(crate) fn identify(access: &Access, parts: &Parts) -> Result<Caller> {
-        if !access.requires_token() {
+    pub(crate) fn identify(keyring: &Keyring, parts: &Parts) -> Result<Caller> {
+        if keyring.0.is_none() {
             return Ok(Caller::with(None));
         }
         let Some(secret) = presented_token(parts) else {
@@ -208,7 +222,7 @@ impl Caller {
                 "this server requires an access token: send `Authorization: Bearer <token>`",
             ));
         };
-        match access.lookup(&secret) {
+        match keyring.lookup(&secret) {
             Some(token) => Ok(Caller::with(Some(token))),
             None => Err(Error::new(ErrorKind::PermissionDenied, "unknown access token")),
         }
@@ -312,7 +326,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> std::result::Result<Caller, Response> {
-        Caller::identify(&state.access, parts).map_err(|err| {
+        Caller::identify(&state.keyring, parts).map_err(|err| {
             let body = axum::Json(crate::wire_error(&err));
             let challenge = [(axum::http::header::WWW_AUTHENTICATE, "Bearer")];
             (StatusCode::UNAUTHORIZED, challenge, body).into_response()
@@ -327,36 +341,12 @@ fn presented_token(parts: &Parts) -> Option<String> {
         let (scheme, token) = value.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
     }
-    let query = parts.uri.query()?;
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == "access_token").then(|| percent_decode(value))
-    })
-}
-
-/// Decodes `%XX` escapes (tokens are URL-safe, but a client may escape anyway).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
+    #[derive(Deserialize)]
+    struct TokenQuery {
+        access_token: Option<String>,
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let query = axum::extract::Query::<TokenQuery>::try_from_uri(&parts.uri).ok()?;
+    query.0.access_token
 }
 
 /// The SHA-256 of `bytes`.
@@ -434,9 +424,9 @@ mod tests {
 
     #[test]
     fn a_token_is_found_by_its_hash_only() {
-        let access = Access::Tokens(vec![Token::new("a", "s3cret")]);
-        assert_eq!(access.lookup("s3cret").unwrap().name, "a");
-        assert!(access.lookup("s3cret ").is_none());
+        let keyring = Keyring::from(Access::Tokens(vec![Token::new("a", "s3cret")]));
+        assert_eq!(keyring.lookup("s3cret").unwrap().name, "a");
+        assert!(keyring.lookup("s3cret ").is_none());
         assert_eq!(
             token_hash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -445,8 +435,16 @@ mod tests {
 
     #[test]
     fn query_tokens_are_percent_decoded() {
-        assert_eq!(percent_decode("a%2Bb+c"), "a+b c");
-        assert_eq!(percent_decode("100%"), "100%");
+        let parts = |uri: &str| axum::http::Request::get(uri).body(()).unwrap().into_parts().0;
+        assert_eq!(
+            presented_token(&parts("/v1/tail?pattern=a.%3E&access_token=a%2Bb+c")).as_deref(),
+            Some("a+b c")
+        );
+        assert_eq!(
+            presented_token(&parts("/v1/ws?access_token=100%")).as_deref(),
+            Some("100%")
+        );
+        assert_eq!(presented_token(&parts("/v1/tail?pattern=a.%3E")), None);
     }
 
     #[test]

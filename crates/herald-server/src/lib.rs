@@ -129,7 +129,7 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct AppState {
     backend: Arc<dyn Backend>,
     limits: Arc<Limits>,
-    access: Arc<Access>,
+    keyring: Arc<auth::Keyring>,
     metrics: Arc<metrics::Metrics>,
     connections: Arc<tokio::sync::Semaphore>,
     /// Turns true when the server is stopping: WebSocket sessions close.
@@ -207,7 +207,7 @@ impl Server {
             backend: self.bus.backend().clone(),
             connections: Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections)),
             limits: Arc::new(self.limits),
-            access: Arc::new(self.access),
+            keyring: Arc::new(self.access.into()),
             metrics: Arc::default(),
             stopping,
             alive,

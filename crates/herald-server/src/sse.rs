@@ -258,7 +258,7 @@ mod tests {
 
     fn caller() -> Caller {
         let parts = axum::http::Request::new(()).into_parts().0;
-        Caller::identify(&crate::Access::Open, &parts).unwrap()
+        Caller::identify(&crate::Access::Open.into(), &parts).unwrap()
     }
 
     #[tokio::test]
