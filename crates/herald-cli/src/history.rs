@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use herald::{Bus, Message, Pattern, ReadFrom, ReadRange};
+use herald::{Bus, Message, Pattern, ReadFrom, ReadRange, StreamInfo};
 
 /// 100 messages: one read's page. Memory stays bounded by a page whatever the
 /// stream's length, and a page of large payloads still fits a server's frame.
@@ -41,8 +41,9 @@ pub(crate) async fn read_forward(
     Ok(())
 }
 
-/// The seq at which the last `n` messages of `stream` matching `filter`
-/// begin; the next seq to be written when there are none (or `n` is 0).
+/// The seq at which the last `n` messages of the stream matching `filter`
+/// begin, as of `info`; the next seq to be written when there are none (or
+/// `n` is 0).
 ///
 /// Looks back in windows that double in size from the head, keeping only the
 /// seqs it may still need, so it reads about as much as it returns.
@@ -50,9 +51,14 @@ pub(crate) async fn read_forward(
 /// # Errors
 ///
 /// `StreamNotFound` and other read errors.
-pub(crate) async fn start_of_last(bus: &Bus, stream: &str, filter: Option<&Pattern>, n: u64) -> anyhow::Result<u64> {
-    let state = bus.stream_info(stream).await?.state;
-    let (first, head) = (state.first_seq, state.last_seq);
+pub(crate) async fn start_of_last(
+    bus: &Bus,
+    info: &StreamInfo,
+    filter: Option<&Pattern>,
+    n: u64,
+) -> anyhow::Result<u64> {
+    let stream = info.config.name.as_str();
+    let (first, head) = (info.state.first_seq, info.state.last_seq);
     let mut start_of_found = head + 1;
     if n == 0 || head < first {
         return Ok(start_of_found);

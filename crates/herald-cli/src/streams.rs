@@ -290,7 +290,8 @@ async fn purge(bus: &Bus, args: &PurgeArgs) -> anyhow::Result<u64> {
     let mut purge = subject.clone().map_or_else(Purge::all, Purge::subject);
     if let Some(keep) = args.keep {
         let filter = subject.map(Pattern::new).transpose()?;
-        let first_kept = history::start_of_last(bus, &args.name, filter.as_ref(), keep).await?;
+        let info = bus.stream_info(&args.name).await?;
+        let first_kept = history::start_of_last(bus, &info, filter.as_ref(), keep).await?;
         purge = purge.before(first_kept);
     }
     Ok(bus.purge_stream(&args.name, purge).await?)

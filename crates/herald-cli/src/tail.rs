@@ -70,9 +70,7 @@ async fn start(bus: &Bus, args: &Tail, info: &StreamInfo, filter: Option<&Patter
         return Ok(ReadFrom::Time(units::parse_time(since, bus.now())?));
     }
     let last = args.last.unwrap_or(DEFAULT_LAST);
-    Ok(ReadFrom::Seq(
-        history::start_of_last(bus, &args.stream, filter, last).await?,
-    ))
+    Ok(ReadFrom::Seq(history::start_of_last(bus, info, filter, last).await?))
 }
 
 /// Replays from `from`, then follows: one live subscription does both, so
