@@ -123,11 +123,11 @@ pub(crate) async fn run(args: Consumers) -> anyhow::Result<()> {
             ConsumersCommand::Create(create) => show(&self::create(bus, create).await?, json),
             ConsumersCommand::Rm { stream, name } => {
                 bus.delete_consumer(stream, name).await?;
-                if json {
-                    output::document(&serde_json::json!({ "stream": stream, "deleted": name }))
-                } else {
-                    output::line(format_args!("deleted consumer {name} of {stream}"))
-                }
+                output::done(
+                    json,
+                    serde_json::json!({ "stream": stream, "deleted": name }),
+                    format_args!("deleted consumer {name} of {stream}"),
+                )
             }
             ConsumersCommand::Reset(reset) => {
                 let to = match (reset.to_seq, &reset.to_time) {

@@ -90,11 +90,11 @@ async fn explain<T>(bus: &Bus, stream: &str, consumer: &str, result: herald::Res
 }
 
 fn done(json: bool, verb: &str, n: u64, stream: &str, consumer: &str) -> anyhow::Result<()> {
-    if json {
-        output::document(&serde_json::json!({ "stream": stream, "consumer": consumer, verb: n }))
-    } else {
-        output::line(format_args!("{verb} {n} dead letters of {consumer} on {stream}"))
-    }
+    output::done(
+        json,
+        serde_json::json!({ "stream": stream, "consumer": consumer, verb: n }),
+        format_args!("{verb} {n} dead letters of {consumer} on {stream}"),
+    )
 }
 
 fn list(letters: &[Message], json: bool) -> anyhow::Result<()> {

@@ -54,6 +54,16 @@ pub(crate) fn json_line(value: &impl Serialize) -> anyhow::Result<()> {
     line(serde_json::to_string(value).context("encoding JSON")?)
 }
 
+/// Prints what a command without a listing did: `document` for scripts, else
+/// `text`.
+///
+/// # Errors
+///
+/// As [`line`].
+pub(crate) fn done(json: bool, document: serde_json::Value, text: impl std::fmt::Display) -> anyhow::Result<()> {
+    if json { self::document(&document) } else { line(text) }
+}
+
 /// A note for the person at the terminal, on stderr so that it never mixes
 /// with the output a script reads. Scripts and tests may wait for one.
 pub(crate) fn note(text: impl std::fmt::Display) {

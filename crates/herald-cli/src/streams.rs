@@ -127,7 +127,7 @@ pub(crate) async fn run(args: Streams) -> anyhow::Result<()> {
             StreamsCommand::Create(create) => show(bus, &bus.create_stream(config(create)?).await?, json).await,
             StreamsCommand::Rm { name } => {
                 bus.delete_stream(name).await?;
-                done(
+                output::done(
                     json,
                     serde_json::json!({ "deleted": name }),
                     format!("deleted stream {name}"),
@@ -136,7 +136,7 @@ pub(crate) async fn run(args: Streams) -> anyhow::Result<()> {
             StreamsCommand::Purge(purge_args) => {
                 let purged = purge(bus, purge_args).await?;
                 let name = &purge_args.name;
-                done(
+                output::done(
                     json,
                     serde_json::json!({ "stream": name, "purged": purged }),
                     format!("purged {purged} messages from {name}"),
@@ -144,15 +144,6 @@ pub(crate) async fn run(args: Streams) -> anyhow::Result<()> {
             }
         })
         .await
-}
-
-/// Prints what a command without a listing did.
-fn done(json: bool, document: serde_json::Value, text: String) -> anyhow::Result<()> {
-    if json {
-        output::document(&document)
-    } else {
-        output::line(text)
-    }
 }
 
 async fn list(bus: &Bus, json: bool) -> anyhow::Result<()> {
