@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use herald::{Bus, ConnectOptions, ErrorKind};
 
-use crate::output;
+use crate::{output, signal};
 
 /// Where `herald serve` listens unless told otherwise.
 const DEFAULT_URL: &str = "ws://127.0.0.1:7878/v1/ws";
@@ -166,28 +166,10 @@ fn is_locked(err: &herald::Error) -> bool {
 pub(crate) async fn until_interrupted(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::select! {
         result = work => result,
-        () = interrupted() => {
+        () = signal::interrupted() => {
             output::note("interrupted");
             Ok(())
         }
-    }
-}
-
-async fn interrupted() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-            return;
-        }
-    }
-    // Without a handler, Ctrl-C still ends the process the ordinary way.
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 

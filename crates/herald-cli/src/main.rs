@@ -15,6 +15,7 @@ mod history;
 mod output;
 mod publish;
 mod serve;
+mod signal;
 mod streams;
 mod sub;
 mod table;

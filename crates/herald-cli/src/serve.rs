@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::signal;
+
 const DEFAULT_DATA_DIR: &str = "./herald-data";
 const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
@@ -214,7 +216,8 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
     if let Some(tls) = server_tls {
         server = server.tls(tls);
     }
-    server.serve(listener, shutdown_signal()).await.context("serving")?;
+    // Ctrl-C or SIGTERM: stop taking connections and let the ones in flight finish.
+    server.serve(listener, signal::interrupted()).await.context("serving")?;
     say("herald stopped");
     Ok(())
 }
@@ -224,29 +227,6 @@ fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-}
-
-/// Ctrl-C or SIGTERM: stop taking connections and let the ones in flight finish.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }
 
 /// `herald token NAME`: a new access token, and the lines for the config file.
