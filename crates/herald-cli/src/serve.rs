@@ -135,11 +135,11 @@ impl Serve {
                 file.limits.outbound_bytes,
                 defaults.outbound_bytes,
             ))
-            .slow_consumer_timeout(Duration::from_millis(pick(
-                self.slow_consumer_timeout_ms,
-                file.limits.slow_consumer_timeout_ms,
-                defaults.slow_consumer_timeout.as_millis() as u64,
-            )));
+            .slow_consumer_timeout(
+                self.slow_consumer_timeout_ms
+                    .or(file.limits.slow_consumer_timeout_ms)
+                    .map_or(defaults.slow_consumer_timeout, Duration::from_millis),
+            );
         let tls = match (self.tls_cert, self.tls_key, file.tls) {
             (Some(cert), Some(key), _) => Some((cert, key)),
             (_, _, Some(tls)) => Some((base.join(tls.cert), base.join(tls.key))),
