@@ -234,14 +234,7 @@ fn show(info: &ConsumerInfo, json: bool) -> anyhow::Result<()> {
                 .max_deliver
                 .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
         ),
-        (
-            "backoff",
-            if backoff.is_empty() {
-                "none".to_owned()
-            } else {
-                backoff.join(",")
-            },
-        ),
+        ("backoff", output::joined(&backoff, ",", "none")),
         ("max ack pending", config.max_ack_pending.to_string()),
         ("dead letters", output::variant(&config.dead_letter)),
         ("ack floor", info.ack_floor.to_string()),
@@ -252,24 +245,13 @@ fn show(info: &ConsumerInfo, json: bool) -> anyhow::Result<()> {
         ("delivered", info.delivered.to_string()),
         ("redelivered", info.redelivered.to_string()),
         ("dead-lettered", info.dead_lettered.to_string()),
-        (
-            "members",
-            if members.is_empty() {
-                "none".to_owned()
-            } else {
-                members.join("; ")
-            },
-        ),
+        ("members", output::joined(&members, "; ", "none")),
     ]))
 }
 
 fn filters(info: &ConsumerInfo) -> String {
     let patterns: Vec<&str> = info.config.filters.iter().map(Pattern::as_str).collect();
-    if patterns.is_empty() {
-        "all".to_owned()
-    } else {
-        patterns.join(",")
-    }
+    output::joined(&patterns, ",", "all")
 }
 
 /// The age of the oldest unacked message, or `-` when nothing is owed.

@@ -139,6 +139,16 @@ pub(crate) fn variant(value: &impl Serialize) -> String {
     }
 }
 
+/// `items` joined by `separator` for a details cell, or `empty` when there
+/// are none.
+pub(crate) fn joined(items: &[impl std::borrow::Borrow<str>], separator: &str, empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_owned()
+    } else {
+        items.join(separator)
+    }
+}
+
 /// Cuts `text` to at most `max` characters for a table cell, marking the cut.
 pub(crate) fn clip(text: &str, max: usize) -> String {
     if text.chars().count() <= max {

@@ -217,14 +217,7 @@ async fn show(bus: &Bus, info: &StreamInfo, json: bool) -> anyhow::Result<()> {
         ),
         ("durability", output::variant(&config.durability)),
         ("subject index", config.indexes_subjects().to_string()),
-        (
-            "consumers",
-            if names.is_empty() {
-                "none".to_owned()
-            } else {
-                names.join(", ")
-            },
-        ),
+        ("consumers", output::joined(&names, ", ", "none")),
     ]))
 }
 
