@@ -32,6 +32,7 @@ pub(crate) async fn upgrade(State(state): State<AppState>, caller: Caller, ws: W
     // Room for the largest payload as base64 (or escaped text) inside a JSON
     // frame; anything bigger is refused by closing the connection.
     ws.max_message_size(state.limits.max_body())
+        .max_frame_size(state.limits.max_body())
         .on_upgrade(move |socket| connection(state, caller, socket, permit))
 }
 

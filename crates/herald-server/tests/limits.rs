@@ -353,3 +353,25 @@ async fn a_client_with_more_calls_waiting_than_places_in_flight_still_answers_re
         poller.abort();
     }
 }
+
+#[tokio::test]
+async fn the_client_takes_a_message_as_large_as_the_servers_payload_limit() {
+    // 20 MiB of binary is a 27 MiB frame as base64: beyond a WebSocket
+    // client's default 16 MiB frame, within what this server sends.
+    let limit = 20 * 1024 * 1024;
+    let (url, hosted) = server(Limits::default().max_payload(limit)).await;
+    hosted
+        .create_stream(
+            herald::StreamConfig::new("huge")
+                .unwrap()
+                .max_payload(std::num::NonZeroU32::new(limit as u32).unwrap()),
+        )
+        .await
+        .unwrap();
+    let remote = herald::Bus::connect(url.as_str()).await.unwrap();
+    let payload = vec![0xA5_u8; limit];
+    remote.publish("huge.x", payload.clone()).await.unwrap();
+    let read = remote.read("huge", herald::ReadRange::from_seq(1, 1)).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert!(read[0].payload == payload, "the payload came back whole");
+}
