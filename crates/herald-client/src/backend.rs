@@ -20,14 +20,6 @@ fn messages(wire: Vec<WireMessage>) -> Result<Vec<Message>> {
     wire.into_iter().map(WireMessage::into_message).collect()
 }
 
-/// Where a read goes on after a page of a read that asked for `asked`
-/// messages: after its last seq when the server cut the page short for its
-/// size ([`PAGE_BYTES`]), or nowhere when the read is complete.
-fn read_on(page: &[Message], asked: usize) -> Option<u64> {
-    let cut = page.len() < asked && page.iter().map(page_size).sum::<usize>() >= PAGE_BYTES;
-    if cut { page.last().map(|m| m.seq) } else { None }
-}
-
 /// A message on the wire with an id, so a publish sent again after a
 /// reconnect is a duplicate inside the stream's window, not a second message.
 fn with_id(message: &OutgoingMessage) -> WireOutgoing {
@@ -106,47 +98,51 @@ impl StreamBackend for RemoteBackend {
         wire.into_message()
     }
 
-    async fn read_range(&self, stream: &StreamName, mut range: ReadRange) -> Result<Vec<Message>> {
-        let mut all = Vec::new();
-        loop {
-            let op = Op::ReadRange {
-                stream: stream.clone(),
-                range: range.clone(),
-            };
-            let page = messages(self.call(op).await?)?;
-            let Some(after) = read_on(&page, range.limit) else {
-                all.extend(page);
-                return Ok(all);
-            };
-            range.limit -= page.len();
-            range.from = ReadFrom::Seq(after + 1);
-            all.extend(page);
-        }
+    async fn read_range(&self, stream: &StreamName, range: ReadRange) -> Result<Vec<Message>> {
+        self.read_pages(range.limit, |after, limit| Op::ReadRange {
+            stream: stream.clone(),
+            range: ReadRange {
+                from: after.map_or(range.from, |seq| ReadFrom::Seq(seq + 1)),
+                filter: range.filter.clone(),
+                limit,
+            },
+        })
+        .await
     }
 
     async fn read_subject(
         &self,
         stream: &StreamName,
         subject: &Subject,
-        mut from_seq: u64,
-        mut limit: usize,
+        from_seq: u64,
+        limit: usize,
     ) -> Result<Vec<Message>> {
-        let mut all = Vec::new();
+        self.read_pages(limit, |after, limit| Op::ReadSubject {
+            stream: stream.clone(),
+            subject: subject.clone(),
+            from_seq: after.map_or(from_seq, |seq| seq + 1),
+            limit,
+        })
+        .await
+    }
+}
+
+impl RemoteBackend {
+    /// A read of up to `limit` messages, page by page: `page` makes the
+    /// operation for the page after seq `after` (none for the first), of at
+    /// most the messages still wanted. The server cuts a page short once it
+    /// holds [`PAGE_BYTES`]; the read then goes on after its last seq.
+    async fn read_pages(&self, limit: usize, page: impl Fn(Option<u64>, usize) -> Op) -> Result<Vec<Message>> {
+        let mut all: Vec<Message> = Vec::new();
         loop {
-            let op = Op::ReadSubject {
-                stream: stream.clone(),
-                subject: subject.clone(),
-                from_seq,
-                limit,
-            };
-            let page = messages(self.call(op).await?)?;
-            let Some(after) = read_on(&page, limit) else {
-                all.extend(page);
+            let wanted = limit - all.len();
+            let got = messages(self.call(page(all.last().map(|m| m.seq), wanted)).await?)?;
+            let cut = got.len() < wanted && got.iter().map(page_size).sum::<usize>() >= PAGE_BYTES;
+            let empty = got.is_empty();
+            all.extend(got);
+            if !cut || empty {
                 return Ok(all);
-            };
-            limit -= page.len();
-            from_seq = after + 1;
-            all.extend(page);
+            }
         }
     }
 }
