@@ -117,9 +117,7 @@ pub(crate) async fn run(args: Consumers) -> anyhow::Result<()> {
     args.client
         .session(async |bus: &Bus| match &args.command {
             ConsumersCommand::Ls { stream } => list(&bus.consumers(stream).await?, json),
-            ConsumersCommand::Info { stream, name } => {
-                show(&bus.bind_consumer(stream, name).await?.info().await?, json)
-            }
+            ConsumersCommand::Info { stream, name } => show(&bus.consumer_info(stream, name).await?, json),
             ConsumersCommand::Create(create) => show(&self::create(bus, create).await?, json),
             ConsumersCommand::Rm { stream, name } => {
                 bus.delete_consumer(stream, name).await?;

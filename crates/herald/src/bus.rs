@@ -242,6 +242,16 @@ impl Bus {
         Ok(Consumer::new(self.backend.clone(), stream, name))
     }
 
+    /// A consumer's config and progress.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName`, `StreamNotFound`, `ConsumerNotFound`.
+    pub async fn consumer_info(&self, stream: impl AsRef<str>, name: impl AsRef<str>) -> Result<ConsumerInfo> {
+        let (stream, name) = (StreamName::new(stream)?, ConsumerName::new(name)?);
+        self.backend.consumer_info(&stream, &name).await
+    }
+
     /// Every consumer of a stream.
     ///
     /// # Errors

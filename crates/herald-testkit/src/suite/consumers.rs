@@ -405,6 +405,8 @@ pub async fn consumers_are_listed_updated_and_deleted(bus: &TestBus) {
     );
     let config = bus.backend().consumer_config(&stream, &name).await.unwrap();
     assert_eq!(config, updated.config);
+    assert_eq!(bus.consumer_info("c", "a").await.unwrap().config, updated.config);
+    assert_eq!(kind(bus.consumer_info("c", "b2").await), ErrorKind::ConsumerNotFound);
     let missing = herald::ConsumerName::new("b2").unwrap();
     assert_eq!(
         kind(bus.backend().consumer_config(&stream, &missing).await),
