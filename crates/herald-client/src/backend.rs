@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use herald_core::wire::{Body, Op, PAGE_BYTES, WireDelivery, WireMessage, WireOutgoing, WireReply, page_size};
+use herald_core::wire::{
+    Body, MAX_FETCH_WAIT, Op, PAGE_BYTES, WireDelivery, WireMessage, WireOutgoing, WireReply, page_size,
+};
 use herald_core::{
     ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Error, ErrorKind, Headers, LiveSubscription,
     Message, OutgoingMessage, Pattern, PublishAck, Purge, ReadFrom, ReadRange, Reply, ReplySink, Request,
@@ -49,7 +51,7 @@ impl StreamBackend for RemoteBackend {
     }
 
     async fn list_streams(&self) -> Result<Vec<StreamInfo>> {
-        self.call(Op::ListStreams).await
+        self.call(Op::ListStreams {}).await
     }
 
     async fn delete_stream(&self, stream: &StreamName) -> Result<()> {
@@ -193,16 +195,24 @@ impl ConsumerBackend for RemoteBackend {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>> {
-        let wire: Vec<WireDelivery> = self
-            .call(Op::Fetch {
-                stream: stream.clone(),
-                consumer: consumer.clone(),
-                member: member.clone(),
-                max,
-                wait_ms: millis(wait),
-            })
-            .await?;
-        wire.into_iter().map(WireDelivery::into_delivery).collect()
+        // The server waits at most MAX_FETCH_WAIT per fetch: a longer wait
+        // is several fetches, each taking nothing until the last finds work.
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let slice = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let wire: Vec<WireDelivery> = self
+                .call(Op::Fetch {
+                    stream: stream.clone(),
+                    consumer: consumer.clone(),
+                    member: member.clone(),
+                    max,
+                    wait_ms: millis(slice.min(MAX_FETCH_WAIT)),
+                })
+                .await?;
+            if !wire.is_empty() || slice <= MAX_FETCH_WAIT {
+                return wire.into_iter().map(WireDelivery::into_delivery).collect();
+            }
+        }
     }
 
     async fn settle(
@@ -370,11 +380,13 @@ impl RequestBackend for RemoteBackend {
     }
 
     async fn request(&self, subject: Subject, headers: Headers, payload: Bytes, timeout: Duration) -> Result<Reply> {
+        let (payload, payload_b64) = Body::of(&payload).into_fields();
         let reply: WireReply = self
             .call(Op::Request {
                 subject,
                 headers,
-                body: Body::of(&payload),
+                payload,
+                payload_b64,
                 timeout_ms: millis(timeout),
             })
             .await?;

@@ -316,7 +316,17 @@ impl Inner {
     }
 
     fn answer(&self, id: u64, result: Result<serde_json::Value>) {
-        if let Some(pending) = lock(&self.pending).remove(&id) {
+        let mut pending = lock(&self.pending);
+        // A call the server ended unanswered because it is stopping (a
+        // waiting fetch) goes again once reconnected, like one lost with the
+        // connection; the server closes the session right after.
+        if let Err(err) = &result
+            && err.kind() == ErrorKind::Closed
+            && pending.get(&id).is_some_and(|p| p.repeatable)
+        {
+            return;
+        }
+        if let Some(pending) = pending.remove(&id) {
             let _ = pending.waiter.send(result);
         }
     }

@@ -110,6 +110,7 @@ pub enum DeadLetter {
     schema(description = "A durable consumer's configuration: filters, start, lease, redelivery and dead letters.")
 )]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// The consumer's name, unique within its stream.
     pub name: ConsumerName,
@@ -278,7 +279,10 @@ pub struct Delivery {
 
 /// How a delivery is settled.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// On the wire: `"ack"`, `"nak"` (redeliver at once), `"in_progress"`,
+/// `{"nak": {"delay": …}}` or `{"term": {"reason": "…"}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Settle {
     /// Done: never delivered to this consumer again.
@@ -296,6 +300,60 @@ pub enum Settle {
         /// Why, recorded in the dead letter's headers.
         reason: String,
     },
+}
+
+/// The object forms of [`Settle`], strictly.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum SettleObject {
+    Ack {},
+    Nak {
+        #[serde(default)]
+        delay: Duration,
+    },
+    InProgress {},
+    Term {
+        reason: String,
+    },
+}
+
+impl<'de> Deserialize<'de> for Settle {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Settle, D::Error> {
+        use serde::de::{self, MapAccess, Visitor, value::MapAccessDeserializer};
+
+        const WORDS: &[&str] = &["ack", "nak", "in_progress", "term"];
+
+        struct Words;
+
+        impl<'de> Visitor<'de> for Words {
+            type Value = Settle;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#""ack", "nak", "in_progress", {"nak": {"delay": …}} or {"term": {"reason": "…"}}"#)
+            }
+
+            fn visit_str<E: de::Error>(self, word: &str) -> Result<Settle, E> {
+                match word {
+                    "ack" => Ok(Settle::Ack),
+                    "nak" => Ok(Settle::Nak { delay: Duration::ZERO }),
+                    "in_progress" => Ok(Settle::InProgress),
+                    "term" => Err(E::custom(r#"`term` needs a reason: {"term": {"reason": "…"}}"#)),
+                    other => Err(E::unknown_variant(other, WORDS)),
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Settle, A::Error> {
+                Ok(match SettleObject::deserialize(MapAccessDeserializer::new(map))? {
+                    SettleObject::Ack {} => Settle::Ack,
+                    SettleObject::Nak { delay } => Settle::Nak { delay },
+                    SettleObject::InProgress {} => Settle::InProgress,
+                    SettleObject::Term { reason } => Settle::Term { reason },
+                })
+            }
+        }
+
+        deserializer.deserialize_any(Words)
+    }
 }
 
 /// A member of a consumer, as listed in its info.
@@ -358,6 +416,40 @@ pub mod dlq {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settles_read_as_words_or_objects_and_refuse_anything_else() {
+        let read = |json: &str| serde_json::from_str::<Settle>(json);
+        assert_eq!(read(r#""ack""#).unwrap(), Settle::Ack);
+        assert_eq!(read(r#""nak""#).unwrap(), Settle::Nak { delay: Duration::ZERO });
+        assert_eq!(
+            read(r#"{"nak": {"delay": {"secs": 2, "nanos": 0}}}"#).unwrap(),
+            Settle::Nak {
+                delay: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(
+            read(r#"{"term": {"reason": "bad"}}"#).unwrap(),
+            Settle::Term { reason: "bad".into() }
+        );
+        assert!(read(r#""term""#).unwrap_err().to_string().contains("needs a reason"));
+        assert!(
+            read(r#""nack""#)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown variant `nack`")
+        );
+        assert!(read(r#"{"nak": {"dealy": {"secs": 2, "nanos": 0}}}"#).is_err());
+        for settle in [
+            Settle::Ack,
+            Settle::InProgress,
+            Settle::Nak {
+                delay: Duration::from_millis(5),
+            },
+        ] {
+            assert_eq!(read(&serde_json::to_string(&settle).unwrap()).unwrap(), settle);
+        }
+    }
 
     #[test]
     fn dead_letter_names_exist_for_user_and_reserved_streams_and_never_collide() {

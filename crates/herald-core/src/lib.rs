@@ -22,6 +22,7 @@
 mod backend;
 mod consumer;
 mod error;
+pub mod input;
 mod message;
 #[cfg(feature = "openapi")]
 mod openapi;
@@ -41,8 +42,8 @@ pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use message::{Headers, MAX_HEADER_BYTES, MAX_ID_LEN, Message, OutgoingMessage, PublishAck, Timestamp};
 pub use request::{Reply, ReplySink, Request};
 pub use stream::{
-    DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_PAYLOAD, Discard, Durability, MAX_PAYLOAD_LIMIT, Purge, ReadFrom, ReadRange,
-    Retention, StreamConfig, StreamInfo, StreamState,
+    DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_PAYLOAD, Discard, Durability, MAX_PAYLOAD_LIMIT, Purge, PurgeSelector,
+    ReadFrom, ReadRange, Retention, StreamConfig, StreamInfo, StreamState,
 };
 pub use subject::{MAX_NAME_LEN, MAX_RESERVED_NAME_LEN, MAX_SUBJECT_LEN, Pattern, StreamName, Subject};
 

@@ -84,6 +84,7 @@ pub enum Durability {
     schema(description = "A stream's configuration: the subjects it captures, its limits and policies.")
 )]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StreamConfig {
     /// The stream's name.
     pub name: StreamName,
@@ -354,17 +355,69 @@ pub struct StreamInfo {
 /// # let _ = (all, one_subject_before_100);
 /// # Ok::<(), herald_core::Error>(())
 /// ```
-#[cfg_attr(
-    feature = "openapi",
-    derive(utoipa::ToSchema),
-    schema(description = "Which messages a purge deletes: all, one subject's, those below a seq, or both.")
-)]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PurgeSelector", into = "PurgeSelector")]
 pub struct Purge {
     /// Only messages of this subject.
     pub subject: Option<Subject>,
     /// Only messages with a sequence below this.
     pub before_seq: Option<u64>,
+}
+
+/// A purge as it travels: a destructive request says what it destroys, so
+/// every message is `{"all": true}` and never an empty or misspelt selector.
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(
+        description = "Which messages a purge deletes: `{\"all\": true}` for every one, or one subject's, \
+                          those below a seq, or both."
+    )
+)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeSelector {
+    /// Every message of the stream (alone: not with the other fields).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+    /// Only messages of this subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
+    /// Only messages with a sequence below this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_seq: Option<u64>,
+}
+
+impl TryFrom<PurgeSelector> for Purge {
+    type Error = Error;
+
+    fn try_from(selector: PurgeSelector) -> Result<Purge, Error> {
+        let narrowed = selector.subject.is_some() || selector.before_seq.is_some();
+        match (selector.all, narrowed) {
+            (true, true) => Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "a purge is either `all` or narrowed by `subject` and `before_seq`, not both",
+            )),
+            (false, false) => Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "say what to purge: {\"all\": true} for every message, or `subject` and/or `before_seq`",
+            )),
+            _ => Ok(Purge {
+                subject: selector.subject,
+                before_seq: selector.before_seq,
+            }),
+        }
+    }
+}
+
+impl From<Purge> for PurgeSelector {
+    fn from(purge: Purge) -> PurgeSelector {
+        PurgeSelector {
+            all: purge.subject.is_none() && purge.before_seq.is_none(),
+            subject: purge.subject,
+            before_seq: purge.before_seq,
+        }
+    }
 }
 
 impl Purge {
@@ -402,6 +455,7 @@ pub enum ReadFrom {
 /// A range read: messages in sequence order from a start, optionally filtered
 /// by subject patterns, up to a limit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReadRange {
     /// Where to start.
     pub from: ReadFrom,

@@ -34,6 +34,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// A page below it ended because the stream (or the consumer's backlog) did.
 pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// The longest a `fetch` waits for a first delivery (`wait_ms` at most
+/// 60,000): a minute keeps a waiting fetch well inside proxies' idle
+/// timeouts, and a client that wants to wait longer fetches again.
+pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(60);
+
 /// What one message counts for in a page: its payload, subject, id and
 /// headers, in bytes.
 pub fn page_size(message: &Message) -> usize {
@@ -82,21 +87,57 @@ impl Body {
     }
 }
 
+impl Body {
+    /// The two JSON fields a payload travels in: `payload` (text) and
+    /// `payload_b64` (base64), exactly one of them set.
+    pub fn into_fields(self) -> (Option<String>, Option<String>) {
+        match self {
+            Body::Text(text) => (Some(text), None),
+            Body::Base64(b64) => (None, Some(b64)),
+        }
+    }
+
+    /// The body of a message that arrived as the two JSON fields.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidRequest` unless exactly one of them is given.
+    pub fn from_fields(payload: Option<String>, payload_b64: Option<String>) -> Result<Body, Error> {
+        match (payload, payload_b64) {
+            (Some(text), None) => Ok(Body::Text(text)),
+            (None, Some(b64)) => Ok(Body::Base64(b64)),
+            (Some(_), Some(_)) => Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "give `payload` (text) or `payload_b64` (base64), not both",
+            )),
+            (None, None) => Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "a message needs `payload` (text) or `payload_b64` (base64); `\"payload\": \"\"` for an empty one",
+            )),
+        }
+    }
+}
+
 impl Default for Body {
     fn default() -> Body {
         Body::Text(String::new())
     }
 }
 
-/// A message to publish.
+/// A message to publish. Its payload is `payload` (text) or `payload_b64`
+/// (base64): exactly one of them.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WireOutgoing {
     /// Where it goes.
     pub subject: Subject,
-    /// Its payload.
-    #[serde(flatten)]
-    pub body: Body,
+    /// Its payload as UTF-8 text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Its payload as base64 (standard alphabet, padded), for any bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_b64: Option<String>,
     /// Headers.
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     #[serde(default, skip_serializing_if = "Headers::is_empty")]
@@ -120,9 +161,11 @@ pub struct WireOutgoing {
 
 impl From<&OutgoingMessage> for WireOutgoing {
     fn from(m: &OutgoingMessage) -> WireOutgoing {
+        let (payload, payload_b64) = Body::of(&m.payload).into_fields();
         WireOutgoing {
             subject: m.subject.clone(),
-            body: Body::of(&m.payload),
+            payload,
+            payload_b64,
             headers: m.headers.clone(),
             id: m.id.clone(),
             content_type: m.content_type.clone(),
@@ -142,11 +185,11 @@ impl WireOutgoing {
     ///
     /// # Errors
     ///
-    /// `InvalidRequest` for an invalid payload.
+    /// `InvalidRequest` for an invalid payload, or none, or two.
     pub fn into_message(self) -> Result<OutgoingMessage, Error> {
         Ok(OutgoingMessage {
             subject: self.subject,
-            payload: self.body.bytes()?,
+            payload: Body::from_fields(self.payload, self.payload_b64)?.bytes()?,
             headers: self.headers,
             id: self.id,
             content_type: self.content_type,
@@ -268,22 +311,28 @@ impl WireDelivery {
     }
 }
 
-/// A reply to a request.
+/// A reply to a request: `payload` or `payload_b64`, as a message.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WireReply {
     /// Headers.
     #[serde(default, skip_serializing_if = "Headers::is_empty")]
     pub headers: Headers,
-    /// Its payload.
-    #[serde(flatten)]
-    pub body: Body,
+    /// Its payload as UTF-8 text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Its payload as base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_b64: Option<String>,
 }
 
 impl From<&Reply> for WireReply {
     fn from(r: &Reply) -> WireReply {
+        let (payload, payload_b64) = Body::of(&r.payload).into_fields();
         WireReply {
             headers: r.headers.clone(),
-            body: Body::of(&r.payload),
+            payload,
+            payload_b64,
         }
     }
 }
@@ -293,11 +342,11 @@ impl WireReply {
     ///
     /// # Errors
     ///
-    /// `InvalidRequest` for an invalid payload.
+    /// `InvalidRequest` for an invalid payload, or none, or two.
     pub fn into_reply(self) -> Result<Reply, Error> {
         Ok(Reply {
             headers: self.headers,
-            payload: self.body.bytes()?,
+            payload: Body::from_fields(self.payload, self.payload_b64)?.bytes()?,
         })
     }
 }
@@ -341,7 +390,10 @@ impl From<WireError> for Error {
 }
 
 /// A client's request: an id of its choosing and the operation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Read strictly: a field the operation does not take is refused, never
+/// ignored ([`ClientFrame::parse`] says which, and where).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ClientFrame {
     /// Echoed in the answer.
     pub id: u64,
@@ -350,10 +402,47 @@ pub struct ClientFrame {
     pub op: Op,
 }
 
+impl ClientFrame {
+    /// Reads a frame's text.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidRequest` in the protocol's words, with the frame's `id` when
+    /// it could be read, so the error can answer it.
+    pub fn parse(text: &str) -> Result<ClientFrame, (Option<u64>, Error)> {
+        let value: serde_json::Value = crate::input::from_json("frame", text.as_bytes()).map_err(|e| (None, e))?;
+        ClientFrame::from_value(value)
+    }
+
+    fn from_value(value: serde_json::Value) -> Result<ClientFrame, (Option<u64>, Error)> {
+        let serde_json::Value::Object(mut fields) = value else {
+            let error = Error::new(ErrorKind::InvalidRequest, "frame: a frame is a JSON object");
+            return Err((None, error));
+        };
+        let id = fields.remove("id");
+        let Some(id) = id.as_ref().and_then(serde_json::Value::as_u64) else {
+            let error = Error::new(
+                ErrorKind::InvalidRequest,
+                "frame: `id` (a whole number of the client's choosing, echoed in the answer) is missing or not one",
+            );
+            return Err((None, error));
+        };
+        let op = crate::input::from_value("frame", serde_json::Value::Object(fields)).map_err(|e| (Some(id), e))?;
+        Ok(ClientFrame { id, op })
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientFrame {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ClientFrame, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        ClientFrame::from_value(value).map_err(|(_, e)| serde::de::Error::custom(e.message()))
+    }
+}
+
 /// Every operation of the protocol: the Backend traits, one to one, plus the
 /// control of subscriptions and responders.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 #[allow(missing_docs)]
 pub enum Op {
     CreateStream {
@@ -365,13 +454,14 @@ pub enum Op {
     StreamInfo {
         stream: StreamName,
     },
-    ListStreams,
+    /// Takes no fields (a struct variant, so that stray ones are refused).
+    ListStreams {},
     DeleteStream {
         stream: StreamName,
     },
+    /// `purge` says what goes: `{"all": true}` or a subject and/or seq bound.
     PurgeStream {
         stream: StreamName,
-        #[serde(default)]
         purge: Purge,
     },
     Publish {
@@ -468,10 +558,12 @@ pub enum Op {
     },
     Request {
         subject: Subject,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Headers::is_empty")]
         headers: Headers,
-        #[serde(flatten)]
-        body: Body,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payload: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payload_b64: Option<String>,
         timeout_ms: u64,
     },
 }
@@ -550,12 +642,94 @@ mod tests {
             panic!("a publish")
         };
         assert_eq!(message.into_message().unwrap().payload, Bytes::from_static(b"hi"));
+        let (payload, payload_b64) = binary.into_fields();
         let json = serde_json::to_string(&WireReply {
             headers: Headers::new(),
-            body: binary,
+            payload,
+            payload_b64,
         })
         .unwrap();
         assert_eq!(json, r#"{"payload_b64":"/wAB"}"#);
+    }
+
+    #[test]
+    fn frames_refuse_fields_their_operation_does_not_take() {
+        let refused = |text: &str| ClientFrame::parse(text).unwrap_err();
+        let (id, error) = refused(r#"{"id":3,"op":"purge_stream","stream":"shop","purge":{"subjct":"shop.k1"}}"#);
+        assert_eq!(id, Some(3));
+        assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+        assert!(
+            error.message().contains("`subjct` (did you mean `subject`?)"),
+            "{}",
+            error.message()
+        );
+        let (_, error) = refused(r#"{"id":3,"op":"purge_stream","stream":"shop"}"#);
+        assert!(error.message().contains("missing field `purge`"), "{}", error.message());
+        let (_, error) = refused(r#"{"id":3,"op":"purge_stream","stream":"shop","purge":{}}"#);
+        assert!(error.message().contains(r#"{"all": true}"#), "{}", error.message());
+        let (_, error) = refused(r#"{"id":4,"op":"list_streams","verbose":true}"#);
+        assert!(
+            error.message().contains("unknown field `verbose`"),
+            "{}",
+            error.message()
+        );
+        let (_, error) = refused(r#"{"id":5,"op":"fetch","stream":"s","consumer":"c","member":"m","max":1,"wait":9}"#);
+        assert!(
+            error.message().contains("`wait` (did you mean `wait_ms`?)"),
+            "{}",
+            error.message()
+        );
+        let (_, error) = refused(r#"{"id":6,"op":"publish","message":{"subject":"a","payload":"x","ttl":5}}"#);
+        assert!(
+            error.message().contains("`ttl` (did you mean `ttl_ms`?)"),
+            "{}",
+            error.message()
+        );
+        let (id, _) = refused(r#"{"op":"list_streams"}"#);
+        assert_eq!(id, None);
+        let (_, error) = refused(r#"{"id":7,"op":"lst_streams"}"#);
+        assert!(
+            error.message().contains("did you mean `list_streams`?"),
+            "{}",
+            error.message()
+        );
+    }
+
+    #[test]
+    fn every_frame_reads_back_as_it_was_written() {
+        let frames = [
+            Op::ListStreams {},
+            Op::PurgeStream {
+                stream: StreamName::new("s").unwrap(),
+                purge: Purge::all(),
+            },
+            Op::PurgeStream {
+                stream: StreamName::new("s").unwrap(),
+                purge: Purge::subject(Subject::new("s.a").unwrap()).before(9),
+            },
+            Op::Request {
+                subject: Subject::new("svc").unwrap(),
+                headers: Headers::new(),
+                payload: Some("ping".into()),
+                payload_b64: None,
+                timeout_ms: 100,
+            },
+        ];
+        for op in frames {
+            let frame = ClientFrame { id: 1, op };
+            let text = serde_json::to_string(&frame).unwrap();
+            assert_eq!(ClientFrame::parse(&text).unwrap(), frame, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_message_has_exactly_one_payload() {
+        let read = |json: &str| serde_json::from_str::<WireOutgoing>(json).unwrap().into_message();
+        assert!(read(r#"{"subject":"a","payload":"x"}"#).is_ok());
+        let both = read(r#"{"subject":"a","payload":"x","payload_b64":"eA=="}"#).unwrap_err();
+        assert!(both.message().contains("not both"));
+        let none = read(r#"{"subject":"a"}"#).unwrap_err();
+        assert!(none.message().contains("needs `payload`"));
     }
 
     #[test]

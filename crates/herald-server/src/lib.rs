@@ -17,6 +17,7 @@ mod metrics;
 mod openapi;
 mod page;
 mod payload;
+mod release;
 mod rest;
 mod sse;
 mod tls;
@@ -217,6 +218,8 @@ impl Server {
             .route("/metrics", get(metrics::handler))
             .route("/healthz", get(|| async { "ok" }))
             .merge(rest::routes(&state.limits))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
             .with_state(state)
     }
 
@@ -256,11 +259,34 @@ impl Server {
     }
 }
 
+/// A path no route serves: the error object, like every other failure.
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    let error = herald_core::Error::new(
+        herald_core::ErrorKind::InvalidRequest,
+        format!("no such resource: {method} {} (docs/http.md lists the API)", uri.path()),
+    );
+    with_status(axum::http::StatusCode::NOT_FOUND, &error)
+}
+
+/// A route that exists, asked with a method it does not take.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    let error = herald_core::Error::new(
+        herald_core::ErrorKind::InvalidRequest,
+        format!("{} does not take {method} (docs/http.md lists the API)", uri.path()),
+    );
+    with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED, &error)
+}
+
+/// `error` as its JSON object under another status than its kind's.
+fn with_status(status: axum::http::StatusCode, error: &herald_core::Error) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, axum::Json(wire_error(error))).into_response()
+}
+
 /// An error as an HTTP response: a status for its kind and the error as JSON
 /// (the same object as a WebSocket error frame's `error`).
 fn http_error(error: &herald_core::Error) -> axum::response::Response {
     use axum::http::StatusCode;
-    use axum::response::IntoResponse;
     use herald_core::ErrorKind as K;
     let status = match error.kind() {
         K::InvalidSubject | K::InvalidName | K::InvalidConfig | K::InvalidRequest | K::HeadersTooLarge => {
@@ -272,13 +298,14 @@ fn http_error(error: &herald_core::Error) -> axum::response::Response {
         K::WrongExpectedSeq => StatusCode::PRECONDITION_FAILED,
         K::StreamFull => StatusCode::INSUFFICIENT_STORAGE,
         K::PermissionDenied => StatusCode::FORBIDDEN,
-        K::NoResponders => StatusCode::SERVICE_UNAVAILABLE,
+        // The server is stopping (or the bus closed): try again, maybe elsewhere.
+        K::NoResponders | K::Closed => StatusCode::SERVICE_UNAVAILABLE,
         K::Timeout => StatusCode::GATEWAY_TIMEOUT,
         K::Unsupported => StatusCode::NOT_IMPLEMENTED,
-        K::Lagged | K::Closed | K::Storage | K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        K::Lagged | K::Storage | K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    (status, axum::Json(wire_error(error))).into_response()
+    with_status(status, error)
 }
 
 /// An error as clients see it. Internal and storage failures are logged here

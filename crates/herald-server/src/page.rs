@@ -2,10 +2,16 @@
 //! chunk at a time and stops once the page holds [`PAGE_BYTES`], however
 //! large a `limit` or `max` the client asked for (docs/protocol.md, "Pages").
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::wire::{PAGE_BYTES, page_size};
-use herald_core::{Backend, ConsumerName, Delivery, Message, ReadFrom, ReadRange, Result, StreamName, Subject};
+use herald_core::wire::{MAX_FETCH_WAIT, PAGE_BYTES, page_size};
+use herald_core::{
+    Backend, ConsumerName, Delivery, Error, ErrorKind, Message, ReadFrom, ReadRange, Result, StreamName, Subject,
+};
+use tokio::sync::watch;
+
+use crate::release::Owed;
 
 /// The first chunk asked of the backend holds at most this many messages;
 /// later chunks are sized by what the first ones weighed.
@@ -50,22 +56,64 @@ pub(crate) async fn read_subject(
     Ok(page.items)
 }
 
+/// The longest wait a fetch may ask for, from its `wait_ms`.
+pub(crate) fn fetch_wait(wait_ms: u64) -> Result<Duration> {
+    let wait = Duration::from_millis(wait_ms);
+    if wait > MAX_FETCH_WAIT {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "wait_ms is at most {} (a minute); to wait longer, fetch again",
+                MAX_FETCH_WAIT.as_millis()
+            ),
+        ));
+    }
+    Ok(wait)
+}
+
 /// Up to `max` deliveries, waiting up to `wait` for the first, until a full
 /// page. Only the first chunk waits; the rest take what is ready.
+///
+/// The wait ends early with `Closed` once `stop` turns true (the server is
+/// stopping, or the session asking is gone). Deliveries fetched are owed to
+/// the caller in the returned [`Owed`]; dropped half-way, this gives back
+/// what it had leased.
 pub(crate) async fn fetch(
-    backend: &dyn Backend,
+    backend: &Arc<dyn Backend>,
     (stream, consumer, member): (&StreamName, &ConsumerName, &ConsumerName),
     max: usize,
     wait: Duration,
     max_payload: usize,
-) -> Result<Vec<Delivery>> {
+    mut stop: watch::Receiver<bool>,
+) -> Result<(Vec<Delivery>, Owed)> {
+    let mut owed = Owed::new(backend, stream, consumer);
     let mut page = Page::new(max, max_payload);
     while let Some(want) = page.want {
-        let wait = if page.after.is_none() { wait } else { Duration::ZERO };
-        let chunk = backend.fetch(stream, consumer, member, want, wait).await;
+        let chunk = if page.after.is_none() {
+            tokio::select! {
+                chunk = backend.fetch(stream, consumer, member, want, wait) => chunk,
+                () = stopped(&mut stop) => return Err(Error::new(
+                    ErrorKind::Closed,
+                    "the server is stopping (or this session is closing): fetch again once reconnected",
+                )),
+            }
+        } else {
+            backend.fetch(stream, consumer, member, want, Duration::ZERO).await
+        };
+        if let Ok(chunk) = &chunk {
+            owed.add(chunk);
+        }
         page.add(chunk, |d| page_size(&d.message), |d| d.message.seq)?;
     }
-    Ok(page.items)
+    Ok((page.items, owed))
+}
+
+/// Resolves once `stop` turns true; never, if nobody can set it (a router
+/// nested in an app, which owns the server's life).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// A page being filled a chunk at a time: `want` says how many to ask for

@@ -35,6 +35,7 @@ use crate::rest::{ApiResult, QueryParams, invalid, parse_time};
 /// What to follow, and where to start.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct TailQuery {
     /// The subjects to follow, such as `orders.>`, across every stream.
     pattern: Pattern,

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, close_code};
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use herald_core::wire::{ClientFrame, Op, PROTOCOL_VERSION, ServerFrame, WireDelivery, WireMessage, WireReply};
 use herald_core::{Backend, Error, ErrorKind, Request, Result};
@@ -21,13 +22,24 @@ use tokio::task::JoinHandle;
 use crate::auth::{Action, Caller};
 use crate::{AppState, lock};
 
-pub(crate) async fn upgrade(State(state): State<AppState>, caller: Caller, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    caller: Caller,
+    ws: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else {
+        let error = Error::new(
+            ErrorKind::InvalidRequest,
+            "/v1/ws speaks WebSocket: connect with a WebSocket client (an HTTP upgrade, version 13)",
+        );
+        return crate::with_status(StatusCode::UPGRADE_REQUIRED, &error);
+    };
     let Ok(permit) = state.connections.clone().try_acquire_owned() else {
         let reason = format!(
             "too many connections: this server takes {} at most",
             state.limits.max_connections
         );
-        return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+        return crate::with_status(StatusCode::SERVICE_UNAVAILABLE, &Error::new(ErrorKind::Closed, reason));
     };
     // Room for the largest payload as base64 (or escaped text) inside a JSON
     // frame; anything bigger is refused by closing the connection.
@@ -98,6 +110,11 @@ struct Session {
     responders: Mutex<HashMap<u64, JoinHandle<()>>>,
     requests: Mutex<HashMap<u64, Request>>,
     next_request: AtomicU64,
+    /// Deliveries fetched and not settled: given back when the session ends.
+    held: crate::release::Held,
+    /// Turns true when the session ends, for whatever reason: waiting
+    /// fetches stop waiting.
+    closing: watch::Receiver<bool>,
 }
 
 impl Session {
@@ -181,6 +198,7 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
         version: PROTOCOL_VERSION,
         server: format!("herald-server {}", env!("CARGO_PKG_VERSION")),
     };
+    let (ending, closing) = watch::channel(false);
     let session = Arc::new(Session {
         caller,
         metrics: state.metrics.clone(),
@@ -190,6 +208,8 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
         responders: Mutex::default(),
         requests: Mutex::default(),
         next_request: AtomicU64::new(0),
+        held: crate::release::Held::default(),
+        closing,
     });
     let mut stopping = state.stopping.clone();
     let mut kicked = kicked;
@@ -230,7 +250,7 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                 }
                 _ => continue,
             };
-            match serde_json::from_str::<ClientFrame>(text.as_str()) {
+            match ClientFrame::parse(text.as_str()) {
                 // Replies and ends of subscriptions never wait on the bus: done in
                 // line, taking no place in flight, so a reply is never stuck
                 // behind the requests that wait for it.
@@ -256,20 +276,23 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                         drop(permit);
                     });
                 }
-                Err(err) => {
-                    // A malformed frame is answered, and the connection stays usable.
-                    let id = serde_json::from_str::<serde_json::Value>(text.as_str())
-                        .ok()
-                        .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64));
-                    let error = Error::new(ErrorKind::InvalidRequest, format!("malformed frame: {err}"));
+                // A malformed frame changes nothing; it is answered (by its id
+                // when it has one), and the connection stays usable.
+                Err((id, error)) => {
                     let _ = out.send(&error_frame(id, &error)).await;
                 }
             }
         }
     }
+    // Whoever ended it (the client, the server stopping, a slow reader),
+    // nothing waits on a session that is over: waiting fetches end now.
+    let _ = ending.send(true);
     session.stop_all().await;
     // Operations already started finish and are answered if the socket still takes it.
     while operations.join_next().await.is_some() {}
+    // What the client held and did not settle goes back to its consumers.
+    session.held.release(&*state.backend).await;
+    tracing::debug!(caller = session.caller.name(), "WebSocket session closed");
     drop(out);
     let _ = writer.await;
 }
@@ -286,7 +309,9 @@ async fn authorize(backend: &Arc<dyn Backend>, session: &Session, op: &Op) -> Re
         | Op::UpdateConsumer { .. }
         | Op::DeleteConsumer { .. }
         | Op::ResetConsumer { .. } => Action::Admin,
-        Op::StreamInfo { .. } | Op::ListStreams | Op::ConsumerInfo { .. } | Op::ListConsumers { .. } => Action::Inspect,
+        Op::StreamInfo { .. } | Op::ListStreams {} | Op::ConsumerInfo { .. } | Op::ListConsumers { .. } => {
+            Action::Inspect
+        }
         Op::Publish { message } => Action::Publish(&message.subject),
         Op::PublishBatch { messages } => {
             for message in messages {
@@ -343,7 +368,7 @@ async fn execute(
         Op::CreateStream { config } => json(backend.create_stream(config).await?),
         Op::UpdateStream { config } => json(backend.update_stream(config).await?),
         Op::StreamInfo { stream } => json(backend.stream_info(&stream).await?),
-        Op::ListStreams => json(backend.list_streams().await?),
+        Op::ListStreams {} => json(backend.list_streams().await?),
         Op::DeleteStream { stream } => json(backend.delete_stream(&stream).await?),
         Op::PurgeStream { stream, purge } => json(backend.purge_stream(&stream, purge).await?),
         Op::Publish { message } => {
@@ -386,9 +411,13 @@ async fn execute(
             max,
             wait_ms,
         } => {
-            let wait = Duration::from_millis(wait_ms);
+            let wait = crate::page::fetch_wait(wait_ms)?;
             let names = (&stream, &consumer, &member);
-            let deliveries = crate::page::fetch(&**backend, names, max, wait, session.limits.max_payload).await?;
+            let closing = session.closing.clone();
+            let (deliveries, owed) =
+                crate::page::fetch(backend, names, max, wait, session.limits.max_payload, closing).await?;
+            session.held.fetched(&stream, &consumer, &deliveries);
+            owed.paid();
             for delivery in &deliveries {
                 session.metrics.delivered(&delivery.message);
             }
@@ -401,11 +430,15 @@ async fn execute(
             seq,
             deliveries,
             settle,
-        } => json(
-            backend
-                .settle(&stream, &consumer, &member, seq, deliveries, settle)
-                .await?,
-        ),
+        } => {
+            let outcome = backend
+                .settle(&stream, &consumer, &member, seq, deliveries, settle.clone())
+                .await;
+            session
+                .held
+                .settled((stream, consumer, member, seq), &settle, outcome.is_ok());
+            json(outcome?)
+        }
         Op::ResetConsumer { stream, consumer, to } => json(backend.reset_consumer(&stream, &consumer, to).await?),
         Op::Subscribe {
             sub,
@@ -515,11 +548,13 @@ async fn execute(
         Op::Request {
             subject,
             headers,
-            body,
+            payload,
+            payload_b64,
             timeout_ms,
         } => {
+            let payload = herald_core::wire::Body::from_fields(payload, payload_b64)?.bytes()?;
             let reply = backend
-                .request(subject, headers, body.bytes()?, Duration::from_millis(timeout_ms))
+                .request(subject, headers, payload, Duration::from_millis(timeout_ms))
                 .await?;
             json(WireReply::from(&reply))
         }

@@ -50,6 +50,121 @@ async fn publish(addr: SocketAddr, subject: &str, payload: &str) -> Value {
 }
 
 #[tokio::test]
+async fn a_purge_that_does_not_say_what_it_deletes_is_refused_and_deletes_nothing() {
+    let (addr, _bus) = server().await;
+    for subject in ["shop.k1", "shop.k1", "shop.k2"] {
+        publish(addr, subject, "x").await;
+    }
+    let purge = |body: &'static [u8]| request(addr, "POST", "/v1/streams/shop/purge", &[], body);
+    let misspelt = purge(br#"{"subjct": "shop.k1"}"#).await;
+    assert_error(&misspelt, 400, 1004);
+    assert!(
+        misspelt.text().contains("did you mean `subject`?"),
+        "{}",
+        misspelt.text()
+    );
+    // The CLI's word for it, an empty object, an empty body and null: none says what goes.
+    for body in [&br#"{"keep": 1}"#[..], b"{}", b"", b"null", br#"{"all": false}"#] {
+        let refused = purge(body).await;
+        assert_error(&refused, 400, 1004);
+    }
+    let both = purge(br#"{"all": true, "subject": "shop.k1"}"#).await;
+    assert_error(&both, 400, 1004);
+    assert_eq!(
+        get(addr, "/v1/streams/shop", &[]).await.json()["state"]["messages"],
+        3,
+        "a refused purge deleted messages"
+    );
+    assert_eq!(purge(br#"{"all": true}"#).await.json(), json!({"purged": 3}));
+}
+
+#[tokio::test]
+async fn unknown_fields_and_parameters_are_refused_and_change_nothing() {
+    let (addr, _bus) = server().await;
+    let stream = post(
+        addr,
+        "/v1/streams",
+        json!({"name": "orders", "subjects": ["orders.>"], "max_mesgs": 5}),
+    )
+    .await;
+    assert_error(&stream, 400, 1004);
+    assert!(stream.text().contains("did you mean `max_msgs`?"), "{}", stream.text());
+    assert_error(&get(addr, "/v1/streams/orders", &[]).await, 404, 2001);
+    assert_eq!(
+        post(addr, "/v1/streams", json!({"name": "orders", "subjects": ["orders.>"]}))
+            .await
+            .status,
+        201
+    );
+
+    let consumer = post(
+        addr,
+        "/v1/streams/orders/consumers",
+        json!({"name": "billing", "max_delivr": 3}),
+    )
+    .await;
+    assert_error(&consumer, 400, 1004);
+    assert!(
+        consumer.text().contains("did you mean `max_deliver`?"),
+        "{}",
+        consumer.text()
+    );
+    assert_error(&get(addr, "/v1/streams/orders/consumers/billing", &[]).await, 404, 2005);
+
+    publish(addr, "orders.1", "x").await;
+    let read = get(addr, "/v1/streams/orders/messages?from_sq=1", &[]).await;
+    assert_error(&read, 400, 1004);
+    assert!(read.text().contains("did you mean `from_seq`?"), "{}", read.text());
+    let listed = get(addr, "/v1/streams?verbose=1", &[]).await;
+    assert_error(&listed, 400, 1004);
+
+    let publish_typo = post(
+        addr,
+        "/v1/messages",
+        json!({"subject": "orders.2", "payload": "x", "ttl": 5}),
+    )
+    .await;
+    assert_error(&publish_typo, 400, 1004);
+    assert!(
+        publish_typo.text().contains("did you mean `ttl_ms`?"),
+        "{}",
+        publish_typo.text()
+    );
+    let no_payload = post(addr, "/v1/messages", json!({"subject": "orders.2"})).await;
+    assert_error(&no_payload, 400, 1004);
+    assert!(!no_payload.text().contains("variant"), "{}", no_payload.text());
+    assert_eq!(
+        get(addr, "/v1/streams/orders", &[]).await.json()["state"]["messages"],
+        1,
+        "a refused publish stored a message"
+    );
+}
+
+#[tokio::test]
+async fn the_routers_own_failures_are_error_objects() {
+    let (addr, _bus) = server().await;
+    let missing = get(addr, "/v1/nosuch", &[]).await;
+    assert_error(&missing, 404, 1004);
+    let wrong_method = request(addr, "OPTIONS", "/v1/streams", &[], b"").await;
+    assert_error(&wrong_method, 405, 1004);
+    let delete_all = request(addr, "DELETE", "/v1/streams", &[], b"").await;
+    assert_error(&delete_all, 405, 1004);
+    let not_a_websocket = get(addr, "/v1/ws", &[]).await;
+    assert_error(&not_a_websocket, 426, 1004);
+    let bad_query = get(addr, "/v1/streams/s/messages?from_seq=abc", &[]).await;
+    assert_error(&bad_query, 400, 1004);
+    assert!(!bad_query.text().contains("u64"), "{}", bad_query.text());
+    let settle_word = post(
+        addr,
+        "/v1/streams/s/consumers/c/settle",
+        json!({"member": "m", "seq": 1, "deliveries": 1, "settle": "nak"}),
+    )
+    .await;
+    // "nak" is a settle: the consumer is what is missing here.
+    assert_error(&settle_word, 404, 2001);
+}
+
+#[tokio::test]
 async fn streams_are_created_listed_updated_purged_and_deleted() {
     let (addr, _bus) = server().await;
     let config = json!({"name": "orders", "subjects": ["orders.>"]});
@@ -95,12 +210,8 @@ async fn streams_are_created_listed_updated_purged_and_deleted() {
     }
     let one_subject = post(addr, "/v1/streams/orders/purge", json!({"subject": "orders.a"})).await;
     assert_eq!(one_subject.json(), json!({"purged": 2}));
-    let everything = request(addr, "POST", "/v1/streams/orders/purge", &[], b"").await;
+    let everything = post(addr, "/v1/streams/orders/purge", json!({"all": true})).await;
     assert_eq!(everything.json(), json!({"purged": 1}));
-    assert_eq!(
-        post(addr, "/v1/streams/orders/purge", Value::Null).await.json(),
-        json!({"purged": 0})
-    );
     assert_eq!(
         get(addr, "/v1/streams/orders", &[]).await.json()["state"]["messages"],
         0

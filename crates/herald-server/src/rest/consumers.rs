@@ -1,19 +1,18 @@
 //! `/v1/streams/{stream}/consumers`: durable consumers; fetch deliveries
 //! under a lease, then settle each one.
 
-use std::time::Duration;
-
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use herald_core::wire::{WireDelivery, WireError};
 use herald_core::{ConsumerConfig, ConsumerInfo, ConsumerName, ReadFrom, Settle, StreamName};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::streams::StreamPath;
-use super::{ApiResult, JsonBody, PathParams, invalid};
+use super::{ApiResult, JsonBody, NoQuery, PathParams, invalid};
 use crate::AppState;
 use crate::auth::{Action, Caller};
 
@@ -42,6 +41,7 @@ pub(crate) struct ConsumerPath {
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<StreamPath>,
 ) -> ApiResult<Json<Vec<ConsumerInfo>>> {
@@ -68,6 +68,7 @@ pub(crate) async fn list(
 )]
 pub(crate) async fn create(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<StreamPath>,
     JsonBody(config): JsonBody<ConsumerConfig>,
@@ -93,6 +94,7 @@ pub(crate) async fn create(
 )]
 pub(crate) async fn info(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<ConsumerPath>,
 ) -> ApiResult<Json<ConsumerInfo>> {
@@ -117,6 +119,7 @@ pub(crate) async fn info(
 )]
 pub(crate) async fn update(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<ConsumerPath>,
     JsonBody(config): JsonBody<ConsumerConfig>,
@@ -147,6 +150,7 @@ pub(crate) async fn update(
 )]
 pub(crate) async fn delete(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<ConsumerPath>,
 ) -> ApiResult<StatusCode> {
@@ -157,6 +161,7 @@ pub(crate) async fn delete(
 
 /// Where a reset moves a consumer.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ResetRequest {
     /// Deliver again from this seq or time on.
     to: ReadFrom,
@@ -179,6 +184,7 @@ pub(crate) struct ResetRequest {
 )]
 pub(crate) async fn reset(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<ConsumerPath>,
     JsonBody(request): JsonBody<ResetRequest>,
@@ -193,6 +199,7 @@ pub(crate) async fn reset(
 
 /// A fetch: who asks, how many, how long to wait for the first.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct FetchRequest {
     /// The member fetching (a consumer group has several); each delivery is
     /// leased to it.
@@ -201,8 +208,9 @@ pub(crate) struct FetchRequest {
     #[serde(default = "one")]
     #[schema(minimum = 1)]
     max: usize,
-    /// How long to wait for a first delivery, in milliseconds. Default: 0,
-    /// answer at once.
+    /// How long to wait for a first delivery, in milliseconds, at most
+    /// 60,000. Default: 0, answer at once. A server that stops ends the wait
+    /// with 503 (5002): fetch again once it is back.
     #[serde(default)]
     wait_ms: u64,
 }
@@ -222,32 +230,48 @@ fn one() -> usize {
     request_body = FetchRequest,
     responses(
         (status = 200, description = "Deliveries, none if the wait ran out", body = [WireDelivery]),
-        (status = 400, description = "Malformed body, invalid names, or `max` of 0", body = WireError),
+        (status = 400, description = "Malformed body, invalid names, `max` of 0 or `wait_ms` over 60,000", body = WireError),
         (status = 404, description = "No such stream (2001) or consumer (2005)", body = WireError),
+        (status = 503, description = "The server is stopping: fetch again once it is back (5002)", body = WireError),
     )
 )]
 pub(crate) async fn fetch(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<ConsumerPath>,
     JsonBody(request): JsonBody<FetchRequest>,
-) -> ApiResult<Json<Vec<WireDelivery>>> {
+) -> ApiResult<Response> {
     let consume = Action::Consume {
         stream: &path.stream,
         consumer: &path.consumer,
     };
     caller.check(&state.backend, consume).await?;
-    let wait = Duration::from_millis(request.wait_ms);
+    let wait = crate::page::fetch_wait(request.wait_ms)?;
     let names = (&path.stream, &path.consumer, &request.member);
-    let deliveries = crate::page::fetch(&*state.backend, names, request.max, wait, state.limits.max_payload).await?;
+    let max_payload = state.limits.max_payload;
+    let stopping = state.stopping.clone();
+    let (deliveries, owed) =
+        crate::page::fetch(&state.backend, names, request.max, wait, max_payload, stopping).await?;
     for delivery in &deliveries {
         state.metrics.delivered(&delivery.message);
     }
-    Ok(Json(deliveries.iter().map(WireDelivery::from).collect()))
+    let wire: Vec<WireDelivery> = deliveries.iter().map(WireDelivery::from).collect();
+    let body = serde_json::to_vec(&wire)
+        .map_err(|e| herald_core::Error::new(herald_core::ErrorKind::Internal, format!("encoding deliveries: {e}")))?;
+    // The deliveries stay owed until the answer is out: a client gone before
+    // then does not keep them leased.
+    let handover = crate::release::Handover::new(body.into(), owed);
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(handover),
+    )
+        .into_response())
 }
 
 /// How one delivery is settled.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct SettleRequest {
     /// The member holding the lease.
     member: ConsumerName,
@@ -284,6 +308,7 @@ fn ack() -> Settle {
 )]
 pub(crate) async fn settle(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<ConsumerPath>,
     JsonBody(request): JsonBody<SettleRequest>,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::consumers::ConsumerPath;
-use super::{ApiResult, PathParams, Purged, QueryParams, page};
+use super::{ApiResult, NoQuery, PathParams, Purged, QueryParams, page};
 use crate::AppState;
 use crate::auth::{Action, Caller};
 
@@ -27,6 +27,7 @@ async fn admit(state: &AppState, caller: &Caller, path: &ConsumerPath) -> ApiRes
 /// How many dead letters to list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct LimitQuery {
     /// At most this many, 1 to 1,000. Default: 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -83,6 +84,7 @@ pub(crate) struct Replayed {
 )]
 pub(crate) async fn replay(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<ConsumerPath>,
 ) -> ApiResult<Json<Replayed>> {
@@ -106,6 +108,7 @@ pub(crate) async fn replay(
 )]
 pub(crate) async fn purge(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<ConsumerPath>,
 ) -> ApiResult<Json<Purged>> {

@@ -35,9 +35,37 @@ pub(crate) fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidRequest, message)
 }
 
-/// Parses a JSON body.
+/// Parses a JSON body, strictly: an unknown field is refused, named with the
+/// nearest known one.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(bytes).map_err(|e| invalid(format!("malformed JSON body: {e}")))
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid("the request needs a JSON body"));
+    }
+    herald_core::input::from_json("body", bytes)
+}
+
+/// The query parameter that carries an access token where no header can
+/// (a browser's `EventSource`); read when the caller is identified, so it
+/// is no handler's unknown parameter.
+const ACCESS_TOKEN_PARAM: &str = "access_token";
+
+/// Reads `name=value` pairs (a query string, or path parameters encoded as
+/// one) into `T`, strictly: an unknown name is refused, named with the
+/// nearest known one.
+fn parse_pairs<T: DeserializeOwned>(what: &str, pairs: &[(String, String)]) -> Result<T, Error> {
+    let encoded = serde_urlencoded::to_string(pairs).map_err(|_| invalid(format!("the {what} is not valid")))?;
+    serde_urlencoded::from_str(&encoded).map_err(|e| herald_core::input::invalid_input(what, "", &e.to_string()))
+}
+
+/// Parses a query string, strictly.
+fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|_| invalid("the query string is not valid URL encoding"))?;
+    let kept: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(name, _)| name != ACCESS_TOKEN_PARAM)
+        .collect();
+    parse_pairs("query", &kept)
 }
 
 impl FromRequest<AppState> for RawBody {
@@ -56,7 +84,7 @@ impl FromRequest<AppState> for RawBody {
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(body_too_large(declared, limit).into())
             }
-            Err(rejection) => Err(invalid(format!("reading the request body: {}", rejection.body_text())).into()),
+            Err(_) => Err(invalid("the request body could not be read whole (the connection broke?)").into()),
         }
     }
 }
@@ -74,21 +102,38 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PathParams<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<PathParams<T>, ApiError> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
             .await
-            .map(|axum::extract::Path(value)| PathParams(value))
-            .map_err(|rejection| invalid(rejection.body_text()).into())
+            .map_err(|_| invalid("the path is not valid UTF-8 once percent-decoded"))?;
+        let pairs: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        Ok(PathParams(parse_pairs("path", &pairs)?))
     }
 }
 
 impl<T: DeserializeOwned> FromRequestParts<AppState> for QueryParams<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<QueryParams<T>, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(value)| QueryParams(value))
-            .map_err(|rejection| invalid(rejection.body_text()).into())
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<QueryParams<T>, ApiError> {
+        Ok(QueryParams(parse_query(parts.uri.query().unwrap_or_default())?))
+    }
+}
+
+/// A handler that takes no query parameters: any but the access token is
+/// refused, so a misspelt one never goes unnoticed.
+#[derive(Debug)]
+pub(crate) struct NoQuery;
+
+/// No parameters at all.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParameters {}
+
+impl FromRequestParts<AppState> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<NoQuery, ApiError> {
+        let NoParameters {} = parse_query(parts.uri.query().unwrap_or_default())?;
+        Ok(NoQuery)
     }
 }
 

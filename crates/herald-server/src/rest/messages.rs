@@ -12,7 +12,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::streams::StreamPath;
-use super::{ApiResult, JsonBody, PathParams, QueryParams, RawBody, invalid, page, parse_time};
+use super::{ApiResult, JsonBody, NoQuery, PathParams, QueryParams, RawBody, invalid, page, parse_time};
 use crate::AppState;
 use crate::auth::{Action, Caller};
 
@@ -40,6 +40,7 @@ async fn publish_one(state: &AppState, message: OutgoingMessage) -> Result<Publi
 )]
 pub(crate) async fn publish(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     JsonBody(message): JsonBody<WireOutgoing>,
 ) -> ApiResult<Json<PublishAck>> {
@@ -65,6 +66,7 @@ pub(crate) async fn publish(
 )]
 pub(crate) async fn publish_batch(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     JsonBody(messages): JsonBody<Vec<WireOutgoing>>,
 ) -> ApiResult<Json<Vec<PublishAck>>> {
@@ -134,6 +136,7 @@ struct RawPayload(Vec<u8>);
 )]
 pub(crate) async fn publish_raw(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<SubjectPath>,
     headers: HeaderMap,
@@ -202,6 +205,7 @@ pub(crate) struct MessagePath {
 )]
 pub(crate) async fn get(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<MessagePath>,
 ) -> ApiResult<Json<WireMessage>> {
@@ -217,6 +221,7 @@ pub(crate) async fn get(
 /// Which messages a range read returns.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RangeQuery {
     /// Start at this seq (or the first held after it). Default: 1.
     from_seq: Option<u64>,
@@ -316,6 +321,7 @@ pub(crate) struct StreamSubjectPath {
 )]
 pub(crate) async fn last(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<StreamSubjectPath>,
 ) -> ApiResult<Json<WireMessage>> {

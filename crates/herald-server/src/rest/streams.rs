@@ -5,11 +5,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use herald_core::wire::WireError;
-use herald_core::{Purge, StreamConfig, StreamInfo, StreamName};
+use herald_core::{Purge, PurgeSelector, StreamConfig, StreamInfo, StreamName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{ApiResult, JsonBody, PathParams, Purged, RawBody, invalid, parse_json};
+use super::{ApiResult, JsonBody, NoQuery, PathParams, Purged, invalid};
 use crate::AppState;
 use crate::auth::{Action, Caller};
 
@@ -29,7 +29,11 @@ pub(crate) struct StreamPath {
     operation_id = "list_streams",
     responses((status = 200, description = "Every stream, by name", body = [StreamInfo]))
 )]
-pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<StreamInfo>>> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    _: NoQuery,
+    caller: Caller,
+) -> ApiResult<Json<Vec<StreamInfo>>> {
     caller.check(&state.backend, Action::Inspect).await?;
     Ok(Json(state.backend.list_streams().await?))
 }
@@ -51,6 +55,7 @@ pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> ApiRe
 )]
 pub(crate) async fn create(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     JsonBody(config): JsonBody<StreamConfig>,
 ) -> ApiResult<impl IntoResponse> {
@@ -75,6 +80,7 @@ pub(crate) async fn create(
 )]
 pub(crate) async fn info(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<StreamPath>,
 ) -> ApiResult<Json<StreamInfo>> {
@@ -100,6 +106,7 @@ pub(crate) async fn info(
 )]
 pub(crate) async fn update(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<StreamPath>,
     JsonBody(config): JsonBody<StreamConfig>,
@@ -130,6 +137,7 @@ pub(crate) async fn update(
 )]
 pub(crate) async fn delete(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<StreamPath>,
 ) -> ApiResult<StatusCode> {
@@ -138,34 +146,31 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes the messages the body selects (one subject, sequences below a
-/// bound); an empty body deletes every message. The stream stays.
+/// Deletes the messages the body selects: `{"all": true}` for every one, or
+/// those of one `subject` and/or below `before_seq`. A purge must say what it
+/// deletes: an empty body, `{}` or a misspelt field is refused and deletes
+/// nothing. The stream stays.
 #[utoipa::path(
     post,
     path = "/v1/streams/{stream}/purge",
     tag = "streams",
     operation_id = "purge_stream",
     params(StreamPath),
-    request_body(content = Option<Purge>, description = "What to delete; an empty body, `null` or `{}` for everything"),
+    request_body(content = PurgeSelector, description = "What to delete: `{\"all\": true}`, or `subject` and/or `before_seq`"),
     responses(
         (status = 200, description = "How many messages were deleted", body = Purged),
-        (status = 400, description = "Malformed body or invalid stream name", body = WireError),
+        (status = 400, description = "Malformed body, no selector, an unknown field, or an invalid stream name", body = WireError),
         (status = 404, description = "No such stream (2001)", body = WireError),
     )
 )]
 pub(crate) async fn purge(
     State(state): State<AppState>,
+    _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<StreamPath>,
-    RawBody(body): RawBody,
+    JsonBody(purge): JsonBody<Purge>,
 ) -> ApiResult<Json<Purged>> {
     caller.check(&state.backend, Action::Admin).await?;
-    // An empty body, `null` and `{}` all mean every message.
-    let purge = if body.iter().all(u8::is_ascii_whitespace) {
-        Purge::all()
-    } else {
-        parse_json::<Option<Purge>>(&body)?.unwrap_or_default()
-    };
     let purged = state.backend.purge_stream(&path.stream, purge).await?;
     Ok(Json(Purged { purged }))
 }
