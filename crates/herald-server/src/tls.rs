@@ -103,6 +103,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                crate::tune(&tcp);
                 let (acceptor, done) = (acceptor.clone(), done.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
