@@ -41,7 +41,9 @@ pub trait StreamBackend: Send + Sync + 'static {
     /// Every stream, by name.
     async fn list_streams(&self) -> Result<Vec<StreamInfo>>;
 
-    /// Deletes a stream and all its messages. Errors: `StreamNotFound`.
+    /// Deletes a stream, all its messages and its consumers, with their
+    /// dead-letter streams (and those of consumers on them). Errors:
+    /// `StreamNotFound`.
     async fn delete_stream(&self, stream: &StreamName) -> Result<()>;
 
     /// Deletes the messages `purge` selects; returns how many.

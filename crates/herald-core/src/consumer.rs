@@ -254,12 +254,25 @@ impl ConsumerConfig {
 /// (`$`) streams, `$dlqr-…` and `$dlqr.…` with the stream's `$` dropped, so
 /// the two families never share a name.
 pub fn dead_letter_names(stream: &StreamName, consumer: &ConsumerName) -> (StreamName, String) {
-    let (family, body) = match stream.as_str().strip_prefix('$') {
-        Some(body) => ("dlqr", body),
-        None => ("dlq", stream.as_str()),
-    };
+    let (family, body) = dead_letter_family(stream);
     let name = StreamName::new(format!("${family}-{body}-{consumer}")).expect("reserved names allow 140 characters");
     (name, format!("${family}.{body}.{consumer}"))
+}
+
+/// The name of a consumer's dead-letter stream, if it can have one (the
+/// names of a dead-letter stream's own consumers' streams can outgrow the
+/// name limit; such a stream was never created).
+pub fn dead_letter_stream(stream: &StreamName, consumer: &ConsumerName) -> Option<StreamName> {
+    let (family, body) = dead_letter_family(stream);
+    StreamName::new(format!("${family}-{body}-{consumer}")).ok()
+}
+
+/// `dlq` and the stream's name, or `dlqr` and the name without its `$`.
+fn dead_letter_family(stream: &StreamName) -> (&'static str, &str) {
+    match stream.as_str().strip_prefix('$') {
+        Some(body) => ("dlqr", body),
+        None => ("dlq", stream.as_str()),
+    }
 }
 
 /// One delivery of a message to a consumer member.

@@ -36,7 +36,7 @@ pub use backend::{
 };
 pub use consumer::{
     ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_ACK_WAIT, DEFAULT_MAX_ACK_PENDING, DeadLetter, Delivery,
-    MemberInfo, Settle, StartPolicy, dead_letter_names, dlq,
+    MemberInfo, Settle, StartPolicy, dead_letter_names, dead_letter_stream, dlq,
 };
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use message::{Headers, MAX_HEADER_BYTES, MAX_ID_LEN, Message, OutgoingMessage, PublishAck, Timestamp};

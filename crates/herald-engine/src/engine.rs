@@ -475,8 +475,9 @@ impl StreamBackend for Engine {
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
                 format!(
-                    "stream `{stream}` keeps no per-subject history index; create it with `subject_index(true)` \
-                     (or `max_msgs_per_subject`) to read one subject's messages"
+                    "stream `{stream}` keeps no per-subject history index, so one subject's messages cannot be \
+                     read on their own; the index is chosen when a stream is created: its `subject_index` setting \
+                     (or a `max_msgs_per_subject` limit), `--subject-index` in `herald streams create`"
                 ),
             ));
         }

@@ -136,11 +136,32 @@ impl Writer {
         Ok(Ok(info))
     }
 
+    /// Deletes a stream with its consumers, and their dead-letter streams
+    /// with theirs: nothing of a deleted stream is left behind.
     pub(crate) fn delete_stream(&mut self, tables: &mut Tables<'_>, name: &StreamName) -> StoreResult<Result<()>> {
         let id = match self.entry_id(name) {
             Ok(id) => id,
             Err(err) => return Ok(Err(err)),
         };
+        let mut doomed = vec![(id, name.clone())];
+        let mut next = 0;
+        while let Some((id, stream)) = doomed.get(next).cloned() {
+            next += 1;
+            for consumer in self.registry.of_stream(id) {
+                let dead_letters = herald_core::dead_letter_stream(&stream, &consumer.name)
+                    .and_then(|dlq| self.entry_id(&dlq).ok().map(|dlq_id| (dlq_id, dlq)));
+                if let Some(dead_letters) = dead_letters.filter(|(dlq_id, _)| doomed.iter().all(|(d, _)| d != dlq_id)) {
+                    doomed.push(dead_letters);
+                }
+            }
+        }
+        for (id, name) in doomed {
+            self.drop_stream(tables, id, &name)?;
+        }
+        Ok(Ok(()))
+    }
+
+    fn drop_stream(&mut self, tables: &mut Tables<'_>, id: u32, name: &StreamName) -> StoreResult<()> {
         let mut entry = self.streams.remove(&id).expect("named streams have entries");
         tables.drop_all(&mut entry)?;
         tables.streams.remove(name.as_str())?;
@@ -153,6 +174,6 @@ impl Writer {
         self.batch.deleted.push(id);
         self.batch.catalog_changed = true;
         self.batch.durable = true;
-        Ok(Ok(()))
+        Ok(())
     }
 }

@@ -683,17 +683,44 @@ impl StreamBackend for NatsBackend {
         Ok(infos)
     }
 
+    /// Deletes the stream, then its consumers' dead-letter streams (and
+    /// theirs). JetStream deletes one stream per call: a failure part-way
+    /// leaves dead-letter streams that a second delete of them removes.
     async fn delete_stream(&self, stream: &StreamName) -> Result<()> {
-        let _: serde_json::Value = api::call(
-            &self.inner.client,
-            format!("STREAM.DELETE.{stream}"),
-            &(),
-            &format!("deleting stream `{stream}`"),
-        )
-        .await?;
-        self.inner.streams.remove(stream);
-        self.inner.streams.invalidate();
-        self.forget_consumers_of(stream);
+        let mut doomed = vec![stream.clone()];
+        let mut next = 0;
+        while let Some(name) = doomed.get(next).cloned() {
+            next += 1;
+            let consumers = match herald_core::ConsumerBackend::list_consumers(self, &name).await {
+                Ok(consumers) => consumers,
+                // A dead-letter stream that was never created, or went already.
+                Err(err) if next > 1 && err.kind() == ErrorKind::StreamNotFound => continue,
+                Err(err) => return Err(err),
+            };
+            let dead_letters = consumers
+                .iter()
+                .filter_map(|c| herald_core::dead_letter_stream(&name, &c.config.name));
+            for dlq in dead_letters {
+                if !doomed.contains(&dlq) {
+                    doomed.push(dlq);
+                }
+            }
+            let deleted: Result<serde_json::Value> = api::call(
+                &self.inner.client,
+                format!("STREAM.DELETE.{name}"),
+                &(),
+                &format!("deleting stream `{name}`"),
+            )
+            .await;
+            match deleted {
+                Ok(_) => {}
+                Err(err) if next > 1 && err.kind() == ErrorKind::StreamNotFound => {}
+                Err(err) => return Err(err),
+            }
+            self.inner.streams.remove(&name);
+            self.inner.streams.invalidate();
+            self.forget_consumers_of(&name);
+        }
         Ok(())
     }
 
@@ -873,7 +900,11 @@ impl StreamBackend for NatsBackend {
             // a subject read on a stream without the index is refused.
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
-                format!("stream `{stream}` has no subject index; enable `subject_index` to read one subject"),
+                format!(
+                    "stream `{stream}` keeps no per-subject history index, so one subject's messages cannot be \
+                     read on their own; the index is chosen when a stream is created: its `subject_index` setting \
+                     (or a `max_msgs_per_subject` limit), `--subject-index` in `herald streams create`"
+                ),
             ));
         }
         let pattern = Pattern::new(subject.as_str())?;

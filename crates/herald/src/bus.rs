@@ -417,7 +417,9 @@ impl Bus {
         self.backend.list_streams().await
     }
 
-    /// Deletes a stream and its messages.
+    /// Deletes a stream, its messages and its consumers, with their
+    /// dead-letter streams (`$dlq-<stream>-<consumer>`, and those of any
+    /// consumer on them): nothing of the stream is left behind.
     ///
     /// # Errors
     ///

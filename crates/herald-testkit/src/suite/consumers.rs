@@ -251,6 +251,38 @@ pub async fn term_dead_letters_at_once_with_the_reason(bus: &TestBus) {
     assert!(bus.dead_letters("c", "t", 10).await.unwrap().is_empty());
 }
 
+/// Deleting a stream deletes its consumers' dead-letter streams, and those
+/// of consumers on them, and nothing of any other stream.
+pub async fn deleting_a_stream_deletes_its_dead_letter_streams(bus: &TestBus) {
+    bus.publish("c.x", "bad").await.unwrap();
+    bus.publish("other.x", "bad too").await.unwrap();
+    for (stream, consumer) in [("c", "t"), ("other", "t")] {
+        let consumer = bus.consumer(stream, consumer).create().await.unwrap();
+        let delivery = consumer.fetch(1, NO_WAIT).await.unwrap().pop().unwrap();
+        delivery.term("unreadable").await.unwrap();
+    }
+    // Someone inspects the dead letters through a consumer of their own,
+    // and gives up on one too: a dead-letter stream of a dead-letter stream.
+    let inspect = bus.consumer("$dlq-c-t", "inspect").create().await.unwrap();
+    let letter = inspect.fetch(1, NO_WAIT).await.unwrap().pop().unwrap();
+    letter.term("still unreadable").await.unwrap();
+    assert_eq!(
+        bus.stream_info("$dlqr-dlq-c-t-inspect").await.unwrap().state.messages,
+        1
+    );
+
+    bus.delete_stream("c").await.unwrap();
+    for gone in ["c", "$dlq-c-t", "$dlqr-dlq-c-t-inspect"] {
+        assert_eq!(kind(bus.stream_info(gone).await), ErrorKind::StreamNotFound, "{gone}");
+    }
+    assert_eq!(kind(bus.dead_letters("c", "t", 10).await), ErrorKind::StreamNotFound);
+    assert_eq!(bus.dead_letters("other", "t", 10).await.unwrap().len(), 1);
+    // The names are free: the same stream and consumer start with no dead letters.
+    bus.publish("c.x", "fresh").await.unwrap();
+    bus.consumer("c", "t").create().await.unwrap();
+    assert!(bus.dead_letters("c", "t", 10).await.unwrap().is_empty());
+}
+
 /// With `DeadLetter::Discard`, a given-up message is settled and dropped: no
 /// dead-letter stream, and the consumer moves on.
 pub async fn discarded_dead_letters_are_dropped(bus: &TestBus) {

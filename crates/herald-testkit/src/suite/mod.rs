@@ -127,6 +127,7 @@ macro_rules! conformance_tests {
             consumers::the_backoff_schedule_is_honoured,
             consumers::max_deliver_dead_letters_and_replay_republishes,
             consumers::term_dead_letters_at_once_with_the_reason,
+            consumers::deleting_a_stream_deletes_its_dead_letter_streams,
             consumers::discarded_dead_letters_are_dropped,
             consumers::acks_are_idempotent,
             consumers::in_progress_extends_the_lease,
