@@ -98,6 +98,14 @@ fn describe(message: &str) -> String {
     if message.starts_with("trailing characters") {
         return "more text after the JSON value".to_owned();
     }
+    // Number parsing's own words (query strings and path parameters).
+    match message {
+        "invalid digit found in string" => return "not a whole number".to_owned(),
+        "cannot parse integer from empty string" => return "empty; give a whole number".to_owned(),
+        "number too large to fit in target type" => return "too large a number".to_owned(),
+        "provided string was not `true` or `false`" => return "expected true or false".to_owned(),
+        _ => {}
+    }
     // "invalid type: string \"x\", expected u64" -> "expected a whole number, found string \"x\"".
     let mismatch = message
         .strip_prefix("invalid type: ")

@@ -39,7 +39,9 @@ pub(crate) fn invalid(message: impl Into<String>) -> Error {
 /// nearest known one.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid("the request needs a JSON body"));
+        return Err(invalid(
+            "the request needs a JSON body (docs/http.md shows each route's)",
+        ));
     }
     herald_core::input::from_json("body", bytes)
 }
@@ -54,7 +56,8 @@ const ACCESS_TOKEN_PARAM: &str = "access_token";
 /// nearest known one.
 fn parse_pairs<T: DeserializeOwned>(what: &str, pairs: &[(String, String)]) -> Result<T, Error> {
     let encoded = serde_urlencoded::to_string(pairs).map_err(|_| invalid(format!("the {what} is not valid")))?;
-    serde_urlencoded::from_str(&encoded).map_err(|e| herald_core::input::invalid_input(what, "", &e.to_string()))
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(encoded.as_bytes()));
+    herald_core::input::from_deserializer(what, deserializer)
 }
 
 /// Parses a query string, strictly.

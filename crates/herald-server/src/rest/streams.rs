@@ -9,7 +9,7 @@ use herald_core::{Purge, PurgeSelector, StreamConfig, StreamInfo, StreamName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{ApiResult, JsonBody, NoQuery, PathParams, Purged, invalid};
+use super::{ApiResult, JsonBody, NoQuery, PathParams, Purged, RawBody, invalid, parse_json};
 use crate::AppState;
 use crate::auth::{Action, Caller};
 
@@ -168,9 +168,15 @@ pub(crate) async fn purge(
     _: NoQuery,
     caller: Caller,
     PathParams(path): PathParams<StreamPath>,
-    JsonBody(purge): JsonBody<Purge>,
+    RawBody(body): RawBody,
 ) -> ApiResult<Json<Purged>> {
     caller.check(&state.backend, Action::Admin).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(
+            invalid(r#"say what to purge: {"all": true} for every message, or `subject` and/or `before_seq`"#).into(),
+        );
+    }
+    let purge: Purge = parse_json(&body)?;
     let purged = state.backend.purge_stream(&path.stream, purge).await?;
     Ok(Json(Purged { purged }))
 }
