@@ -4,7 +4,10 @@
 //! its position is the consumer's ack floor: stopped and started again (or
 //! crashed), it carries on after the last message it acked. A handler that
 //! returns `Ok` acks its message; an error goes to the processor's
-//! [`ErrorStrategy`]. Written against the Backend traits alone.
+//! [`ErrorStrategy`]. However it stops, a processor hands back every message
+//! it fetched and did not handle (a nak with no delay), so the next run gets
+//! them at once rather than after their leases. Written against the Backend
+//! traits alone.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -116,7 +119,9 @@ pub struct Failure<'a> {
 /// How a processor handles a handler's error.
 #[derive(Clone)]
 pub enum ErrorStrategy {
-    /// Stop at the first error; the message stays unacked for the next run.
+    /// Stop at the first error. The message stays unacked for the next run;
+    /// it and what the workers fetched and had not handled yet are handed
+    /// back at once.
     FailFast,
     /// Ack the message and go on (logged and counted).
     Skip,
@@ -421,8 +426,9 @@ impl Processor {
         &self.consumer
     }
 
-    /// Stops taking messages, lets the messages in hand finish, and waits for
-    /// the workers.
+    /// Stops taking messages, lets the messages in hand (each worker's
+    /// fetched batch) finish, and waits for the workers. A fetch under way is
+    /// let end, and what it brings is handed back unhandled.
     ///
     /// # Errors
     ///
@@ -432,7 +438,8 @@ impl Processor {
         self.wait().await
     }
 
-    /// Waits until it stops by itself.
+    /// Waits until it stops by itself. By then each worker has finished the
+    /// message it was handling and handed back the rest of its batch.
     ///
     /// # Errors
     ///
@@ -493,25 +500,58 @@ async fn work_loop(
     stop_all: watch::Sender<bool>,
 ) -> Result<()> {
     loop {
-        if *stop.borrow() {
+        if *stop.borrow() || shared.stopping.load(Ordering::Relaxed) {
             return Ok(());
         }
+        let fetch = member.fetch(batch_size, FETCH_WAIT);
+        tokio::pin!(fetch);
         let batch = tokio::select! {
-            batch = member.fetch(batch_size, FETCH_WAIT) => batch?,
-            _ = stop.changed() => return Ok(()),
-        };
-        for received in batch {
-            let go_on = handle(&shared, received).await?;
-            if !go_on {
-                shared.stopping.store(true, Ordering::Relaxed);
-                let _ = stop_all.send(true);
-            }
-            shared.progress.notify_waiters();
-            if !go_on {
+            batch = &mut fetch => batch?,
+            _ = stop.changed() => {
+                // A fetch dropped midway is not called off everywhere: a server
+                // or JetStream may still lease messages to it, which nobody
+                // would then settle. Let it end (within FETCH_WAIT) instead,
+                // and hand back what it brought.
+                release(fetch.await?).await;
                 return Ok(());
             }
+        };
+        let mut batch = batch.into_iter();
+        while let Some(received) = batch.next() {
+            if shared.stopping.load(Ordering::Relaxed) {
+                // Another worker stopped the processor: stop here too.
+                release(std::iter::once(received).chain(batch)).await;
+                return Ok(());
+            }
+            let go_on = match handle(&shared, received).await {
+                Ok(go_on) => go_on,
+                Err(err) => {
+                    release(batch).await;
+                    return Err(err);
+                }
+            };
+            if !go_on {
+                let _ = stop_all.send(true);
+                release(batch).await;
+                shared.progress.notify_waiters();
+                return Ok(());
+            }
+            shared.progress.notify_waiters();
         }
     }
+}
+
+/// Hands back deliveries fetched and not handled: a nak with no delay makes
+/// each due again at once instead of after its lease. Its delivery count
+/// stands, as it would had the lease run out.
+async fn release(unhandled: impl IntoIterator<Item = Received>) {
+    let naks = unhandled.into_iter().map(|received| async move {
+        if let Err(err) = received.nak().await {
+            let seq = received.message.seq;
+            tracing::warn!(seq, %err, "could not hand back an unhandled message; it comes back after its lease");
+        }
+    });
+    futures_util::future::join_all(naks).await;
 }
 
 /// Handles one message; false when the processor must stop.
@@ -557,10 +597,13 @@ async fn handle(shared: &Shared, received: Received) -> Result<bool> {
         }
         Decision::Stop => {
             tracing::error!(%subject, seq, %error, "handler failed; processor stopping");
-            // Put back at once for the next run rather than waiting out the lease.
-            received.nak().await?;
             *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(format!("handler failed on `{subject}` seq {seq}: {error}"));
+            // Stopping before the message goes back, so that no other worker
+            // takes it up again in this run.
+            shared.stopping.store(true, Ordering::Relaxed);
+            // Put back at once for the next run rather than waiting out the lease.
+            received.nak().await?;
             return Ok(false);
         }
     }

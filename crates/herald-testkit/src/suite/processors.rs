@@ -334,3 +334,120 @@ pub async fn a_processor_stops_visibly_when_its_consumer_goes_away(bus: &TestBus
     let err = processor.wait().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConsumerNotFound, "{err}");
 }
+
+/// An hour: a lease no test waits out. A message left leased then shows as a
+/// test that never gets there (real time) or as an hour gone by (paused time).
+const LONG_LEASE: Duration = Duration::from_secs(3600);
+
+/// Creates `consumer` on `stream` (which exists) with [`LONG_LEASE`], filtered
+/// to `route`, for a processor routing `route` to run on.
+async fn long_leased(bus: &TestBus, stream: &str, consumer: &str, route: &str) {
+    bus.consumer(stream, consumer)
+        .filter(route)
+        .ack_wait(LONG_LEASE)
+        .create()
+        .await
+        .unwrap();
+}
+
+/// A handler that fails on `seq` and records every other seq in `log`.
+fn failing_on(seq: u64, log: &Log) -> impl Fn(Delivery) -> Ready<Result<(), HandlerError>> + Send + Sync + 'static {
+    let log = log.clone();
+    move |d| {
+        if d.message.seq == seq {
+            return std::future::ready(Err("disk full".into()));
+        }
+        log.lock().unwrap().push(d.message.seq);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Runs the processor again at once and checks that it handles exactly
+/// `expected` (in any order) without waiting out a lease.
+async fn run_again_handles_at_once(
+    bus: &TestBus,
+    (stream, consumer, route): (&str, &str, &str),
+    (concurrency, batch_size): (usize, usize),
+    expected: Vec<u64>,
+) {
+    let started = tokio::time::Instant::now();
+    let handled = log();
+    let processor = bus
+        .processor(stream, consumer)
+        .route(route, recorder(&handled))
+        .concurrency(concurrency)
+        .batch_size(batch_size)
+        .start()
+        .await
+        .unwrap();
+    let count = expected.len() as u64;
+    until(&processor, |s| s.processed == count).await;
+    let waited = started.elapsed();
+    processor.shutdown().await.unwrap();
+    let mut handled = seqs(&handled);
+    handled.sort_unstable();
+    assert_eq!(handled, expected, "the rest, each once");
+    assert!(
+        waited < LONG_LEASE,
+        "the run waited {waited:?}: a message waited out its lease"
+    );
+}
+
+/// A processor stopped by a failure hands back the rest of its batch: run
+/// again at once, it handles every remaining message without waiting out a
+/// lease.
+pub async fn a_fail_fast_processor_run_again_at_once_handles_the_rest_of_its_batch(bus: &TestBus) {
+    publish_n(bus, "tally.vote", 3).await;
+    long_leased(bus, "tally", "counter", "tally.*").await;
+    let first = log();
+    let processor = bus
+        .processor("tally", "counter")
+        .route("tally.*", failing_on(2, &first))
+        .start()
+        .await
+        .unwrap();
+    let err = processor.wait().await.unwrap_err();
+    assert!(err.to_string().contains("seq 2"), "{err}");
+    assert_eq!(seqs(&first), vec![1], "stopped at the failing message");
+    run_again_handles_at_once(bus, ("tally", "counter", "tally.*"), (1, 64), vec![2, 3]).await;
+}
+
+/// With several workers, a failure in one stops them all, and every message
+/// any of them fetched and did not handle goes back at once.
+pub async fn a_fail_fast_processor_with_several_workers_hands_back_every_batch(bus: &TestBus) {
+    publish_n(bus, "render.frame", 8).await;
+    long_leased(bus, "render", "farm", "render.*").await;
+    let first = log();
+    let processor = bus
+        .processor("render", "farm")
+        .route("render.*", failing_on(3, &first))
+        .concurrency(2)
+        .batch_size(4)
+        .start()
+        .await
+        .unwrap();
+    processor.wait().await.unwrap_err();
+    let done: HashSet<u64> = seqs(&first).into_iter().collect();
+    let rest: Vec<u64> = (1..=8).filter(|seq| !done.contains(seq)).collect();
+    assert!(rest.contains(&3), "the failing message was not handled: {done:?}");
+    run_again_handles_at_once(bus, ("render", "farm", "render.*"), (2, 4), rest).await;
+}
+
+/// A processor shut down while it waits for messages leaves none of them
+/// leased: its fetch under way ends first and hands back what it brought.
+pub async fn a_processor_shut_down_while_waiting_leaves_nothing_leased(bus: &TestBus) {
+    publish_n(bus, "mailbox.letter", 1).await;
+    long_leased(bus, "mailbox", "sorter", "mailbox.*").await;
+    let first = log();
+    let processor = bus
+        .processor("mailbox", "sorter")
+        .route("mailbox.*", recorder(&first))
+        .start()
+        .await
+        .unwrap();
+    until(&processor, |s| s.processed == 1).await;
+    // Its worker is waiting in its next fetch now.
+    processor.shutdown().await.unwrap();
+    publish_n(bus, "mailbox.letter", 3).await;
+    run_again_handles_at_once(bus, ("mailbox", "sorter", "mailbox.*"), (1, 64), vec![2, 3, 4]).await;
+}
