@@ -9,13 +9,14 @@
 //! them at once rather than after their leases. Written against the Backend
 //! traits alone.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald_core::{Delivery, Error, ErrorKind, Pattern, Result};
+use herald_core::{ConsumerConfig, ConsumerName, Delivery, Error, ErrorKind, Pattern, Result, StreamName};
 use tokio::sync::watch;
 
 use crate::bus::Bus;
@@ -270,13 +271,20 @@ impl ProcessorBuilder {
         self
     }
 
-    /// Creates the durable consumer if needed (filtered to the routes) and
-    /// starts the workers.
+    /// Creates the durable consumer if needed, filtered to the routes'
+    /// patterns, and starts the workers.
+    ///
+    /// A consumer that exists keeps its position and settings, but its
+    /// filters become the routes' patterns if they differ: a route added
+    /// since the last run gets its subjects from the consumer's position on
+    /// (messages it went past before are not delivered; reset the consumer
+    /// to replay them), and a route removed no longer gets any.
     ///
     /// # Errors
     ///
     /// `InvalidSubject` for an invalid route pattern; `InvalidRequest` with no
-    /// route; whatever creating the consumer returns.
+    /// route; `InvalidName`; `StreamNotFound`; whatever creating or updating
+    /// the consumer returns.
     pub async fn start(self) -> Result<Processor> {
         if let Some(err) = self.invalid_route {
             return Err(err);
@@ -287,17 +295,7 @@ impl ProcessorBuilder {
                 "a processor needs at least one route",
             ));
         }
-        let consumer = match self.bus.bind_consumer(&self.stream, &self.consumer).await {
-            Ok(consumer) => consumer,
-            Err(err) if err.kind() == ErrorKind::ConsumerNotFound => {
-                let mut builder = self.bus.consumer(&self.stream, &self.consumer);
-                for (pattern, _) in &self.routes {
-                    builder = builder.filter(pattern.as_str());
-                }
-                builder.create().await?
-            }
-            Err(err) => return Err(err),
-        };
+        let consumer = self.consumer_for_routes().await?;
         let shared = Arc::new(Shared {
             routes: self.routes,
             strategy: self.strategy,
@@ -325,6 +323,53 @@ impl ProcessorBuilder {
             workers,
         })
     }
+
+    /// Its consumer, created or brought in line with the routes.
+    ///
+    /// The routes are the processor's code, so on a restart they say what
+    /// its consumer should take; refusing to start on a difference would
+    /// make every deploy that adds a handler stop for a manual update.
+    /// Instances with different routes should therefore not run side by
+    /// side: the last one started sets the filters (docs/patterns.md).
+    async fn consumer_for_routes(&self) -> Result<Consumer> {
+        let stream = StreamName::new(&self.stream)?;
+        let name = ConsumerName::new(&self.consumer)?;
+        let backend = self.bus.backend();
+        let filters: Vec<Pattern> = self.routes.iter().map(|(pattern, _)| pattern.clone()).collect();
+        match backend.consumer_config(&stream, &name).await {
+            Ok(config) => {
+                if !same_patterns(&config.filters, &filters) {
+                    tracing::info!(
+                        %stream,
+                        consumer = %name,
+                        from = ?config.filters,
+                        to = ?filters,
+                        "processor routes changed; updating its consumer's filters"
+                    );
+                    backend
+                        .update_consumer(&stream, ConsumerConfig { filters, ..config })
+                        .await?;
+                }
+                Ok(Consumer::new(backend.clone(), stream, name))
+            }
+            Err(err) if err.kind() == ErrorKind::ConsumerNotFound => {
+                let mut builder = self.bus.consumer(&self.stream, &self.consumer);
+                for pattern in &filters {
+                    builder = builder.filter(pattern.as_str());
+                }
+                builder.create().await
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// Whether two filter lists take the same patterns, order and repeats aside.
+fn same_patterns(a: &[Pattern], b: &[Pattern]) -> bool {
+    fn set(patterns: &[Pattern]) -> BTreeSet<&str> {
+        patterns.iter().map(Pattern::as_str).collect()
+    }
+    set(a) == set(b)
 }
 
 #[derive(Default)]

@@ -169,6 +169,7 @@ macro_rules! conformance_tests {
             processors::a_fail_fast_processor_run_again_at_once_handles_the_rest_of_its_batch,
             processors::a_fail_fast_processor_with_several_workers_hands_back_every_batch,
             processors::a_processor_shut_down_while_waiting_leaves_nothing_leased,
+            processors::a_processor_run_again_with_an_added_route_gets_its_subjects,
             sourcing::typed_events_carry_an_envelope_and_map_to_cloudevents,
             sourcing::an_aggregate_is_rebuilt_from_its_events,
             sourcing::an_append_with_a_stale_version_fails_with_the_actual_version,

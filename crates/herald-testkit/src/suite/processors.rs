@@ -451,3 +451,40 @@ pub async fn a_processor_shut_down_while_waiting_leaves_nothing_leased(bus: &Tes
     publish_n(bus, "mailbox.letter", 3).await;
     run_again_handles_at_once(bus, ("mailbox", "sorter", "mailbox.*"), (1, 64), vec![2, 3, 4]).await;
 }
+
+/// A processor started again with an added route gets the new route's
+/// subjects: its consumer's filters follow the routes, and its other
+/// settings and its position stay.
+pub async fn a_processor_run_again_with_an_added_route_gets_its_subjects(bus: &TestBus) {
+    publish_n(bus, "post.letter", 1).await;
+    long_leased(bus, "post", "sorter", "post.letter").await;
+    let letters = log();
+    let processor = bus
+        .processor("post", "sorter")
+        .route("post.letter", recorder(&letters))
+        .start()
+        .await
+        .unwrap();
+    until(&processor, |s| s.processed == 1).await;
+    processor.shutdown().await.unwrap();
+
+    bus.publish("post.parcel", "p1").await.unwrap();
+    bus.publish("post.letter", "l2").await.unwrap();
+    let parcels = log();
+    let processor = bus
+        .processor("post", "sorter")
+        .route("post.letter", recorder(&letters))
+        .route("post.parcel", recorder(&parcels))
+        .start()
+        .await
+        .unwrap();
+    until(&processor, |s| s.processed == 2).await;
+    processor.shutdown().await.unwrap();
+    assert_eq!(seqs(&letters), vec![1, 3], "from its position on, nothing twice");
+    assert_eq!(seqs(&parcels), vec![2], "the added route's message");
+    let config = bus.consumer_info("post", "sorter").await.unwrap().config;
+    let mut filters: Vec<&str> = config.filters.iter().map(|p| p.as_str()).collect();
+    filters.sort_unstable();
+    assert_eq!(filters, vec!["post.letter", "post.parcel"]);
+    assert_eq!(config.ack_wait, LONG_LEASE, "its other settings stay");
+}
