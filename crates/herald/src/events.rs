@@ -105,27 +105,42 @@ pub fn to_message<E: Event>(event: &E, meta: &Meta) -> Result<OutgoingMessage> {
     Ok(message)
 }
 
+/// The `E` in `payload` and its event type, or why it is not one: it does not
+/// decode as an `E`, or `stored_type` (the type header, when present) is not
+/// the decoded event's type.
+pub(crate) fn decode<E: Event>(payload: &[u8], stored_type: Option<&str>) -> std::result::Result<(E, String), String> {
+    let event: E = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let decoded_type = event.event_type();
+    match stored_type {
+        Some(stored) if stored != decoded_type => Err(format!("its event type is `{stored}`, not `{decoded_type}`")),
+        Some(stored) => Ok((event, stored.to_string())),
+        None => Ok((event, decoded_type)),
+    }
+}
+
 impl<E: Event> Envelope<E> {
     /// Decodes a stored message.
     ///
+    /// A message that carries an event type (the `herald-event-type` header)
+    /// is an `E` only if the decoded event has that type: two event types of
+    /// the same JSON shape are told apart by it. A message without the header
+    /// is judged by its payload alone.
+    ///
     /// # Errors
     ///
-    /// `InvalidRequest` if its payload is not an `E`.
+    /// `InvalidRequest` if it is not an `E`: its payload does not decode as
+    /// one, or its event type is not the decoded event's.
     pub fn from_message(message: Message) -> Result<Envelope<E>> {
-        let event: E = serde_json::from_slice(&message.payload).map_err(|e| {
+        let stored_type = message.headers.get(TYPE_HEADER).map(String::as_str);
+        let (event, event_type) = decode::<E>(&message.payload, stored_type).map_err(|why| {
             Error::new(
                 ErrorKind::InvalidRequest,
                 format!(
-                    "message {} of `{}` is not this event type: {e}",
+                    "message {} of `{}` is not this event type: {why}",
                     message.seq, message.stream
                 ),
             )
         })?;
-        let event_type = message
-            .headers
-            .get(TYPE_HEADER)
-            .cloned()
-            .unwrap_or_else(|| event.event_type());
         Ok(Envelope {
             event,
             event_type,
@@ -246,7 +261,8 @@ impl<E: Event> EventSubscription<E> {
     /// # Errors
     ///
     /// As [`Subscription::next`], and `InvalidRequest` for a message that is
-    /// not an `E` (the subscription carries on after it).
+    /// not an `E`, by its event type header or its payload (see
+    /// [`Envelope::from_message`]); the subscription carries on after it.
     pub async fn next(&mut self) -> Result<Envelope<E>> {
         Envelope::from_message(self.inner.next().await?)
     }

@@ -171,6 +171,7 @@ macro_rules! conformance_tests {
             processors::a_processor_shut_down_while_waiting_leaves_nothing_leased,
             processors::a_processor_run_again_with_an_added_route_gets_its_subjects,
             sourcing::typed_events_carry_an_envelope_and_map_to_cloudevents,
+            sourcing::a_typed_subscription_yields_no_event_of_another_type,
             sourcing::an_aggregate_is_rebuilt_from_its_events,
             sourcing::an_append_with_a_stale_version_fails_with_the_actual_version,
             sourcing::an_aggregate_loads_from_its_snapshot,

@@ -173,6 +173,57 @@ pub async fn typed_events_carry_an_envelope_and_map_to_cloudevents(bus: &TestBus
     assert_eq!(events.next().await.unwrap_err().kind(), ErrorKind::InvalidRequest);
 }
 
+/// A user removed: the event a typed subscription below asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct UserDeleted {
+    id: String,
+}
+
+impl Event for UserDeleted {
+    fn event_type(&self) -> String {
+        "user.deleted".into()
+    }
+
+    fn subject(&self) -> String {
+        format!("shop.users.{}", self.id)
+    }
+}
+
+/// An order taken: the same JSON shape as [`UserDeleted`], another type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OrderPlaced {
+    id: String,
+}
+
+impl Event for OrderPlaced {
+    fn event_type(&self) -> String {
+        "order.placed".into()
+    }
+
+    fn subject(&self) -> String {
+        format!("shop.orders.{}", self.id)
+    }
+}
+
+/// A typed subscription never yields a message of another event type, even
+/// one that decodes as its own: it is a typed error, and the subscription
+/// goes on.
+pub async fn a_typed_subscription_yields_no_event_of_another_type(bus: &TestBus) {
+    let mut deleted = bus.subscribe_events::<UserDeleted>("shop.>", None).await.unwrap();
+    bus.publish_event(&OrderPlaced { id: "o1".into() }).await.unwrap();
+    bus.publish_event(&UserDeleted { id: "u1".into() }).await.unwrap();
+    match deleted.next().await {
+        Err(err) => {
+            assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+            assert!(err.to_string().contains("order.placed"), "{err}");
+        }
+        Ok(envelope) => panic!("an order came out as {envelope:?}"),
+    }
+    let envelope = deleted.next().await.unwrap();
+    assert_eq!(envelope.event, UserDeleted { id: "u1".into() });
+    assert_eq!(envelope.event_type, "user.deleted");
+}
+
 /// An aggregate is rebuilt from its events; refused commands append nothing.
 pub async fn an_aggregate_is_rebuilt_from_its_events(bus: &TestBus) {
     let repo = Repository::<Account>::open(bus, "bank").await.unwrap();
