@@ -68,7 +68,9 @@ impl Recording {
             .collect())
     }
 
-    /// The typed events published on `pattern` that decode as `E`.
+    /// The typed events published on `pattern` that are `E`s: decoded as
+    /// one, and of the event type their `herald-event-type` header names, if
+    /// any (as [`Envelope::from_message`](crate::Envelope::from_message) judges).
     ///
     /// # Errors
     ///
@@ -77,7 +79,7 @@ impl Recording {
         Ok(self
             .published_to(pattern)?
             .into_iter()
-            .filter_map(|r| serde_json::from_slice(&r.message.payload).ok())
+            .filter_map(|r| decode(&r).ok())
             .collect())
     }
 
@@ -246,12 +248,17 @@ impl RequestBackend for RecordingBackend {
 ///
 /// # Errors
 ///
-/// `InvalidRequest` if it is not an `E`.
+/// `InvalidRequest` if it is not an `E`: its payload does not decode as one,
+/// or its `herald-event-type` header names another type (as
+/// [`Envelope::from_message`](crate::Envelope::from_message) judges).
 pub fn decode<E: Event>(recorded: &Recorded) -> Result<E> {
-    serde_json::from_slice(&recorded.message.payload).map_err(|e| {
-        herald_core::Error::new(
-            herald_core::ErrorKind::InvalidRequest,
-            format!("not this event type: {e}"),
-        )
-    })
+    let stored_type = recorded.message.headers.get(crate::events::TYPE_HEADER);
+    crate::events::decode(&recorded.message.payload, stored_type.map(String::as_str))
+        .map(|(event, _)| event)
+        .map_err(|why| {
+            herald_core::Error::new(
+                herald_core::ErrorKind::InvalidRequest,
+                format!("not this event type: {why}"),
+            )
+        })
 }

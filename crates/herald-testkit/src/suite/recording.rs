@@ -40,6 +40,23 @@ pub async fn a_recording_bus_keeps_what_was_published(bus: &TestBus) {
         vec![event.clone()]
     );
     assert_eq!(decode::<AccountEvent>(&all[1]).unwrap(), event);
+    // Another event type of the same shape is not taken for this one.
+    let mut forged = OutgoingMessage::new(Subject::new("accounts.a1").unwrap(), all[1].message.payload.clone());
+    forged.headers = all[1].message.headers.clone();
+    forged
+        .headers
+        .insert(herald::events::TYPE_HEADER.into(), "loan.deposited".into());
+    recorded_bus.publish_message(forged).await.unwrap();
+    let forged = recording.published().pop().unwrap();
+    assert_eq!(
+        decode::<AccountEvent>(&forged).unwrap_err().kind(),
+        ErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        recording.events::<AccountEvent>("accounts.>").unwrap(),
+        vec![event.clone()],
+        "nor listed with it"
+    );
     // It is the real bus underneath: what was recorded is also stored.
     assert_eq!(bus.stream_info("orders").await.unwrap().state.messages, 3);
     recording.clear();
