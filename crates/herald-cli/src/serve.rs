@@ -216,8 +216,50 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
     if let Some(tls) = server_tls {
         server = server.tls(tls);
     }
-    // Ctrl-C or SIGTERM: stop taking connections and let the ones in flight finish.
-    server.serve(listener, signal::interrupted()).await.context("serving")?;
+    let mut stops = signal::Stops::listen();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = server.serve(listener, async {
+        // Sent, or dropped on the way out: either way there is nothing left to serve.
+        let _ = stopped.await;
+    });
+    tokio::pin!(serving);
+    // The first Ctrl-C or SIGTERM: stop taking connections and let the ones
+    // open finish what they started.
+    let first = tokio::select! {
+        served = &mut serving => return stopped_serving(served),
+        first = stops.next() => first,
+    };
+    say(&format!(
+        "herald stopping ({}): no new connections; waiting for open connections to finish the operations \
+         they started (Ctrl-C again exits at once)",
+        first.name()
+    ));
+    let _ = stop.send(());
+    tokio::select! {
+        served = &mut serving => stopped_serving(served),
+        again = stops.next() => {
+            say(&format!(
+                "herald exiting now ({} again): unfinished operations get no answer; acknowledged publishes \
+                 are on disk (a relaxed stream's last 100 ms excepted)",
+                again.name()
+            ));
+            exit_now(again.status())
+        }
+    }
+}
+
+/// Ends the process without waiting for anything: not for the sessions,
+/// not for the runtime's threads (dropping the runtime would wait for them).
+/// A publish is acknowledged only once it is durable (docs/semantics.md), so
+/// this leaves the data directory as a crash would, with every acknowledged
+/// message in it; the next open repairs the rest.
+#[allow(clippy::exit, reason = "a second Ctrl-C means now, and the engine is crash-safe")]
+fn exit_now(status: i32) -> ! {
+    std::process::exit(status)
+}
+
+fn stopped_serving(served: std::io::Result<()>) -> anyhow::Result<()> {
+    served.context("serving")?;
     say("herald stopped");
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use herald::Bus;
@@ -131,4 +132,54 @@ async fn flags_beat_the_environment_which_beats_the_config_file() {
         "the environment over the file"
     );
     assert_eq!(payload_limit(Some("20"), Some("30")).await, 30, "the flag over both");
+}
+
+/// A safety net only: how long the test waits for a line or an exit.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_interrupt_exits_at_once_and_every_acknowledged_message_is_on_disk() {
+    let data = tempfile::tempdir().unwrap();
+    let mut command = common::herald();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path());
+    let (server, url, lines) = common::serve_watched(command);
+    let bus = Bus::connect(url.as_str()).await.unwrap();
+    let mut acked = Vec::new();
+    for i in 0..100 {
+        let payload = format!("order {i}");
+        let ack = bus.publish("orders.created", payload.clone()).await.unwrap();
+        acked.push((ack.seq, payload));
+    }
+
+    // An HTTP request whose body never comes holds a graceful stop: the
+    // server answers `100 Continue` once a handler waits for the body.
+    let addr = url.trim_start_matches("ws://").split('/').next().unwrap().to_owned();
+    let mut held = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        held,
+        "POST /v1/messages HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: 64\r\nExpect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = std::io::BufReader::new(held.try_clone().unwrap());
+    let mut status = String::new();
+    reply.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 100"), "{status:?}");
+
+    common::signal(&server, "INT");
+    let stopping = common::expect_line(&lines, "herald stopping", PATIENCE);
+    assert!(stopping.contains("Ctrl-C again"), "{stopping}");
+    common::signal(&server, "INT");
+    let exiting = common::expect_line(&lines, "herald exiting now", PATIENCE);
+    let status = common::exits_within(server, PATIENCE);
+    assert_eq!(status.code(), Some(130), "{status} after {exiting:?}");
+    drop((held, bus));
+
+    let reopened = Bus::open(data.path()).await.unwrap();
+    for (seq, payload) in acked {
+        let message = reopened.get("orders", seq).await.unwrap();
+        assert_eq!(message.payload, payload.as_bytes(), "seq {seq}");
+    }
 }

@@ -5,6 +5,8 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// The `herald` binary under test, with none of the user's `HERALD_*`
 /// settings leaking in.
@@ -36,28 +38,73 @@ pub fn serve(data: &Path, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> 
 
 /// Starts a prepared `herald serve` command and waits for its ready line
 /// (`herald listening on ws://…`); returns it and the URL in that line.
-pub fn serve_with(mut command: Command) -> (Child, String) {
+pub fn serve_with(command: Command) -> (Child, String) {
+    let (child, url, _) = serve_watched(command);
+    (child, url)
+}
+
+/// As [`serve_with`], and the lines it prints after the ready line, as they come.
+pub fn serve_watched(mut command: Command) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    // Keep reading what it says later, so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in out.lines() {});
+    // Keep reading what it says later, so it never blocks on a full pipe,
+    // whether or not anyone listens.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("ws://") || w.starts_with("wss://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_owned();
-    (child, url)
+    (child, url, rx)
 }
 
-/// SIGTERM, then its exit status.
-pub fn terminate(child: &mut Child) -> ExitStatus {
+/// Waits up to `patience` for a line containing `needle`; the line.
+pub fn expect_line(lines: &mpsc::Receiver<String>, needle: &str, patience: Duration) -> String {
+    let deadline = Instant::now() + patience;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(err) => panic!("no line with {needle:?} within {patience:?} ({err}); saw {seen:?}"),
+        }
+    }
+}
+
+/// A signal, by name (`INT`, `TERM`, `KILL`), to a child.
+pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
-        .arg("-TERM")
+        .arg(format!("-{name}"))
         .arg(child.id().to_string())
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// Waits up to `patience` for a child to exit; its status.
+pub fn exits_within(child: Child, patience: Duration) -> ExitStatus {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let mut child = child;
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait().unwrap());
+    });
+    rx.recv_timeout(patience).unwrap_or_else(|_| {
+        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        panic!("herald (pid {pid}) still ran {patience:?} later");
+    })
+}
+
+/// SIGTERM, then its exit status.
+pub fn terminate(child: &mut Child) -> ExitStatus {
+    signal(child, "TERM");
     child.wait().unwrap()
 }
