@@ -4,8 +4,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
-use herald::{Bus, OutgoingMessage, PublishAck, Subject};
+use anyhow::{Context, bail};
+use herald::{Bus, ErrorKind, OutgoingMessage, PublishAck, Subject};
 
 use crate::client::ClientArgs;
 use crate::{output, units};
@@ -51,7 +51,14 @@ pub(crate) async fn run(args: Pub) -> anyhow::Result<()> {
     let message = message(&args, payload)?;
     let json = args.client.json;
     args.client
-        .session(async |bus: &Bus| print_ack(&bus.publish_message(message).await?, json))
+        .session(async |bus: &Bus| match bus.publish_message(message).await {
+            Ok(ack) => print_ack(&ack, json),
+            // The stream comes first (always, with `serve --no-auto-create`).
+            Err(err) if err.kind() == ErrorKind::SubjectConflict => {
+                bail!("{err}; create a stream that captures it first: herald streams create NAME --subjects PATTERN")
+            }
+            Err(err) => Err(err.into()),
+        })
         .await
 }
 

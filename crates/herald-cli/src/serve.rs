@@ -50,6 +50,19 @@ pub(crate) struct Serve {
     /// How long a full queue may stay full before the connection is closed, in ms [default: 5000].
     #[arg(long, env = "HERALD_SLOW_CONSUMER_TIMEOUT_MS")]
     slow_consumer_timeout_ms: Option<u64>,
+    /// Refuses a publish to a subject no stream captures instead of creating
+    /// a stream for it: for production servers, where a mistyped subject must
+    /// not make a stream [default: streams are created].
+    #[arg(
+        long,
+        env = "HERALD_NO_AUTO_CREATE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    no_auto_create: Option<bool>,
     /// A PEM certificate chain: serve HTTPS and wss:// (with --tls-key).
     #[arg(long, env = "HERALD_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -64,6 +77,7 @@ pub(crate) struct Serve {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    auto_create_streams: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
     tls: Option<FileTls>,
@@ -94,6 +108,8 @@ struct FileTls {
 struct Settings {
     data_dir: PathBuf,
     listen: SocketAddr,
+    /// Whether a publish to a subject no stream captures creates a stream.
+    auto_create_streams: bool,
     limits: herald_server::Limits,
     tls: Option<(PathBuf, PathBuf)>,
     tokens: Vec<herald_server::Token>,
@@ -154,9 +170,14 @@ impl Serve {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse().context("the default listen address")?,
         };
+        let auto_create_streams = match self.no_auto_create {
+            Some(refuse) => !refuse,
+            None => file.auto_create_streams.unwrap_or(true),
+        };
         Ok(Settings {
             data_dir,
             listen,
+            auto_create_streams,
             limits,
             tls,
             tokens: file.tokens,
@@ -193,7 +214,10 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
             settings.listen
         );
     }
-    let bus = herald::Bus::open(&settings.data_dir)
+    let bus = herald::Bus::builder()
+        .path(&settings.data_dir)
+        .auto_create_streams(settings.auto_create_streams)
+        .open()
         .await
         .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(settings.listen)

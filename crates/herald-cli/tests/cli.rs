@@ -563,3 +563,53 @@ fn a_server_with_access_tokens_takes_the_token_from_a_flag_or_the_environment() 
     assert_eq!(listed[0]["config"]["name"], "orders");
     assert!(common::terminate(&mut server).success());
 }
+
+#[test]
+fn a_server_without_auto_create_refuses_a_publish_no_stream_captures() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut server, url) = common::serve(&data, ["--no-auto-create"]);
+    let cli = Cli::url(&url);
+    let stderr = cli.fails(&["pub", "ordrs.created", "a typo"]);
+    assert!(
+        stderr.contains("no stream captures subject `ordrs.created`") && stderr.contains("herald streams create"),
+        "{stderr}"
+    );
+    assert_eq!(
+        cli.json(&["streams", "ls"]),
+        serde_json::json!([]),
+        "no stream was made"
+    );
+    cli.ok(&["streams", "create", "orders", "--subjects", "orders.>"]);
+    assert_eq!(cli.publish("orders.created", "o1")["seq"], 1);
+    assert!(common::terminate(&mut server).success());
+
+    // The config file says the same; the environment beats it.
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, "auto_create_streams = false\n").unwrap();
+    let served = |env: Option<&str>| {
+        let mut command = herald();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(&data);
+        if let Some(env) = env {
+            command.env("HERALD_NO_AUTO_CREATE", env);
+        }
+        common::serve_with(command)
+    };
+    let (mut server, url) = served(None);
+    Cli::url(&url).fails(&["pub", "ordrs.created", "a typo"]);
+    assert!(common::terminate(&mut server).success());
+    let (mut server, url) = served(Some("false"));
+    let cli = Cli::url(&url);
+    assert_eq!(cli.publish("ordrs.created", "a typo")["stream"], "ordrs");
+    assert!(common::terminate(&mut server).success());
+
+    // Without any of them, a publish makes a stream named after the subject's first token.
+    let (mut server, url) = common::serve(&data, [] as [&str; 0]);
+    let cli = Cli::url(&url);
+    assert_eq!(cli.publish("payments.sent", "p1")["stream"], "payments");
+    assert!(common::terminate(&mut server).success());
+}
