@@ -8,7 +8,7 @@ use herald::{Bus, ConsumerInfo, DeadLetter, Pattern, ReadFrom, StartPolicy};
 use crate::client::ClientArgs;
 use crate::output;
 use crate::table::{Align, Table, details};
-use crate::units::{format_duration, format_time, parse_duration, parse_time};
+use crate::units::{When, format_duration, format_time, parse_duration, parse_when};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Consumers {
@@ -73,8 +73,8 @@ struct Create {
     #[arg(long, value_name = "SEQ", conflicts_with = "start_time")]
     start_seq: Option<u64>,
     /// Starts at this time: RFC 3339 or a duration ago (10m)
-    #[arg(long, value_name = "TIME")]
-    start_time: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    start_time: Option<When>,
     /// Drops messages past --max-deliver instead of keeping them as dead letters
     #[arg(long)]
     discard_dead_letters: bool,
@@ -102,8 +102,8 @@ struct Reset {
     #[arg(long, value_name = "SEQ", group = "to")]
     to_seq: Option<u64>,
     /// Starts again at this time: RFC 3339 or a duration ago (10m)
-    #[arg(long, value_name = "TIME", group = "to")]
-    to_time: Option<String>,
+    #[arg(long, value_name = "TIME", group = "to", value_parser = parse_when)]
+    to_time: Option<When>,
 }
 
 /// Runs `herald consumers …`.
@@ -128,9 +128,9 @@ pub(crate) async fn run(args: Consumers) -> anyhow::Result<()> {
                 )
             }
             ConsumersCommand::Reset(reset) => {
-                let to = match (reset.to_seq, &reset.to_time) {
+                let to = match (reset.to_seq, reset.to_time) {
                     (Some(seq), _) => ReadFrom::Seq(seq),
-                    (None, Some(time)) => ReadFrom::Time(parse_time(time, bus.now())?),
+                    (None, Some(time)) => ReadFrom::Time(time.at(bus.now())),
                     (None, None) => anyhow::bail!("say where to start again: --to-seq or --to-time"),
                 };
                 let consumer = bus.bind_consumer(&reset.stream, &reset.name).await?;
@@ -164,9 +164,9 @@ async fn create(bus: &Bus, args: &Create) -> anyhow::Result<ConsumerInfo> {
 }
 
 fn start(bus: &Bus, args: &Create) -> anyhow::Result<StartPolicy> {
-    Ok(match (args.start_seq, &args.start_time, args.start) {
+    Ok(match (args.start_seq, args.start_time, args.start) {
         (Some(seq), _, _) => StartPolicy::FromSeq(seq),
-        (None, Some(time), _) => StartPolicy::FromTime(parse_time(time, bus.now())?),
+        (None, Some(time), _) => StartPolicy::FromTime(time.at(bus.now())),
         (None, None, StartArg::All) => StartPolicy::All,
         (None, None, StartArg::New) => StartPolicy::New,
         (None, None, StartArg::LastPerSubject) => StartPolicy::LastPerSubject,

@@ -5,13 +5,14 @@
 //! beats the defaults. Access tokens come from the file only.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::signal;
+use crate::{signal, units};
 
 const DEFAULT_DATA_DIR: &str = "./herald-data";
 const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -29,9 +30,10 @@ pub(crate) struct Serve {
     /// address needs access tokens in the config file.
     #[arg(long, env = "HERALD_LISTEN")]
     listen: Option<SocketAddr>,
-    /// The largest payload a publish may carry, in bytes [default: 1048576].
-    #[arg(long, env = "HERALD_MAX_PAYLOAD")]
-    max_payload: Option<usize>,
+    /// The largest payload a publish may carry: bytes, or with a unit (512KiB,
+    /// 4MiB) [default: 1MiB].
+    #[arg(long, env = "HERALD_MAX_PAYLOAD", value_name = "SIZE", value_parser = parse_bytes)]
+    max_payload: Option<NonZeroUsize>,
     /// WebSocket sessions open at once, at most [default: 1024].
     #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
@@ -44,9 +46,10 @@ pub(crate) struct Serve {
     /// Frames queued for one connection before its reader counts as slow [default: 4096].
     #[arg(long, env = "HERALD_OUTBOUND_BUFFER")]
     outbound_buffer: Option<usize>,
-    /// Bytes queued for one connection before its reader counts as slow [default: 16777216].
-    #[arg(long, env = "HERALD_OUTBOUND_BYTES")]
-    outbound_bytes: Option<usize>,
+    /// Bytes queued for one connection before its reader counts as slow, or
+    /// a size with a unit [default: 16MiB].
+    #[arg(long, env = "HERALD_OUTBOUND_BYTES", value_name = "SIZE", value_parser = parse_bytes)]
+    outbound_bytes: Option<NonZeroUsize>,
     /// How long a full queue may stay full before the connection is closed, in ms [default: 5000].
     #[arg(long, env = "HERALD_SLOW_CONSUMER_TIMEOUT_MS")]
     slow_consumer_timeout_ms: Option<u64>,
@@ -125,7 +128,11 @@ impl Serve {
         let base = self.config.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
         let defaults = herald_server::Limits::default();
         let limits = herald_server::Limits::default()
-            .max_payload(pick(self.max_payload, file.limits.max_payload, defaults.max_payload))
+            .max_payload(pick(
+                self.max_payload.map(NonZeroUsize::get),
+                file.limits.max_payload,
+                defaults.max_payload,
+            ))
             .max_connections(pick(
                 self.max_connections,
                 file.limits.max_connections,
@@ -147,7 +154,7 @@ impl Serve {
                 defaults.outbound_buffer,
             ))
             .outbound_bytes(pick(
-                self.outbound_bytes,
+                self.outbound_bytes.map(NonZeroUsize::get),
                 file.limits.outbound_bytes,
                 defaults.outbound_bytes,
             ))
@@ -183,6 +190,12 @@ impl Serve {
             tokens: file.tokens,
         })
     }
+}
+
+/// A size flag (`--max-payload 4MiB`), up to what this machine can address.
+fn parse_bytes(text: &str) -> anyhow::Result<NonZeroUsize> {
+    let addressable = u64::try_from(usize::MAX).unwrap_or(u64::MAX);
+    units::parse_size_within(text, addressable, "this machine can address")
 }
 
 /// A flag (or its environment variable), else the file, else the default.

@@ -3,12 +3,12 @@
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
-use anyhow::Context;
 use herald::{Bus, Discard, Durability, Pattern, Purge, Retention, StreamConfig, StreamInfo, Subject};
+use herald_core::MAX_PAYLOAD_LIMIT;
 
 use crate::client::ClientArgs;
 use crate::table::{Align, Table, details};
-use crate::units::{format_duration, format_size, format_time, parse_duration, parse_size};
+use crate::units::{format_duration, format_size, format_time, parse_duration, parse_size, parse_size_within};
 use crate::{history, output};
 
 #[derive(Debug, clap::Args)]
@@ -59,8 +59,8 @@ struct Create {
     #[arg(long, value_name = "N")]
     max_msgs_per_subject: Option<NonZeroU64>,
     /// The largest payload accepted (default 1MiB, at most 64MiB)
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    max_payload: Option<NonZeroU64>,
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_payload)]
+    max_payload: Option<NonZeroU32>,
     /// What else deletes messages besides the limits
     #[arg(long, value_enum, default_value_t = RetentionArg::Limits)]
     retention: RetentionArg,
@@ -243,7 +243,6 @@ fn config(args: &Create) -> anyhow::Result<StreamConfig> {
     config.max_age = args.max_age;
     config.max_msgs_per_subject = args.max_msgs_per_subject;
     if let Some(bytes) = args.max_payload {
-        let bytes = NonZeroU32::try_from(bytes).context("--max-payload is over 4GiB; the limit is 64MiB")?;
         config = config.max_payload(bytes);
     }
     config = config
@@ -266,6 +265,11 @@ fn config(args: &Create) -> anyhow::Result<StreamConfig> {
         config = config.durability(Durability::Relaxed);
     }
     Ok(config)
+}
+
+/// `--max-payload`: a size no larger than a stream accepts.
+fn parse_max_payload(text: &str) -> anyhow::Result<NonZeroU32> {
+    parse_size_within(text, MAX_PAYLOAD_LIMIT.into(), "a stream accepts")
 }
 
 /// Purges what the flags select; `--keep N` keeps the last N of what would go.

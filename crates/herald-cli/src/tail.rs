@@ -18,8 +18,8 @@ pub(crate) struct Tail {
     #[arg(long, value_name = "SEQ", group = "start")]
     from_seq: Option<u64>,
     /// Starts at this time: RFC 3339 (2025-01-31T12:00:00Z) or a duration ago (10m, 2h)
-    #[arg(long, value_name = "TIME", group = "start")]
-    since: Option<String>,
+    #[arg(long, value_name = "TIME", group = "start", value_parser = units::parse_when)]
+    since: Option<units::When>,
     /// Starts at the last N messages (the default, with N = 10)
     #[arg(long, value_name = "N", group = "start")]
     last: Option<u64>,
@@ -40,7 +40,7 @@ pub(crate) struct Tail {
 ///
 /// # Errors
 ///
-/// `StreamNotFound`, an invalid pattern or time, a lost connection, or stdout gone.
+/// `StreamNotFound`, an invalid pattern, a lost connection, or stdout gone.
 pub(crate) async fn run(args: Tail) -> anyhow::Result<()> {
     let filter = args.subject.as_deref().map(Pattern::new).transpose()?;
     args.client
@@ -66,8 +66,8 @@ async fn start(bus: &Bus, args: &Tail, info: &StreamInfo, filter: Option<&Patter
         // Before the first message held is the first message held (and no lag).
         return Ok(ReadFrom::Seq(seq.max(info.state.first_seq)));
     }
-    if let Some(since) = &args.since {
-        return Ok(ReadFrom::Time(units::parse_time(since, bus.now())?));
+    if let Some(since) = args.since {
+        return Ok(ReadFrom::Time(since.at(bus.now())));
     }
     let last = args.last.unwrap_or(DEFAULT_LAST);
     Ok(ReadFrom::Seq(history::start_of_last(bus, info, filter, last).await?))

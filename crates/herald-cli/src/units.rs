@@ -70,21 +70,47 @@ pub(crate) fn format_duration(duration: Duration) -> String {
         .collect()
 }
 
-/// A point in time: RFC 3339 (`2025-01-31T12:00:00Z`), or a duration meaning
-/// that long before `now` (`10m`).
-pub(crate) fn parse_time(text: &str, now: Timestamp) -> anyhow::Result<Timestamp> {
-    if let Ok(ago) = parse_duration(text) {
-        return Ok(now.saturating_sub(ago));
+/// A point in time as typed: an instant, or a duration before whenever it is
+/// read ([`When::at`]), so that "10m" means ten minutes before the bus's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum When {
+    /// This instant.
+    At(Timestamp),
+    /// This long before now.
+    Ago(Duration),
+}
+
+impl When {
+    /// The instant, taking `now` for the present.
+    pub(crate) fn at(self, now: Timestamp) -> Timestamp {
+        match self {
+            When::At(time) => time,
+            When::Ago(ago) => now.saturating_sub(ago),
+        }
     }
-    let time = OffsetDateTime::parse(text.trim(), &Rfc3339).with_context(|| {
-        format!("`{text}` is neither an RFC 3339 time (2025-01-31T12:00:00Z) nor a duration ago (10m, 2h)")
-    })?;
+}
+
+/// The forms [`parse_when`] reads, for its errors and the flags' help.
+const TIME_FORMS: &str = "give an RFC 3339 time (2026-03-01T12:00:00Z, or with an offset such as \
+                          2026-03-01T13:00:00+01:00) or a duration ago (10m, 2h, 1h30m, 7d)";
+
+/// Parses a point in time: RFC 3339 (`2025-01-31T12:00:00Z`), or a duration
+/// meaning that long ago (`10m`).
+pub(crate) fn parse_when(text: &str) -> anyhow::Result<When> {
+    if let Ok(ago) = parse_duration(text) {
+        return Ok(When::Ago(ago));
+    }
+    // The parser's own complaint ("the 'year' component could not be
+    // parsed") means nothing to someone who typed `yesterday`: name the forms.
+    let Ok(time) = OffsetDateTime::parse(text.trim(), &Rfc3339) else {
+        bail!("`{text}` is not a time: {TIME_FORMS}");
+    };
     let nanos = time.unix_timestamp_nanos();
     if nanos < 0 {
         bail!("`{text}` is before 1970, where no message can be");
     }
     // Past 2554 (the last nanosecond a timestamp holds) is later than every message.
-    Ok(Timestamp(u64::try_from(nanos).unwrap_or(u64::MAX)))
+    Ok(When::At(Timestamp(u64::try_from(nanos).unwrap_or(u64::MAX))))
 }
 
 /// A time in RFC 3339 at whole seconds, UTC; the raw nanoseconds if the
@@ -113,9 +139,14 @@ const SIZE_UNITS: [(&str, u64); 7] = [
 pub(crate) fn parse_size(text: &str) -> anyhow::Result<NonZeroU64> {
     let text = text.trim();
     let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    if digits == 0 {
+        bail!("`{text}` is not a size; write it like 1048576, 512KiB or 64MiB");
+    }
+    // Only digits: the one way to fail is too many of them.
     let number: u64 = text[..digits]
         .parse()
-        .with_context(|| format!("`{text}` is not a size; write it like 1048576, 512KiB or 64MiB"))?;
+        .ok()
+        .with_context(|| format!("`{text}` is too large a size"))?;
     let suffix = text[digits..].trim();
     let scale = match suffix {
         "" | "B" => 1,
@@ -127,8 +158,20 @@ pub(crate) fn parse_size(text: &str) -> anyhow::Result<NonZeroU64> {
     };
     let bytes = number
         .checked_mul(scale)
-        .with_context(|| format!("`{text}` is too large"))?;
+        .with_context(|| format!("`{text}` is too large a size"))?;
     NonZeroU64::new(bytes).with_context(|| format!("`{text}`: a size limit must be above zero"))
+}
+
+/// Parses a size as [`parse_size`] for a limit of at most `max` bytes, held
+/// in a `T` (`NonZeroU32`, `NonZeroUsize`) that holds `max`; `whose` names the
+/// limit in the error ("more than a stream accepts").
+pub(crate) fn parse_size_within<T: TryFrom<NonZeroU64>>(text: &str, max: u64, whose: &str) -> anyhow::Result<T> {
+    let size = parse_size(text)?;
+    match T::try_from(size) {
+        Ok(value) if size.get() <= max => Ok(value),
+        // A conversion error says only "out of range integral type conversion attempted".
+        _ => bail!("`{}` is more than {whose}: at most {}", text.trim(), format_size(max)),
+    }
 }
 
 /// A byte count for people: `512 B`, `1.5 KiB`, `64.0 MiB`.
@@ -184,13 +227,32 @@ mod tests {
     #[test]
     fn times_are_rfc3339_or_a_duration_ago() {
         let now = Timestamp(1_700_000_000_000_000_000);
-        assert_eq!(parse_time("10m", now).unwrap(), Timestamp(now.0 - 600_000_000_000));
-        let exact = parse_time("2023-11-14T22:13:20Z", now).unwrap();
-        assert_eq!(exact, now);
+        let at = |text: &str| parse_when(text).unwrap().at(now);
+        assert_eq!(at("10m"), Timestamp(now.0 - 600_000_000_000));
+        assert_eq!(at("2023-11-14T22:13:20Z"), now);
+        assert_eq!(at("2023-11-14T23:13:20+01:00"), now);
         assert_eq!(format_time(Timestamp(now.0 + 123)), "2023-11-14T22:13:20Z");
-        assert!(parse_time("yesterday", now).is_err());
-        assert!(parse_time("1969-12-31T23:59:59Z", now).is_err());
-        assert_eq!(parse_time("2999-01-01T00:00:00Z", now).unwrap(), Timestamp(u64::MAX));
+        assert!(parse_when("1969-12-31T23:59:59Z").is_err());
+        assert_eq!(at("2999-01-01T00:00:00Z"), Timestamp(u64::MAX));
+    }
+
+    #[test]
+    fn a_word_that_is_not_a_time_gets_the_forms_that_are() {
+        for typed in ["yesterday", "2026-02-30T00:00:00Z", "2026-03-01", "10"] {
+            let err = parse_when(typed).unwrap_err();
+            assert_eq!(
+                err.chain().count(),
+                1,
+                "{err:#}: the parser's own text is not passed on"
+            );
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "`{typed}` is not a time: give an RFC 3339 time (2026-03-01T12:00:00Z"
+                )) && text.contains("a duration ago (10m, 2h"),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -201,8 +263,32 @@ mod tests {
         assert_eq!(parse_size("10G").unwrap().get(), 10 << 30);
         assert!(parse_size("0").is_err());
         assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("KiB").is_err());
         assert_eq!(format_size(512), "512 B");
         assert_eq!(format_size(1536), "1.5 KiB");
         assert_eq!(format_size(64 << 20), "64.0 MiB");
+    }
+
+    #[test]
+    fn a_size_over_its_limit_says_the_limit_in_our_words() {
+        use std::num::NonZeroU32;
+        let payload = |text: &str| parse_size_within::<NonZeroU32>(text, 64 << 20, "a stream accepts");
+        assert_eq!(payload("64MiB").unwrap().get(), 64 << 20);
+        // Over the limit, and over what a u32 holds: both say the limit.
+        for typed in ["65MiB", "1TiB"] {
+            let err = payload(typed).unwrap_err();
+            assert_eq!(err.chain().count(), 1, "{err:#}");
+            assert_eq!(
+                err.to_string(),
+                format!("`{typed}` is more than a stream accepts: at most 64.0 MiB")
+            );
+        }
+        let err = parse_size_within::<NonZeroU32>("8GiB", u32::MAX.into(), "a u32 holds").unwrap_err();
+        assert_eq!(err.to_string(), "`8GiB` is more than a u32 holds: at most 4.0 GiB");
+        for typed in ["99999999999999999999999", "99999999TiB"] {
+            let err = parse_size(typed).unwrap_err();
+            assert_eq!(err.chain().count(), 1, "{err:#}");
+            assert_eq!(err.to_string(), format!("`{typed}` is too large a size"));
+        }
     }
 }

@@ -486,6 +486,50 @@ fn unknown_streams_and_missing_data_directories_are_clear_errors() {
 }
 
 #[test]
+fn a_flag_that_does_not_parse_is_named_with_the_forms_it_takes() {
+    let (_dir, cli) = orders();
+    for (args, expected) in [
+        (
+            &["tail", "orders", "--since", "yesterday"][..],
+            "'--since <TIME>': `yesterday` is not a time: give an RFC 3339 time (2026-03-01T12:00:00Z",
+        ),
+        (
+            &[
+                "consumers",
+                "create",
+                "orders",
+                "c",
+                "--start-time",
+                "2026-02-30T00:00:00Z",
+            ],
+            "'--start-time <TIME>': `2026-02-30T00:00:00Z` is not a time",
+        ),
+        (
+            &["streams", "create", "big", "--max-payload", "1TiB"],
+            "'--max-payload <SIZE>': `1TiB` is more than a stream accepts: at most 64.0 MiB",
+        ),
+    ] {
+        let stderr = cli.fails(args);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        for leak in ["component", "integral", "invalid digit"] {
+            assert!(!stderr.contains(leak), "{args:?}: {stderr}");
+        }
+    }
+    let stderr = String::from_utf8(
+        herald()
+            .args(["serve", "--max-payload", "lots"])
+            .output()
+            .unwrap()
+            .stderr,
+    )
+    .unwrap();
+    assert!(
+        stderr.contains("'--max-payload <SIZE>': `lots` is not a size; write it like 1048576, 512KiB or 64MiB"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn client_commands_work_against_a_running_server() {
     let data = tempfile::tempdir().unwrap();
     let (mut server, url) = common::serve(data.path(), [] as [&str; 0]);
