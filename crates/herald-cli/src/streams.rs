@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use herald::{Bus, Discard, Durability, Pattern, Purge, Retention, StreamConfig, StreamInfo, Subject};
 use herald_core::MAX_PAYLOAD_LIMIT;
+use serde::Serialize;
 
 use crate::client::ClientArgs;
 use crate::table::{Align, Table, details};
@@ -123,8 +124,8 @@ pub(crate) async fn run(args: Streams) -> anyhow::Result<()> {
     args.client
         .session(async |bus: &Bus| match &args.command {
             StreamsCommand::Ls => list(bus, json).await,
-            StreamsCommand::Info { name } => show(bus, &bus.stream_info(name).await?, json).await,
-            StreamsCommand::Create(create) => show(bus, &bus.create_stream(config(create)?).await?, json).await,
+            StreamsCommand::Info { name } => show(bus, bus.stream_info(name).await?, json).await,
+            StreamsCommand::Create(create) => show(bus, bus.create_stream(config(create)?).await?, json).await,
             StreamsCommand::Rm { name } => {
                 bus.delete_stream(name).await?;
                 output::done(
@@ -146,8 +147,29 @@ pub(crate) async fn run(args: Streams) -> anyhow::Result<()> {
         .await
 }
 
+/// A stream as `streams ls`, `info` and `create` print it: the JSON document
+/// is this, and the tables are made from it, so the two never disagree.
+#[derive(Serialize)]
+struct StreamView {
+    #[serde(flatten)]
+    info: StreamInfo,
+    /// The names of its consumers.
+    consumers: Vec<String>,
+}
+
+impl StreamView {
+    async fn of(bus: &Bus, info: StreamInfo) -> anyhow::Result<StreamView> {
+        let consumers = bus.consumers(info.config.name.as_str()).await?;
+        let consumers = consumers.iter().map(|c| c.config.name.to_string()).collect();
+        Ok(StreamView { info, consumers })
+    }
+}
+
 async fn list(bus: &Bus, json: bool) -> anyhow::Result<()> {
-    let streams = bus.streams().await?;
+    let mut streams = Vec::new();
+    for info in bus.streams().await? {
+        streams.push(StreamView::of(bus, info).await?);
+    }
     if json {
         return output::document(&streams);
     }
@@ -160,8 +182,7 @@ async fn list(bus: &Bus, json: bool) -> anyhow::Result<()> {
         ("LAST", Align::Right),
         ("CONSUMERS", Align::Right),
     ]);
-    for info in &streams {
-        let consumers = bus.consumers(info.config.name.as_str()).await?.len();
+    for StreamView { info, consumers } in &streams {
         let state = &info.state;
         table.row(vec![
             info.config.name.to_string(),
@@ -170,18 +191,18 @@ async fn list(bus: &Bus, json: bool) -> anyhow::Result<()> {
             format_size(state.bytes),
             state.first_seq.to_string(),
             state.last_seq.to_string(),
-            consumers.to_string(),
+            consumers.len().to_string(),
         ]);
     }
     output::text(&table.render())
 }
 
-async fn show(bus: &Bus, info: &StreamInfo, json: bool) -> anyhow::Result<()> {
+async fn show(bus: &Bus, info: StreamInfo, json: bool) -> anyhow::Result<()> {
+    let view = StreamView::of(bus, info).await?;
     if json {
-        return output::document(info);
+        return output::document(&view);
     }
-    let consumers = bus.consumers(info.config.name.as_str()).await?;
-    let names: Vec<String> = consumers.iter().map(|c| c.config.name.to_string()).collect();
+    let StreamView { info, consumers } = &view;
     let (config, state) = (&info.config, &info.state);
     let limit = |n: Option<NonZeroU64>| n.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
     output::text(&details(&[
@@ -216,9 +237,19 @@ async fn show(bus: &Bus, info: &StreamInfo, json: bool) -> anyhow::Result<()> {
                 .map_or_else(|| "off".to_owned(), format_duration),
         ),
         ("durability", output::variant(&config.durability)),
-        ("subject index", config.indexes_subjects().to_string()),
-        ("consumers", output::joined(&names, ", ", "none")),
+        ("subject index", subject_index(config)),
+        ("consumers", output::joined(consumers, ", ", "none")),
     ]))
+}
+
+/// The `subject_index` setting as the JSON has it; where it is off but
+/// `max_msgs_per_subject` keeps the index anyway, the cell says so.
+fn subject_index(config: &StreamConfig) -> String {
+    if config.indexes_subjects() && !config.subject_index {
+        format!("{} (kept anyway: max msgs per subject needs it)", config.subject_index)
+    } else {
+        config.subject_index.to_string()
+    }
 }
 
 fn subjects(info: &StreamInfo) -> String {

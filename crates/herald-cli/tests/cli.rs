@@ -454,6 +454,45 @@ fn streams_purge_and_rm_and_consumers_reset_and_rm() {
     assert!(stderr.contains("stream `orders` not found"), "{stderr}");
 }
 
+#[test]
+fn streams_info_and_ls_say_in_a_table_what_their_json_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::dir(dir.path());
+    // max_msgs_per_subject keeps a subject index without `subject_index` being set.
+    cli.ok(&["streams", "create", "kv", "--max-msgs-per-subject", "1"]);
+    cli.ok(&["consumers", "create", "kv", "watcher"]);
+    cli.publish("kv.a", "1");
+
+    let json = cli.json(&["streams", "info", "kv"]);
+    let details = cli.ok(&["streams", "info", "kv"]);
+    let cell = |name: &str| -> String {
+        let line = details.lines().find(|l| l.starts_with(&format!("{name}:"))).unwrap();
+        line.split_once(':').unwrap().1.trim().to_owned()
+    };
+    assert_eq!(json["config"]["subject_index"], false);
+    assert!(cell("subject index").starts_with("false"), "{details}");
+    assert_eq!(json["consumers"], serde_json::json!(["watcher"]));
+    assert_eq!(cell("consumers"), "watcher");
+    assert_eq!(
+        cell("max msgs per subject"),
+        json["config"]["max_msgs_per_subject"].to_string()
+    );
+    assert_eq!(cell("messages"), json["state"]["messages"].to_string());
+
+    let listed = cli.json(&["streams", "ls"]);
+    let table = cli.ok(&["streams", "ls"]);
+    for stream in listed.as_array().unwrap() {
+        let name = stream["config"]["name"].as_str().unwrap();
+        let row: Vec<&str> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|cells| cells[0] == name)
+            .unwrap();
+        let consumers = stream["consumers"].as_array().unwrap().len();
+        assert_eq!(row[row.len() - 1], consumers.to_string(), "{name} in {table}");
+    }
+}
+
 /// The messages `consume --count n` delivers.
 fn consumed(cli: &Cli, consumer: &str, n: u32) -> Vec<Value> {
     let count = n.to_string();
