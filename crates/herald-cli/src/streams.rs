@@ -3,8 +3,11 @@
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
-use herald::{Bus, Discard, Durability, Pattern, Purge, Retention, StreamConfig, StreamInfo, Subject};
-use herald_core::MAX_PAYLOAD_LIMIT;
+use herald::{
+    Bus, ConsumerName, Discard, Durability, ErrorKind, Pattern, Purge, Retention, StreamConfig, StreamInfo, StreamName,
+    Subject,
+};
+use herald_core::{MAX_PAYLOAD_LIMIT, dead_letter_names};
 use serde::Serialize;
 
 use crate::client::ClientArgs;
@@ -31,7 +34,8 @@ enum StreamsCommand {
     },
     /// Creates a stream (nothing changes if it exists with the same settings)
     Create(Create),
-    /// Deletes a stream and all its messages
+    /// Deletes a stream with its messages and consumers; says what went,
+    /// and which of its dead-letter streams stayed
     Rm {
         /// The stream
         name: String,
@@ -127,12 +131,8 @@ pub(crate) async fn run(args: Streams) -> anyhow::Result<()> {
             StreamsCommand::Info { name } => show(bus, bus.stream_info(name).await?, json).await,
             StreamsCommand::Create(create) => show(bus, bus.create_stream(config(create)?).await?, json).await,
             StreamsCommand::Rm { name } => {
-                bus.delete_stream(name).await?;
-                output::done(
-                    json,
-                    serde_json::json!({ "deleted": name }),
-                    format!("deleted stream {name}"),
-                )
+                let removed = remove(bus, name).await?;
+                output::done(json, serde_json::to_value(&removed)?, removed.text())
             }
             StreamsCommand::Purge(purge_args) => {
                 let purged = purge(bus, purge_args).await?;
@@ -250,6 +250,123 @@ fn subject_index(config: &StreamConfig) -> String {
     } else {
         config.subject_index.to_string()
     }
+}
+
+/// What `streams rm` deleted, in both forms: the JSON document is this, and
+/// the line is made from it.
+#[derive(Serialize)]
+struct Removed {
+    /// The stream.
+    deleted: String,
+    /// How many messages it held.
+    messages: u64,
+    /// Its consumers.
+    consumers: Vec<String>,
+    /// Its dead-letter streams that went with it.
+    dead_letters_deleted: Vec<DeadLetterStream>,
+    /// Its dead-letter streams that are still there.
+    dead_letters_kept: Vec<DeadLetterStream>,
+}
+
+/// A consumer's dead-letter stream (its consumer may be gone already).
+#[derive(Serialize)]
+struct DeadLetterStream {
+    stream: String,
+    consumer: String,
+    messages: u64,
+}
+
+impl Removed {
+    fn text(&self) -> String {
+        let listed = |streams: &[DeadLetterStream]| {
+            let each: Vec<String> = streams
+                .iter()
+                .map(|d| format!("{} ({})", d.stream, count(d.messages, "message")))
+                .collect();
+            each.join(", ")
+        };
+        let mut text = format!(
+            "deleted stream {}: {}; {}",
+            self.deleted,
+            count(self.messages, "message"),
+            match self.consumers.as_slice() {
+                [] => "no consumers".to_owned(),
+                names => format!("consumers {}", names.join(", ")),
+            }
+        );
+        if !self.dead_letters_deleted.is_empty() {
+            text.push_str(&format!("; dead-letter streams {}", listed(&self.dead_letters_deleted)));
+        }
+        if let [first, ..] = self.dead_letters_kept.as_slice() {
+            text.push_str(&format!(
+                "\nkept its dead-letter streams {}; `herald streams rm '{}'` deletes one",
+                listed(&self.dead_letters_kept),
+                first.stream
+            ));
+        }
+        text
+    }
+}
+
+/// `n thing` or `n things`.
+fn count(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// Deletes a stream, and finds out what went with it: its dead-letter
+/// streams are looked for before and after, so the report says what the
+/// backend did rather than what it might do.
+async fn remove(bus: &Bus, name: &str) -> anyhow::Result<Removed> {
+    let info = bus.stream_info(name).await?;
+    let stream = &info.config.name;
+    let consumers = bus.consumers(stream.as_str()).await?;
+    let mut letters = Vec::new();
+    for other in bus.streams().await? {
+        if let Some(consumer) = dead_letters_of(stream, &other.config) {
+            letters.push(DeadLetterStream {
+                stream: other.config.name.to_string(),
+                consumer,
+                messages: other.state.messages,
+            });
+        }
+    }
+    bus.delete_stream(stream.as_str()).await?;
+    let (mut deleted, mut kept) = (Vec::new(), Vec::new());
+    for mut letter in letters {
+        match bus.stream_info(&letter.stream).await {
+            Err(err) if err.kind() == ErrorKind::StreamNotFound => deleted.push(letter),
+            Ok(info) => {
+                letter.messages = info.state.messages;
+                kept.push(letter);
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(Removed {
+        deleted: stream.to_string(),
+        messages: info.state.messages,
+        consumers: consumers.iter().map(|c| c.config.name.to_string()).collect(),
+        dead_letters_deleted: deleted,
+        dead_letters_kept: kept,
+    })
+}
+
+/// The consumer whose dead letters `config` holds, if it is one of `stream`'s
+/// dead-letter streams (`$dlq-orders-billing` capturing `$dlq.orders.billing`),
+/// whether or not that consumer still exists.
+fn dead_letters_of(stream: &StreamName, config: &StreamConfig) -> Option<String> {
+    let [subject] = config.subjects.as_slice() else {
+        return None;
+    };
+    // Stream names hold no dots: the last token is the consumer.
+    let (_, consumer) = subject.as_str().rsplit_once('.')?;
+    let consumer = ConsumerName::new(consumer).ok()?;
+    let (dlq, dlq_subject) = dead_letter_names(stream, &consumer);
+    (dlq == config.name && dlq_subject == subject.as_str()).then(|| consumer.to_string())
 }
 
 fn subjects(info: &StreamInfo) -> String {

@@ -449,9 +449,79 @@ fn streams_purge_and_rm_and_consumers_reset_and_rm() {
     assert_eq!(cli.json(&["consumers", "ls", "orders"]), serde_json::json!([]));
     cli.fails(&["consumers", "info", "orders", "audit"]);
 
-    assert_eq!(cli.ok(&["streams", "rm", "orders"]), "deleted stream orders\n");
+    assert!(
+        cli.ok(&["streams", "rm", "orders"])
+            .starts_with("deleted stream orders: 2 messages; no consumers"),
+        "the consumer was deleted before"
+    );
     let stderr = cli.fails(&["streams", "info", "orders"]);
     assert!(stderr.contains("stream `orders` not found"), "{stderr}");
+}
+
+#[test]
+fn streams_rm_says_what_it_deleted_and_which_dead_letters_it_kept() {
+    let setup = || {
+        let (dir, cli) = orders();
+        for i in 1..=3 {
+            cli.publish("orders.created", &format!("o{i}"));
+        }
+        cli.ok(&["consumers", "create", "orders", "billing"]);
+        cli.ok(&["consumers", "create", "orders", "audit"]);
+        cli.ok(&["consume", "orders", "billing", "--count", "1", "--term", "cannot parse"]);
+        (dir, cli)
+    };
+    let dead_letter_streams = ["$dlq-orders-audit", "$dlq-orders-billing"];
+
+    let (_dir, cli) = setup();
+    let removed = cli.json(&["streams", "rm", "orders"]);
+    assert_eq!(removed["deleted"], "orders");
+    assert_eq!(removed["messages"], 3);
+    assert_eq!(removed["consumers"], serde_json::json!(["audit", "billing"]));
+    // Whatever the backend does with them, the report says it as it is.
+    let names = |key: &str| -> Vec<String> {
+        let list = removed[key].as_array().unwrap();
+        list.iter().map(|d| d["stream"].as_str().unwrap().to_owned()).collect()
+    };
+    let (deleted, kept) = (names("dead_letters_deleted"), names("dead_letters_kept"));
+    let mut all = [deleted.clone(), kept.clone()].concat();
+    all.sort();
+    assert_eq!(all, dead_letter_streams);
+    for name in &deleted {
+        let stderr = cli.fails(&["streams", "info", name]);
+        assert!(stderr.contains("not found"), "{name}: {stderr}");
+    }
+    for name in &kept {
+        cli.ok(&["streams", "info", name]);
+    }
+    let billing = [
+        removed["dead_letters_deleted"].clone(),
+        removed["dead_letters_kept"].clone(),
+    ]
+    .iter()
+    .flat_map(|list| list.as_array().unwrap().clone())
+    .find(|d| d["consumer"] == "billing")
+    .unwrap();
+    assert_eq!(billing["messages"], 1);
+
+    let (_dir, cli) = setup();
+    let text = cli.ok(&["streams", "rm", "orders"]);
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with("deleted stream orders: 3 messages; consumers audit, billing"),
+        "{text}"
+    );
+    for name in dead_letter_streams {
+        let kept = cli.output_with(&["streams", "info", name], b"").status.success();
+        let line = if kept {
+            text.lines().nth(1).unwrap_or_default()
+        } else {
+            first
+        };
+        assert!(
+            line.contains(name),
+            "{name} (kept: {kept}) not where it belongs in {text}"
+        );
+    }
 }
 
 #[test]
