@@ -46,8 +46,8 @@ pub(crate) struct Serve {
     /// Frames queued for one connection before its reader counts as slow [default: 4096].
     #[arg(long, env = "HERALD_OUTBOUND_BUFFER")]
     outbound_buffer: Option<usize>,
-    /// Bytes queued for one connection before its reader counts as slow, or
-    /// a size with a unit [default: 16MiB].
+    /// How much may be queued for one connection before its reader counts as
+    /// slow: bytes, or with a unit (4MiB) [default: 16MiB].
     #[arg(long, env = "HERALD_OUTBOUND_BYTES", value_name = "SIZE", value_parser = parse_bytes)]
     outbound_bytes: Option<NonZeroUsize>,
     /// How long a full queue may stay full before the connection is closed, in ms [default: 5000].

@@ -90,7 +90,7 @@ impl When {
     }
 }
 
-/// The forms [`parse_when`] reads, for its errors and the flags' help.
+/// The forms [`parse_when`] reads, named when it refuses something else.
 const TIME_FORMS: &str = "give an RFC 3339 time (2026-03-01T12:00:00Z, or with an offset such as \
                           2026-03-01T13:00:00+01:00) or a duration ago (10m, 2h, 1h30m, 7d)";
 
