@@ -5,7 +5,7 @@
 //! beats the defaults. Access tokens come from the file only.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,9 +34,23 @@ pub(crate) struct Serve {
     /// 4MiB) [default: 1MiB].
     #[arg(long, env = "HERALD_MAX_PAYLOAD", value_name = "SIZE", value_parser = parse_bytes)]
     max_payload: Option<NonZeroUsize>,
-    /// WebSocket sessions open at once, at most [default: 1024].
+    /// Connections open at once, HTTP and WebSocket together, at most; past
+    /// it a new connection is closed as it is accepted [default: 1024].
     #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Connections open at once from one peer address, at most (set it only
+    /// where clients connect directly, not through a proxy) [default: no
+    /// limit per peer].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_PEER")]
+    max_connections_per_peer: Option<NonZeroUsize>,
+    /// How long a request's headers may take to arrive before the connection
+    /// is closed, in ms [default: 10000].
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_ms: Option<u64>,
+    /// How long a connection may stay silent between requests before it is
+    /// closed, in ms [default: 60000].
+    #[arg(long, env = "HERALD_IDLE_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_ms: Option<u64>,
     /// Subscriptions and responders per connection, at most [default: 1024].
     #[arg(long, env = "HERALD_MAX_SUBSCRIPTIONS")]
     max_subscriptions: Option<usize>,
@@ -93,6 +107,9 @@ struct FileConfig {
 struct FileLimits {
     max_payload: Option<usize>,
     max_connections: Option<usize>,
+    max_connections_per_peer: Option<NonZeroUsize>,
+    header_read_timeout_ms: Option<NonZeroU64>,
+    idle_timeout_ms: Option<NonZeroU64>,
     max_subscriptions: Option<usize>,
     max_in_flight: Option<usize>,
     outbound_buffer: Option<usize>,
@@ -138,6 +155,17 @@ impl Serve {
                 file.limits.max_connections,
                 defaults.max_connections,
             ))
+            .max_connections_per_peer(self.max_connections_per_peer.or(file.limits.max_connections_per_peer))
+            .header_read_timeout(
+                self.header_read_timeout_ms
+                    .or(file.limits.header_read_timeout_ms.map(NonZeroU64::get))
+                    .map_or(defaults.header_read_timeout, Duration::from_millis),
+            )
+            .idle_timeout(
+                self.idle_timeout_ms
+                    .or(file.limits.idle_timeout_ms.map(NonZeroU64::get))
+                    .map_or(defaults.idle_timeout, Duration::from_millis),
+            )
             .max_subscriptions(pick(
                 self.max_subscriptions,
                 file.limits.max_subscriptions,

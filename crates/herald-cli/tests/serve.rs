@@ -183,3 +183,59 @@ async fn a_second_interrupt_exits_at_once_and_every_acknowledged_message_is_on_d
         assert_eq!(message.payload, payload.as_bytes(), "seq {seq}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_and_timeouts_come_from_the_file_the_environment_and_flags() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, "[limits]\nmax_connections_per_peer = 1\n").unwrap();
+    let mut command = common::herald();
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--idle-timeout-ms",
+            "300",
+            "--config",
+        ])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("HERALD_HEADER_READ_TIMEOUT_MS", "300");
+    let (mut server, url) = common::serve_with(command);
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/v1/ws").to_owned();
+    // Far below the defaults (10 s, 60 s): a close within it is the setting's doing.
+    let within = Duration::from_secs(5);
+    let closed = async |socket: &mut tokio::net::TcpStream| {
+        let mut got = Vec::new();
+        tokio::time::timeout(within, socket.read_to_end(&mut got))
+            .await
+            .expect("not closed within 5 s")
+            .ok();
+        got
+    };
+
+    // One connection per address (the file): a second is closed unanswered.
+    let mut first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    first.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = second.write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\n\r\n").await;
+    assert!(
+        closed(&mut second).await.is_empty(),
+        "a second connection from one address was served"
+    );
+    // Idle after its answer (the flag), the first is closed.
+    closed(&mut first).await;
+    // A connection that sends nothing is closed (the environment's header timeout).
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(closed(&mut silent).await.is_empty());
+    assert!(common::terminate(&mut server).success());
+}

@@ -13,6 +13,7 @@
 //! ```
 
 mod auth;
+mod listen;
 mod metrics;
 mod openapi;
 mod page;
@@ -35,17 +36,34 @@ use herald::Bus;
 use herald_core::Backend;
 use tokio::sync::{mpsc, watch};
 
-/// The server's limits. Defaults: 1 MiB payloads, 1,024 connections, 1,024
-/// subscriptions and responders per connection, 256 operations in flight per
-/// connection, 4,096 frames and 16 MiB queued per connection, and 5 s for a
-/// subscriber to make room in a full queue.
+/// The server's limits. Defaults: 1 MiB payloads, 1,024 connections (no
+/// limit per peer address), 10 s for a request's headers, 60 s of silence
+/// between requests, 1,024 subscriptions and responders per connection, 256
+/// operations in flight per connection, 4,096 frames and 16 MiB queued per
+/// connection, and 5 s for a subscriber to make room in a full queue.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Limits {
     /// The largest payload a publish may carry, in bytes (streams may set lower).
     pub max_payload: usize,
-    /// Open WebSocket sessions at most; more are refused with 503.
+    /// Connections open at once, HTTP and WebSocket together, at most: past
+    /// it, [`Server::serve`] closes a new connection as it accepts it (and
+    /// counts it in `/metrics`). A router nested in an app limits WebSocket
+    /// sessions to this many (503 past it); the app's server owns its
+    /// connections.
     pub max_connections: usize,
+    /// Connections open at once from one peer address, at most; `None`: only
+    /// `max_connections` applies. Behind a proxy every client shares its
+    /// address, so set this only where clients connect directly.
+    pub max_connections_per_peer: Option<std::num::NonZeroUsize>,
+    /// How long a request's headers may take to arrive, from its first byte
+    /// (or, for a new connection's first request, from the accept): a
+    /// connection that sends half a request, or nothing, is closed after it.
+    pub header_read_timeout: std::time::Duration,
+    /// How long a connection may stay silent between requests before it is
+    /// closed. A request in hand (a long poll, an SSE tail) is never idle;
+    /// WebSocket sessions are not subject to it.
+    pub idle_timeout: std::time::Duration,
     /// Live subscriptions plus responders per connection at most.
     pub max_subscriptions: usize,
     /// Operations one connection may have started and not yet answered;
@@ -67,6 +85,9 @@ impl Default for Limits {
         Limits {
             max_payload: 1024 * 1024,
             max_connections: 1024,
+            max_connections_per_peer: None,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
             max_subscriptions: 1024,
             max_in_flight: 256,
             outbound_buffer: 4096,
@@ -86,6 +107,24 @@ impl Limits {
     /// Sets [`max_connections`](Limits::max_connections).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// Sets [`max_connections_per_peer`](Limits::max_connections_per_peer).
+    pub fn max_connections_per_peer(mut self, n: Option<std::num::NonZeroUsize>) -> Self {
+        self.max_connections_per_peer = n;
+        self
+    }
+
+    /// Sets [`header_read_timeout`](Limits::header_read_timeout).
+    pub fn header_read_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`idle_timeout`](Limits::idle_timeout).
+    pub fn idle_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.idle_timeout = timeout;
         self
     }
 
@@ -200,16 +239,21 @@ impl Server {
         // Never told to stop: the app that embeds the routes owns their life.
         std::mem::drop(stop);
         let (alive, _) = mpsc::channel(1);
-        self.routes(stopping, alive)
+        self.routes(stopping, alive, Arc::default())
     }
 
-    fn routes(self, stopping: watch::Receiver<bool>, alive: mpsc::Sender<()>) -> Router {
+    fn routes(
+        self,
+        stopping: watch::Receiver<bool>,
+        alive: mpsc::Sender<()>,
+        metrics: Arc<metrics::Metrics>,
+    ) -> Router {
         let state = AppState {
             backend: self.bus.backend().clone(),
             connections: Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections)),
             limits: Arc::new(self.limits),
             keyring: Arc::new(self.access.into()),
-            metrics: Arc::default(),
+            metrics,
             stopping,
             alive,
         };
@@ -224,9 +268,13 @@ impl Server {
     }
 
     /// Serves on `listener` until `shutdown` completes; then it stops taking
-    /// connections, lets HTTP requests in flight finish, closes WebSocket
-    /// sessions (each finishes the operations it had started) and returns
-    /// once they are done.
+    /// connections, answers waiting fetches at once, lets other HTTP
+    /// requests in flight finish, closes WebSocket sessions (each finishes
+    /// the operations it had started and gives back the deliveries it held)
+    /// and returns once they are done.
+    ///
+    /// Every accepted socket is tuned for latency (TCP_NODELAY) and held to
+    /// the [`Limits`]' connection caps and header and idle timeouts.
     ///
     /// # Errors
     ///
@@ -239,20 +287,21 @@ impl Server {
         let (stop, stopping) = watch::channel(false);
         let (alive, mut sessions) = mpsc::channel(1);
         let tls = self.tls.clone();
-        let app = self.routes(stopping, alive);
-        let shutdown = async move {
+        let limits = Arc::new(self.limits.clone());
+        let metrics: Arc<metrics::Metrics> = Arc::default();
+        let app = self.routes(stopping.clone(), alive, metrics.clone());
+        tokio::spawn(async move {
             shutdown.await;
             let _ = stop.send(true);
-        };
+        });
         match tls {
             None => {
                 let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| tune(tcp));
-                axum::serve(listener, app).with_graceful_shutdown(shutdown).await?
+                listen::serve(listener, app, limits, metrics, stopping).await;
             }
             Some(tls) => {
-                axum::serve(tls::TlsListener::new(listener, &tls), app)
-                    .with_graceful_shutdown(shutdown)
-                    .await?
+                let listener = tls::TlsListener::new(listener, &tls);
+                listen::serve(listener, app, limits, metrics, stopping).await;
             }
         }
         // WebSocket sessions outlive their HTTP connections: wait for each to

@@ -23,6 +23,8 @@ pub(crate) struct Metrics {
     connections_open: AtomicU64,
     connections_total: AtomicU64,
     slow_consumer_disconnects: AtomicU64,
+    connections_refused: AtomicU64,
+    connections_timed_out: AtomicU64,
 }
 
 impl Metrics {
@@ -47,6 +49,16 @@ impl Metrics {
     }
 
     /// A session was closed for reading too slowly.
+    /// A connection was refused for being over a connection limit.
+    pub(crate) fn refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection was closed for a header or idle timeout.
+    pub(crate) fn timed_out(&self) {
+        self.connections_timed_out.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn slow_consumer(&self) {
         self.slow_consumer_disconnects.fetch_add(1, Ordering::Relaxed);
     }
@@ -84,6 +96,16 @@ impl Metrics {
                 "herald_slow_consumer_disconnects_total",
                 "Sessions closed because their reader fell behind its outbound queue.",
                 &self.slow_consumer_disconnects,
+            ),
+            (
+                "herald_connections_refused_total",
+                "Connections closed as accepted for being over a connection limit.",
+                &self.connections_refused,
+            ),
+            (
+                "herald_connections_timed_out_total",
+                "Connections closed for a request's headers arriving too slowly, or for idling too long.",
+                &self.connections_timed_out,
             ),
         ];
         for (name, help, value) in counters {

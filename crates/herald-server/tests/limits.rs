@@ -73,8 +73,8 @@ async fn connections_over_the_limit_are_refused_until_one_closes() {
     let (url, _bus) = server(Limits::default().max_connections(2)).await;
     let first = connect(&url).await;
     let _second = connect(&url).await;
-    let refused = tokio_tungstenite::connect_async(url.as_str()).await.unwrap_err();
-    assert!(refused.to_string().contains("503"), "{refused}");
+    // Past the limit the server closes the connection as it accepts it.
+    assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_err());
     drop(first);
     // The slot frees once the server sees the close.
     let started = std::time::Instant::now();

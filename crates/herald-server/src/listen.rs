@@ -1,0 +1,396 @@
+//! The accept loop of [`Server::serve`](crate::Server::serve). Every accepted
+//! socket counts against the connection limits (all connections, and
+//! optionally those of one peer address) and is refused at once past them;
+//! it is watched, so that a request whose headers do not arrive in time, or a
+//! connection silent between requests for too long, is closed; and it is
+//! served by hyper, with upgrades for WebSocket sessions, until it closes or
+//! the server stops.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::serve::Listener;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::metrics::Metrics;
+use crate::{Limits, lock};
+
+/// How long a connection may take to finish the request in hand once the
+/// server stops: answers are quick, and the waits that are not (fetches,
+/// tails) end at once on a stop, so only a client that stalls mid-request
+/// (a body that never comes) meets it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Accepts connections from `listener` and serves `app` on them until `stop`
+/// turns true; then it stops accepting, lets each connection finish the
+/// request in hand, and returns once every connection has closed.
+pub(crate) async fn serve<L>(
+    mut listener: L,
+    app: Router,
+    limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) where
+    L: Listener<Addr = SocketAddr>,
+{
+    let admission = Admission::new(&limits);
+    let (open, mut closed) = mpsc::channel::<()>(1);
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let Some(pass) = admission.admit(peer.ip()) else {
+            // Refused cheaply: the socket is closed before anything is read.
+            metrics.refused();
+            tracing::debug!(%peer, "connection refused: over the connection limit");
+            continue;
+        };
+        let conn = Connection {
+            app: app.clone(),
+            limits: limits.clone(),
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+            _open: open.clone(),
+        };
+        tokio::spawn(conn.run(io, pass, peer));
+    }
+    drop(listener);
+    drop(open);
+    // Every connection task holds a sender: all gone, all closed.
+    let _ = closed.recv().await;
+}
+
+/// Connections open per peer address.
+type PeerCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// The connection limits: a place for every connection, and a count per
+/// peer address when that is limited too.
+struct Admission {
+    places: Arc<Semaphore>,
+    per_peer: Option<(usize, PeerCounts)>,
+}
+
+/// A connection's places under the limits, given back when it closes (a
+/// WebSocket session keeps them for its life).
+struct Pass {
+    _place: OwnedSemaphorePermit,
+    peer: Option<(IpAddr, PeerCounts)>,
+}
+
+impl Admission {
+    fn new(limits: &Limits) -> Admission {
+        Admission {
+            places: Arc::new(Semaphore::new(limits.max_connections)),
+            per_peer: limits.max_connections_per_peer.map(|n| (n.get(), Arc::default())),
+        }
+    }
+
+    fn admit(&self, ip: IpAddr) -> Option<Pass> {
+        let place = self.places.clone().try_acquire_owned().ok()?;
+        let peer = match &self.per_peer {
+            None => None,
+            Some((most, counts)) => {
+                let mut counts_now = lock(counts);
+                let count = counts_now.entry(ip).or_insert(0);
+                if *count >= *most {
+                    return None;
+                }
+                *count += 1;
+                Some((ip, counts.clone()))
+            }
+        };
+        Some(Pass { _place: place, peer })
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        if let Some((ip, counts)) = &self.peer {
+            let mut counts = lock(counts);
+            if let Some(count) = counts.get_mut(ip) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(ip);
+                }
+            }
+        }
+    }
+}
+
+/// One accepted connection and what it needs to be served.
+struct Connection {
+    app: Router,
+    limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+    /// Held until the connection closes, so `serve` can wait for it.
+    _open: mpsc::Sender<()>,
+}
+
+impl Connection {
+    async fn run<I>(mut self, io: I, pass: Pass, peer: SocketAddr)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let clock = Arc::new(Watch::default());
+        let io = Watched {
+            io,
+            clock: clock.clone(),
+            _pass: pass,
+        };
+        let app = self.app.clone();
+        let serving = clock.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut app = app.clone();
+            let guard = Serving::start(&serving);
+            async move {
+                let response = app.call(request.map(Body::new)).await?;
+                // A request is in hand until its whole answer is out (an SSE
+                // tail for as long as it lasts).
+                Ok::<_, std::convert::Infallible>(response.map(|body| Body::new(Tracked { body, _guard: guard })))
+            }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(hyper_util::rt::TokioTimer::new());
+        let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+        tokio::pin!(conn);
+        let (header_read, idle) = (self.limits.header_read_timeout, self.limits.idle_timeout);
+        let mut stopping: Option<Instant> = None;
+        loop {
+            let deadline = lock(&clock.clock).deadline(header_read, idle);
+            tokio::select! {
+                served = conn.as_mut() => {
+                    if let Err(err) = served {
+                        tracing::debug!(%peer, %err, "connection ended with an error");
+                    }
+                    return;
+                }
+                // The deadline moved (a request began, or its answer went out).
+                () = clock.changed.notified() => {}
+                // Past its deadline (the clock may have moved since it was read: look again).
+                () = sleep_until(deadline) => {
+                    if let Some(why) = lock(&clock.clock).overdue(header_read, idle) {
+                        self.metrics.timed_out();
+                        tracing::debug!(%peer, why, "connection closed");
+                        return;
+                    }
+                }
+                _ = self.stop.wait_for(|stop| *stop), if stopping.is_none() => {
+                    // The request in hand is answered; an idle connection closes now.
+                    stopping = Some(Instant::now() + SHUTDOWN_GRACE);
+                    conn.as_mut().graceful_shutdown();
+                }
+                // A request still not answered (a body that never comes) does not hold the stop.
+                () = sleep_until(stopping) => {
+                    tracing::debug!(%peer, "connection closed: still busy when the server stopped");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A connection's clock, and word when its deadline moves sooner.
+#[derive(Default)]
+struct Watch {
+    clock: Mutex<Clock>,
+    changed: tokio::sync::Notify,
+}
+
+/// What a connection is doing, for its deadlines.
+struct Clock {
+    /// Requests whose answers are not out yet.
+    in_hand: usize,
+    /// Since when it has been waiting for a request (accepted, or its last
+    /// answer went out), with nothing in hand.
+    waiting_since: Instant,
+    /// Whether it has served a request yet: a new connection's first
+    /// request has the header timeout from its accept.
+    served_one: bool,
+    /// When the first byte of a request not yet in hand arrived.
+    partial_since: Option<Instant>,
+    /// When a byte last moved either way.
+    last_io: Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        let now = Instant::now();
+        Clock {
+            in_hand: 0,
+            waiting_since: now,
+            served_one: false,
+            partial_since: None,
+            last_io: now,
+        }
+    }
+}
+
+impl Clock {
+    /// When the connection is next due to close, if it stays as it is.
+    fn deadline(&self, header_read: Duration, idle: Duration) -> Option<Instant> {
+        if self.in_hand > 0 {
+            return None;
+        }
+        Some(match (self.partial_since, self.served_one) {
+            // Headers begun and not finished.
+            (Some(partial), _) => partial + header_read,
+            // A new connection that has sent nothing yet.
+            (None, false) => self.waiting_since + header_read,
+            // Between requests.
+            (None, true) => self.last_io.max(self.waiting_since) + idle,
+        })
+    }
+
+    /// Why the connection must close now, if it must.
+    fn overdue(&self, header_read: Duration, idle: Duration) -> Option<&'static str> {
+        let deadline = self.deadline(header_read, idle)?;
+        if Instant::now() < deadline {
+            return None;
+        }
+        Some(match (self.partial_since, self.served_one) {
+            (Some(_), _) | (None, false) => "a request's headers did not arrive within the header read timeout",
+            (None, true) => "idle for longer than the idle timeout",
+        })
+    }
+
+    /// Bytes arrived; true when they begin a request (its headers are now timed).
+    fn read(&mut self) -> bool {
+        let now = Instant::now();
+        self.last_io = now;
+        let begun = self.in_hand == 0 && self.partial_since.is_none();
+        if begun {
+            self.partial_since = Some(now);
+        }
+        begun
+    }
+}
+
+/// A request in hand; its answer going out ends it.
+struct Serving(Arc<Watch>);
+
+impl Serving {
+    fn start(watch: &Arc<Watch>) -> Serving {
+        let mut clock = lock(&watch.clock);
+        clock.in_hand += 1;
+        clock.served_one = true;
+        clock.partial_since = None;
+        drop(clock);
+        watch.changed.notify_one();
+        Serving(watch.clone())
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let mut clock = lock(&self.0.clock);
+        clock.in_hand -= 1;
+        let idle = clock.in_hand == 0;
+        if idle {
+            clock.waiting_since = Instant::now();
+        }
+        drop(clock);
+        if idle {
+            self.0.changed.notify_one();
+        }
+    }
+}
+
+/// A response body that holds its request in hand until it is done.
+struct Tracked {
+    body: Body,
+    _guard: Serving,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The socket, telling the connection's clock when bytes arrive or leave,
+/// and holding its places under the connection limits.
+struct Watched<I> {
+    io: I,
+    clock: Arc<Watch>,
+    _pass: Pass,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before && lock(&self.clock.clock).read() {
+            self.clock.changed.notify_one();
+        }
+        read
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.io).poll_write(cx, data);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            lock(&self.clock.clock).last_io = Instant::now();
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            lock(&self.clock.clock).last_io = Instant::now();
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
