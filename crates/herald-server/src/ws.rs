@@ -158,6 +158,9 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
     let in_flight = Arc::new(Semaphore::new(state.limits.max_in_flight));
     let (kick, kicked) = watch::channel(false);
     let mut writer_kicked = kicked.clone();
+    // The close frame the writer ends with, when the session says why it closes.
+    let last_word: Arc<Mutex<Option<CloseFrame>>> = Arc::default();
+    let writer_last_word = last_word.clone();
     let writer = tokio::spawn(async move {
         loop {
             let frame = tokio::select! {
@@ -192,7 +195,15 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                 break;
             }
         }
-        let _ = sink.close().await;
+        let last_word = lock(&writer_last_word).take();
+        match last_word {
+            Some(close) => {
+                let _ = sink.send(WsMessage::Close(Some(close))).await;
+            }
+            None => {
+                let _ = sink.close().await;
+            }
+        }
     });
     let hello = ServerFrame::Hello {
         version: PROTOCOL_VERSION,
@@ -214,6 +225,7 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
     let mut stopping = state.stopping.clone();
     let mut kicked = kicked;
     let mut closing = false;
+    let mut too_large = None;
     if out.send(&hello).await.is_ok() {
         loop {
             if closing {
@@ -236,8 +248,15 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                     continue;
                 }
             };
-            let Some(Ok(message)) = next else {
-                break;
+            let message = match next {
+                Some(Ok(message)) => message,
+                // A frame over the limit cannot be read past: the session
+                // answers what it started, says why, and closes with 1009.
+                Some(Err(err)) => {
+                    too_large = oversize(err, state.limits.max_body());
+                    break;
+                }
+                None => break,
             };
             let text = match message {
                 WsMessage::Text(text) => text,
@@ -290,11 +309,41 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
     session.stop_all().await;
     // Operations already started finish and are answered if the socket still takes it.
     while operations.join_next().await.is_some() {}
+    if let Some(error) = too_large {
+        let _ = out.send(&error_frame(None, &error)).await;
+        *lock(&last_word) = Some(CloseFrame {
+            code: close_code::SIZE,
+            reason: "frame too large".into(),
+        });
+    }
     // What the client held and did not settle goes back to its consumers.
     session.held.release(&*state.backend).await;
     tracing::debug!(caller = session.caller.name(), "WebSocket session closed");
     drop(out);
     let _ = writer.await;
+}
+
+/// The error to answer a frame over the size limit with, if that is what
+/// ended the read (any other read error is a connection gone).
+fn oversize(err: axum::Error, limit: usize) -> Option<Error> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    let inner = err.into_inner();
+    let size = match inner.downcast_ref::<WsError>()? {
+        WsError::Capacity(CapacityError::MessageTooLong { size, .. }) => *size as u64,
+        _ => return None,
+    };
+    let error = Error::new(
+        ErrorKind::PayloadTooLarge,
+        format!(
+            "a frame of {size} bytes is over this server's limit of {limit} bytes (its largest payload and \
+             room for the JSON around it); the connection closes"
+        ),
+    );
+    Some(error.with_detail(herald_core::ErrorDetail::TooLarge {
+        size,
+        limit: limit as u64,
+    }))
 }
 
 /// Asks the caller's token whether `op` is allowed (the checks themselves are in [`Caller::check`]).

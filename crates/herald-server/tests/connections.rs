@@ -202,7 +202,11 @@ async fn a_request_stalled_mid_body_does_not_hold_a_stopping_server() {
     stalled.write_all(head.as_bytes()).await.unwrap();
     let mut go_on = [0u8; 25];
     stalled.read_exact(&mut go_on).await.unwrap();
-    assert!(go_on.starts_with(b"HTTP/1.1 100"), "{}", String::from_utf8_lossy(&go_on));
+    assert!(
+        go_on.starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&go_on)
+    );
     stop.send(()).unwrap();
     tokio::time::timeout(PATIENCE, serving).await.unwrap().unwrap().unwrap();
 }

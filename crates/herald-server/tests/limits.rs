@@ -375,3 +375,37 @@ async fn the_client_takes_a_message_as_large_as_the_servers_payload_limit() {
     assert_eq!(read.len(), 1);
     assert!(read[0].payload == payload, "the payload came back whole");
 }
+
+#[tokio::test]
+async fn a_frame_over_the_limit_gets_an_error_frame_and_a_1009_close_after_the_answers_owed() {
+    let (url, bus) = server(Limits::default().max_payload(1024)).await;
+    let mut socket = connect(&url).await;
+    let publish = json!({"id": 1, "op": "publish", "message": {"subject": "p.x", "payload": "kept"}});
+    socket.send(Message::Text(publish.to_string().into())).await.unwrap();
+    // The frame limit is the payload's, eight times over (room for escaped
+    // JSON), plus 1 MiB for the rest of a frame.
+    let huge = json!({"id": 2, "op": "publish", "message": {"subject": "p.x", "payload": "x".repeat(2 << 20)}});
+    socket.send(Message::Text(huge.to_string().into())).await.unwrap();
+    let mut frames = Vec::new();
+    let close = loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next()).await;
+        let next = next.unwrap_or_else(|_| panic!("nothing for 10 s after {frames:?}"));
+        match next {
+            Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str::<Value>(text.as_str()).unwrap()),
+            Some(Ok(Message::Close(close))) => break close,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?} after {frames:?}"),
+        }
+    };
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_eq!(
+        (frames[0]["type"].as_str(), frames[0]["id"].as_u64()),
+        (Some("ok"), Some(1))
+    );
+    assert_eq!(frames[1]["type"], "error");
+    assert_eq!(frames[1]["error"]["code"], 1005, "{}", frames[1]);
+    assert!(frames[1]["error"]["detail"]["size"].as_u64().unwrap() > 2 << 20);
+    let close = close.expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), 1009);
+    assert_eq!(bus.stream_info("p").await.unwrap().state.messages, 1);
+}
