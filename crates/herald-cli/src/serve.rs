@@ -337,24 +337,74 @@ fn say(line: &str) {
 }
 
 /// `herald token NAME`: a new access token, and the lines for the config file.
+///
+/// A token grants nothing it is not given: without `--publish`,
+/// `--subscribe` or `--admin` it may only list and inspect.
 #[derive(Debug, clap::Args)]
 pub(crate) struct NewToken {
     /// A name for the token (shown in logs and errors).
     name: String,
-    /// Let the token administer streams and consumers.
+    /// A subject pattern it may publish to (and send requests to); repeat for more (`orders.>`).
+    #[arg(long, value_name = "PATTERN", value_parser = parse_pattern)]
+    publish: Vec<herald::Pattern>,
+    /// A subject pattern it may read: subscribe, tail, replay, consume, serve requests; repeat for more.
+    #[arg(long, value_name = "PATTERN", value_parser = parse_pattern)]
+    subscribe: Vec<herald::Pattern>,
+    /// Let the token administer streams and consumers (create, change,
+    /// delete, purge, reset, dead letters, /metrics).
     #[arg(long)]
     admin: bool,
+}
+
+fn parse_pattern(text: &str) -> Result<herald::Pattern, String> {
+    herald::Pattern::new(text).map_err(|e| e.message().to_owned())
 }
 
 pub(crate) fn new_token(args: &NewToken) -> anyhow::Result<()> {
     let secret = herald_server::new_token_secret().context("generating a token")?;
     let hash = herald_server::token_hash(&secret);
-    let name = args.name.replace('\\', "\\\\").replace('"', "\\\"");
     say(&format!(
-        "# The token (give it to the client; the server keeps only its hash):\n# {secret}\n\n\
-         [[tokens]]\nname = \"{name}\"\nsha256 = \"{hash}\"\nadmin = {}\npublish = {{ allow = [\">\"], deny = [] }}\n\
-         subscribe = {{ allow = [\">\"], deny = [] }}",
-        args.admin
+        "# The token (give it to the client; the server keeps only its hash):\n# {secret}\n#\n# {}\n\n\
+         [[tokens]]\nname = {}\nsha256 = \"{hash}\"\nadmin = {}\npublish = {{ allow = [{}], deny = [] }}\n\
+         subscribe = {{ allow = [{}], deny = [] }}",
+        grants(args),
+        toml_string(&args.name),
+        args.admin,
+        toml_list(&args.publish),
+        toml_list(&args.subscribe),
     ));
     Ok(())
+}
+
+/// What a new token may do, in a sentence.
+fn grants(args: &NewToken) -> String {
+    let patterns = |list: &[herald::Pattern]| list.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
+    let mut may = Vec::new();
+    if !args.publish.is_empty() {
+        may.push(format!("publish to {}", patterns(&args.publish)));
+    }
+    if !args.subscribe.is_empty() {
+        may.push(format!("read {}", patterns(&args.subscribe)));
+    }
+    if args.admin {
+        may.push("administer streams and consumers".to_owned());
+    }
+    if may.is_empty() {
+        return "It may only list and inspect streams and consumers: give it --publish or --subscribe \
+                patterns, or --admin, for more."
+            .to_owned();
+    }
+    format!("It may {}, and list and inspect; nothing else.", may.join("; "))
+}
+
+fn toml_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn toml_list(patterns: &[herald::Pattern]) -> String {
+    patterns
+        .iter()
+        .map(|p| toml_string(p.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

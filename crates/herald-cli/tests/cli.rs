@@ -718,6 +718,46 @@ fn a_server_with_access_tokens_takes_the_token_from_a_flag_or_the_environment() 
 }
 
 #[test]
+fn a_token_made_without_patterns_may_neither_publish_nor_read() {
+    let data = tempfile::tempdir().unwrap();
+    let make = |args: &[&str]| {
+        let made = herald().arg("token").args(args).output().unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let text = String::from_utf8(made.stdout).unwrap();
+        let secret = text.lines().nth(1).unwrap().trim_start_matches("# ").to_owned();
+        (text, secret)
+    };
+    let (admin, admin_secret) = make(&["ops", "--admin"]);
+    let (narrow, narrow_secret) = make(&["bare"]);
+    let (writer, writer_secret) = make(&["writer", "--publish", "orders.>"]);
+    assert!(narrow.contains("may only list and inspect"), "{narrow}");
+    assert!(writer.contains("publish to orders.>"), "{writer}");
+    let config_file = data.path().join("herald.toml");
+    std::fs::write(&config_file, format!("{admin}\n{narrow}\n{writer}\n")).unwrap();
+    let (mut server, url) = common::serve(
+        &data.path().join("data"),
+        [OsStr::new("--config"), config_file.as_os_str()],
+    );
+    let cli = Cli::url(&url);
+    cli.ok(&["streams", "create", "orders", "--token", &admin_secret]);
+    cli.ok(&["pub", "orders.1", "by ops", "--token", &admin_secret]);
+
+    // The bare token: no publish, no read, though it may look.
+    let refused = cli.fails(&["pub", "orders.2", "x", "--token", &narrow_secret]);
+    assert!(refused.contains("may not"), "{refused}");
+    let refused = cli.fails(&["tail", "orders", "--token", &narrow_secret]);
+    assert!(refused.contains("may not"), "{refused}");
+    cli.ok(&["streams", "ls", "--token", &narrow_secret]);
+    // The writer: its pattern only, and no reading.
+    cli.ok(&["pub", "orders.2", "by writer", "--token", &writer_secret]);
+    cli.fails(&["pub", "payments.1", "x", "--token", &writer_secret]);
+    cli.fails(&["tail", "orders", "--token", &writer_secret]);
+    let held = cli.json(&["streams", "info", "orders", "--token", &admin_secret]);
+    assert_eq!(held["state"]["messages"], 2);
+    assert!(common::terminate(&mut server).success());
+}
+
+#[test]
 fn a_server_without_auto_create_refuses_a_publish_no_stream_captures() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
