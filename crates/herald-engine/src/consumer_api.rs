@@ -342,31 +342,30 @@ impl ConsumerBackend for Engine {
         let now = Instant::now();
         let term = {
             let mut state = runtime.lock();
-            state.members.insert(member.clone(), self.inner.clock.now());
-            let held = state
-                .in_flight
-                .get(&seq)
-                .is_some_and(|l| &l.member == member && l.deliveries == deliveries);
-            if !held {
-                // Settling what is already settled is a no-op; what is owed to
-                // someone else (or due again) was lost with the lease.
-                if !state.owes(seq) {
+            if !state.holds(seq, member, deliveries) {
+                // Only the holder's repeated ack of what it acked is done
+                // again; any other settle of a delivery not held is refused
+                // and changes nothing (docs/semantics.md, "Settling").
+                if settle == Settle::Ack && state.acked.by(seq, member, deliveries) {
                     return Ok(());
                 }
                 let why = if seq >= state.next_seq {
-                    "was never delivered"
+                    "was never delivered".to_owned()
+                } else if state.owes(seq) {
+                    format!("is no longer leased to `{member}`")
                 } else {
-                    "is no longer leased to this member"
+                    format!("is not leased to `{member}`: it was settled, or never delivered to it")
                 };
                 return Err(Error::new(
                     ErrorKind::LeaseLost,
                     format!("seq {seq} (delivery {deliveries}) of consumer `{consumer}` {why}"),
                 ));
             }
+            state.members.insert(member.clone(), self.inner.clock.now());
             state.dirty = true;
             match settle {
                 Settle::Ack => {
-                    state.in_flight.remove(&seq);
+                    state.ack(seq, member, deliveries);
                     None
                 }
                 Settle::Nak { delay } => {
@@ -429,6 +428,7 @@ impl ConsumerBackend for Engine {
             let mut state = runtime.lock();
             state.in_flight.clear();
             state.retry.clear();
+            state.acked.clear();
             state.next_seq = next_seq;
             state.dirty = true;
         }

@@ -10,7 +10,7 @@
 //! lazily by the writer (docs/semantics.md, "Consumers"): losing the latest
 //! snapshot only causes redelivery, never loss.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -25,6 +25,12 @@ use crate::read::Reader;
 /// 10,000 records: the most one fetch scans past non-matching messages while it
 /// holds the consumer's lock; a sparse filter continues on the next fetch.
 pub(crate) const SCAN_CAP: usize = 10_000;
+
+/// 10,000: how many acks a consumer remembers, so that an ack repeated by the
+/// member that held the lease (its answer lost on the way, say) is answered as
+/// done again. Retries come within moments; ten batches of the default
+/// `max_ack_pending` cover them, at some 50 bytes each.
+pub(crate) const REMEMBERED_ACKS: usize = 10_000;
 
 /// A lease on one message held by one member.
 #[derive(Clone, Debug)]
@@ -42,6 +48,43 @@ pub(crate) struct Retry {
     pub(crate) not_before: Instant,
 }
 
+/// Who acked which delivery, for the last [`REMEMBERED_ACKS`] acks: the one
+/// settle of a delivery no longer leased that is still answered as done
+/// (docs/semantics.md, "Settling"). In memory only: a restart forgets it.
+#[derive(Debug, Default)]
+pub(crate) struct RecentAcks {
+    by_seq: HashMap<u64, (ConsumerName, u32)>,
+    /// Seqs in the order they were acked, oldest first. Each seq is acked at
+    /// most once between resets (an acked message is never delivered again),
+    /// and a reset clears the memory, so no seq is listed twice.
+    order: VecDeque<u64>,
+}
+
+impl RecentAcks {
+    fn record(&mut self, seq: u64, member: ConsumerName, deliveries: u32) {
+        if self.by_seq.insert(seq, (member, deliveries)).is_none() {
+            self.order.push_back(seq);
+        }
+        while self.order.len() > REMEMBERED_ACKS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_seq.remove(&oldest);
+            }
+        }
+    }
+
+    /// Whether `member` acked delivery `deliveries` of `seq`.
+    pub(crate) fn by(&self, seq: u64, member: &ConsumerName, deliveries: u32) -> bool {
+        self.by_seq
+            .get(&seq)
+            .is_some_and(|(m, d)| m == member && *d == deliveries)
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.by_seq.clear();
+        self.order.clear();
+    }
+}
+
 /// Everything a consumer knows, guarded by its mutex.
 #[derive(Debug)]
 pub(crate) struct ConsumerState {
@@ -57,6 +100,7 @@ pub(crate) struct ConsumerState {
     pub(crate) redelivered: u64,
     pub(crate) dead_lettered: u64,
     pub(crate) members: HashMap<ConsumerName, Timestamp>,
+    pub(crate) acked: RecentAcks,
     /// Changed since the last snapshot was written.
     pub(crate) dirty: bool,
 }
@@ -102,6 +146,7 @@ impl ConsumerState {
             redelivered: 0,
             dead_lettered: 0,
             members: HashMap::new(),
+            acked: RecentAcks::default(),
             dirty: true,
         }
     }
@@ -152,6 +197,20 @@ impl ConsumerState {
             redelivered: self.redelivered,
             dead_lettered: self.dead_lettered,
         }
+    }
+
+    /// Whether `member` holds the lease of delivery `deliveries` of `seq`.
+    pub(crate) fn holds(&self, seq: u64, member: &ConsumerName, deliveries: u32) -> bool {
+        self.in_flight
+            .get(&seq)
+            .is_some_and(|l| &l.member == member && l.deliveries == deliveries)
+    }
+
+    /// Acks a delivery held by `member` (the caller checked with [`holds`](Self::holds)).
+    pub(crate) fn ack(&mut self, seq: u64, member: &ConsumerName, deliveries: u32) {
+        self.in_flight.remove(&seq);
+        self.acked.record(seq, member.clone(), deliveries);
+        self.dirty = true;
     }
 
     /// Whether `seq` is still owed (delivered or to be delivered, not acked).

@@ -548,11 +548,7 @@ impl Writer {
                 deliveries,
                 reply,
             } => {
-                let held = runtime
-                    .lock()
-                    .in_flight
-                    .get(&seq)
-                    .is_some_and(|l| l.member == member && l.deliveries == deliveries);
+                let held = runtime.lock().holds(seq, &member, deliveries);
                 if !held {
                     let _ = reply.send(Err(Error::new(
                         ErrorKind::LeaseLost,
@@ -566,11 +562,7 @@ impl Writer {
                         // The ack joins this transaction. Were the commit to fail,
                         // the engine refuses writes until reopened, and reopening
                         // reloads this consumer from disk, where the ack is not.
-                        {
-                            let mut state = runtime.lock();
-                            state.in_flight.remove(&seq);
-                            state.dirty = true;
-                        }
+                        runtime.lock().ack(seq, &member, deliveries);
                         self.save_consumer(tables, &runtime)?;
                         self.batch.durable = true;
                     }

@@ -47,8 +47,10 @@ pub(crate) struct ConsumerState {
 
 /// A delivery handed to a member and not yet settled.
 struct Lease {
-    /// Acked or otherwise settled: kept a while so a repeated ack is a no-op.
+    /// Settled: kept a while so that the holder's repeated ack is done again.
     settled: bool,
+    /// Settled by an ack (not a nak or a term): only then is an ack repeated.
+    acked: bool,
     deliveries: u32,
     reply: String,
     member: ConsumerName,
@@ -656,6 +658,7 @@ impl ConsumerBackend for NatsBackend {
                     ack.stream_seq,
                     Lease {
                         settled: false,
+                        acked: false,
                         deliveries: ack.deliveries,
                         reply,
                         member: member.clone(),
@@ -688,16 +691,22 @@ impl ConsumerBackend for NatsBackend {
         settle: Settle,
     ) -> Result<()> {
         let state = self.consumer_state(stream, consumer).await?;
-        state.seen(member);
         let reply = {
             let leases = state.leases.lock().unwrap_or_else(|e| e.into_inner());
             match leases.get(&seq) {
-                // Acks are idempotent: one already settled is done.
-                Some(lease) if lease.settled && lease.deliveries == deliveries && settle == Settle::Ack => {
-                    return Ok(());
-                }
-                Some(lease) if !lease.settled && lease.deliveries == deliveries && &lease.member == member => {
-                    lease.reply.clone()
+                Some(lease) if lease.deliveries == deliveries && &lease.member == member => {
+                    if !lease.settled {
+                        lease.reply.clone()
+                    } else if lease.acked && settle == Settle::Ack {
+                        // The holder's repeated ack is done again; nothing
+                        // else settles a delivery twice.
+                        return Ok(());
+                    } else {
+                        return Err(Error::new(
+                            ErrorKind::LeaseLost,
+                            format!("delivery {deliveries} of message {seq} is already settled"),
+                        ));
+                    }
                 }
                 Some(_) => {
                     return Err(Error::new(
@@ -713,12 +722,15 @@ impl ConsumerBackend for NatsBackend {
                 }
             }
         };
+        // A refused settle is no sign of life: only a held lease's settle counts.
+        state.seen(member);
         let config = state.config();
         let of = Of {
             stream,
             consumer,
             state: &state,
         };
+        let acked = settle == Settle::Ack;
         match settle {
             Settle::Ack => self.ack_reply(&reply, "+ACK".into()).await?,
             Settle::InProgress => {
@@ -747,6 +759,7 @@ impl ConsumerBackend for NatsBackend {
         }
         if let Some(lease) = state.leases.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&seq) {
             lease.settled = true;
+            lease.acked = acked;
             lease.until = Instant::now();
         }
         Ok(())

@@ -147,7 +147,7 @@ pub async fn an_expired_lease_goes_to_another_member(bus: &TestBus) {
     assert_eq!((info.ack_floor, info.redelivered), (1, 1));
     let members: Vec<&str> = info.members.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(members, ["one", "two"]);
-    // Member two was last seen after the lease moved, member one at its late ack.
+    // Member two was last seen after the lease moved, member one at its last fetch.
     let seen = |name: &str| info.members.iter().find(|m| m.name.as_str() == name).unwrap().last_seen;
     assert!(seen("two") > herald::Timestamp(0) && seen("one") >= seen("two"));
 }

@@ -17,6 +17,7 @@ pub mod reads;
 pub mod recording;
 pub mod requests;
 pub mod retention;
+pub mod settling;
 pub mod sourcing;
 pub mod streams;
 pub mod subscriptions;
@@ -130,6 +131,10 @@ macro_rules! conformance_tests {
             consumers::deleting_a_stream_deletes_its_dead_letter_streams,
             consumers::discarded_dead_letters_are_dropped,
             consumers::acks_are_idempotent,
+            settling::settling_a_seq_the_filter_skipped_is_lease_lost,
+            settling::settling_a_seq_never_delivered_is_lease_lost,
+            settling::settling_another_members_lease_is_lease_lost,
+            settling::only_the_holders_repeated_ack_of_an_acked_delivery_succeeds,
             consumers::in_progress_extends_the_lease,
             consumers::fresh_messages_come_before_redeliveries,
             consumers::max_ack_pending_bounds_what_is_in_flight,
