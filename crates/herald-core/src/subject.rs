@@ -1,7 +1,12 @@
 //! Subjects, subject patterns and stream names, with NATS's rules.
 //!
 //! A [`Subject`] is what a message is published to: dot-separated, non-empty
-//! tokens with no whitespace and no wildcards. A [`Pattern`] is what streams,
+//! tokens with no whitespace, no control or format characters and no
+//! wildcards. Format characters (Unicode's `Cf`: bidirectional overrides
+//! and isolates, direction marks, zero-width spaces and joiners, the BOM,
+//! tags…) are invisible or reorder the text around them, so they would let
+//! two subjects that look the same differ, or one read as another in a log
+//! or a terminal. A [`Pattern`] is what streams,
 //! consumers and subscriptions match with: the same tokens, where `*` stands for
 //! exactly one token and a final `>` for one or more trailing tokens.
 
@@ -70,6 +75,41 @@ text_newtype!(Subject);
 text_newtype!(Pattern);
 text_newtype!(StreamName);
 
+/// Whether `c` is a format character (Unicode's general category `Cf`, as of
+/// Unicode 16): U+00AD soft hyphen, Arabic and Syriac marks, U+180E, the
+/// zero-width spaces, joiners and direction marks U+200B–U+200F, the
+/// bidirectional embeddings and overrides U+202A–U+202E, U+2060–U+2064, the
+/// isolates and deprecated format controls U+2066–U+206F, the BOM U+FEFF,
+/// the interlinear annotation controls U+FFF9–U+FFFB, and some
+/// supplementary-plane ones (Egyptian hieroglyph and shorthand format
+/// controls, musical beams, tags).
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
 fn check_token_chars(input: &str, what: &str) -> Result<(), Error> {
     if input.is_empty() {
         return Err(Error::new(ErrorKind::InvalidSubject, format!("{what} is empty")));
@@ -84,7 +124,10 @@ fn check_token_chars(input: &str, what: &str) -> Result<(), Error> {
             ),
         ));
     }
-    if let Some(c) = input.chars().find(|c| c.is_whitespace() || c.is_control()) {
+    if let Some(c) = input
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || is_format(*c))
+    {
         return Err(Error::new(
             ErrorKind::InvalidSubject,
             format!("{what} `{}` contains the character {c:?}", input.escape_debug()),
@@ -131,7 +174,8 @@ impl Subject {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidSubject`] when it is empty, too long, has an empty token,
-    /// whitespace or a wildcard (`*`, `>`).
+    /// whitespace, a control or format character (see the module's overview) or
+    /// a wildcard (`*`, `>`).
     pub fn new(subject: impl AsRef<str>) -> Result<Self, Error> {
         let s = subject.as_ref();
         check_token_chars(s, "subject")?;
@@ -201,8 +245,9 @@ impl Pattern {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidSubject`] when it is empty, too long, has an empty token or
-    /// whitespace, a wildcard inside a token (`a*`), or a `>` that is not last.
+    /// [`ErrorKind::InvalidSubject`] when it is empty, too long, has an empty token,
+    /// whitespace, a control or format character, a wildcard inside a token
+    /// (`a*`), or a `>` that is not last.
     pub fn new(pattern: impl AsRef<str>) -> Result<Self, Error> {
         let p = pattern.as_ref();
         check_token_chars(p, "pattern")?;
@@ -514,6 +559,94 @@ mod tests {
             let subj = Subject::new(&s).unwrap();
             let json = serde_json::to_string(&subj).unwrap();
             prop_assert_eq!(serde_json::from_str::<Subject>(&json).unwrap(), subj);
+        }
+    }
+
+    #[test]
+    fn control_and_format_characters_are_rejected_in_subjects_and_patterns() {
+        let refused = [
+            '\u{0}',
+            '\u{7}',
+            '\u{1B}',
+            '\u{7F}',
+            '\u{85}',
+            '\u{9F}', // control
+            '\u{202A}',
+            '\u{202B}',
+            '\u{202C}',
+            '\u{202D}',
+            '\u{202E}', // embeddings, overrides
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}', // isolates
+            '\u{200E}',
+            '\u{200F}',
+            '\u{061C}', // direction marks
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{00AD}', // invisible
+            '\u{2028}',
+            '\u{2029}',
+            '\u{3000}', // separators (whitespace)
+            '\u{E0041}',
+            '\u{1343F}', // tags, supplementary-plane format
+        ];
+        for c in refused {
+            for text in [
+                format!("orders.{c}created"),
+                format!("{c}orders"),
+                format!("orders.x{c}"),
+            ] {
+                let err = Subject::new(&text).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::InvalidSubject, "{c:?}");
+                assert!(err.to_string().contains("contains the character"), "{err}");
+                assert_eq!(
+                    Pattern::new(&text).unwrap_err().kind(),
+                    ErrorKind::InvalidSubject,
+                    "{c:?}"
+                );
+                let pattern = format!("{text}.>");
+                assert!(Pattern::new(&pattern).is_err(), "{c:?}");
+                assert!(
+                    serde_json::from_value::<Subject>(serde_json::json!(text)).is_err(),
+                    "{c:?}"
+                );
+            }
+        }
+        // The message shows the character escaped, not doing its work.
+        let err = Subject::new("user.\u{202E}txt.exe").unwrap_err();
+        assert!(err.to_string().contains("\\u{202e}"), "{err}");
+        // Letters of any script, symbols and emoji stay allowed.
+        for fine in [
+            "orders.créé",
+            "заказы.новый",
+            "注文.作成",
+            "ضبط.طلب",
+            "events.🚀",
+            "a-b_c.~!@#%",
+        ] {
+            assert!(Subject::new(fine).is_ok(), "{fine}");
+            assert!(Pattern::new(format!("{fine}.*")).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn the_format_table_is_exactly_unicodes_cf_category_at_the_edges() {
+        for (inside, outside) in [
+            ('\u{00AD}', '\u{00AC}'),
+            ('\u{200B}', '\u{200A}'),
+            ('\u{202E}', '\u{202F}'),
+            ('\u{206F}', '\u{2070}'),
+            ('\u{2064}', '\u{2065}'),
+            ('\u{FFFB}', '\u{FFFC}'),
+            ('\u{E007F}', '\u{E0080}'),
+        ] {
+            assert!(is_format(inside), "{inside:?}");
+            assert!(!is_format(outside), "{outside:?}");
         }
     }
 
