@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::duration::{MAX_LEASE, MAX_NAK_DELAY, said};
 use crate::error::Error;
 use crate::message::{Message, Timestamp};
 use crate::subject::{Pattern, StreamName, check_name};
@@ -120,18 +121,20 @@ pub struct ConsumerConfig {
     /// Where it starts. Default: [`StartPolicy::All`].
     #[serde(default)]
     pub start: StartPolicy,
-    /// How long a delivery is leased before it is redelivered. Default: 30 s.
+    /// How long a delivery is leased before it is redelivered, at most
+    /// [`MAX_LEASE`]. Default: 30 s.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Duration))]
-    #[serde(default = "default_ack_wait")]
+    #[serde(default = "default_ack_wait", with = "crate::duration::strict")]
     pub ack_wait: Duration,
     /// After this many deliveries a message is dead-lettered instead. Default: no limit.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>, minimum = 1))]
     #[serde(default)]
     pub max_deliver: Option<NonZeroU32>,
     /// The lease of the n-th delivery is `backoff[n-1]` (the last entry repeats);
-    /// empty means `ack_wait` for every delivery. Default: empty.
+    /// empty means `ack_wait` for every delivery. Each at most [`MAX_LEASE`].
+    /// Default: empty.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::Duration>))]
-    #[serde(default)]
+    #[serde(default, with = "crate::duration::strict_list")]
     pub backoff: Vec<Duration>,
     /// At most this many messages in flight. Default: 1,000.
     #[cfg_attr(feature = "openapi", schema(value_type = u32, minimum = 1))]
@@ -229,7 +232,8 @@ impl ConsumerConfig {
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::InvalidConfig`] for a zero `ack_wait` or backoff step.
+    /// [`crate::ErrorKind::InvalidConfig`] for an `ack_wait` or backoff step of
+    /// zero or above [`MAX_LEASE`].
     pub fn validate(&self) -> Result<(), Error> {
         if self.ack_wait.is_zero() || self.backoff.iter().any(Duration::is_zero) {
             return Err(Error::new(
@@ -239,6 +243,21 @@ impl ConsumerConfig {
                     self.name
                 ),
             ));
+        }
+        let leases =
+            std::iter::once(("ack_wait", self.ack_wait)).chain(self.backoff.iter().map(|d| ("a backoff step", *d)));
+        for (field, lease) in leases {
+            if lease > MAX_LEASE {
+                return Err(Error::new(
+                    crate::ErrorKind::InvalidConfig,
+                    format!(
+                        "consumer `{}`: {field} of {} is over the limit of {}; a longer task extends its lease with in_progress",
+                        self.name,
+                        said(lease),
+                        said(MAX_LEASE)
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -315,13 +334,34 @@ pub enum Settle {
     },
 }
 
+impl Settle {
+    /// Checks the settle on its own.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::InvalidRequest`] for a nak delay above [`MAX_NAK_DELAY`].
+    pub fn validate(&self) -> Result<(), Error> {
+        match self {
+            Settle::Nak { delay } if *delay > MAX_NAK_DELAY => Err(Error::new(
+                crate::ErrorKind::InvalidRequest,
+                format!(
+                    "a nak delay of {} is over the limit of {}",
+                    said(*delay),
+                    said(MAX_NAK_DELAY)
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The object forms of [`Settle`], strictly.
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum SettleObject {
     Ack {},
     Nak {
-        #[serde(default)]
+        #[serde(default, with = "crate::duration::strict")]
         delay: Duration,
     },
     InProgress {},
@@ -462,6 +502,63 @@ mod tests {
         ] {
             assert_eq!(read(&serde_json::to_string(&settle).unwrap()).unwrap(), settle);
         }
+    }
+
+    #[test]
+    fn leases_are_bounded_and_the_error_names_the_field_and_the_bound() {
+        let config = ConsumerConfig::new("c").unwrap();
+        config
+            .clone()
+            .ack_wait(MAX_LEASE)
+            .backoff([Duration::from_secs(1), MAX_LEASE])
+            .validate()
+            .unwrap();
+        let over = MAX_LEASE + Duration::from_nanos(1);
+        for (bad, field) in [
+            (config.clone().ack_wait(over), "ack_wait"),
+            (config.clone().ack_wait(Duration::from_secs(u64::MAX)), "ack_wait"),
+            (config.clone().backoff([Duration::from_secs(1), over]), "backoff"),
+            (config.clone().backoff([Duration::MAX]), "backoff"),
+        ] {
+            let err = bad.validate().unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidConfig, "{err}");
+            assert!(err.to_string().contains(field), "{err}");
+            assert!(err.to_string().contains("over the limit of 7 days"), "{err}");
+        }
+    }
+
+    #[test]
+    fn lease_durations_with_nanos_of_a_second_or_more_are_refused_on_the_wire() {
+        for (json, field) in [
+            (
+                r#"{"name": "c", "ack_wait": {"secs": 0, "nanos": 4000000000}}"#,
+                "ack_wait",
+            ),
+            (
+                r#"{"name": "c", "backoff": [{"secs": 1, "nanos": 1000000000}]}"#,
+                "backoff",
+            ),
+        ] {
+            let err = crate::input::from_json::<ConsumerConfig>("body", json.as_bytes()).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidRequest);
+            assert!(err.message().contains(&format!("in `{field}")), "{err}");
+            assert!(err.message().contains("`nanos` must be below 1000000000"), "{err}");
+        }
+        let config: ConsumerConfig = serde_json::from_str(r#"{"name": "c"}"#).unwrap();
+        assert_eq!((config.ack_wait, config.backoff), (DEFAULT_ACK_WAIT, Vec::new()));
+    }
+
+    #[test]
+    fn nak_delays_are_bounded_and_read_strictly() {
+        Settle::Nak { delay: MAX_NAK_DELAY }.validate().unwrap();
+        for delay in [MAX_NAK_DELAY + Duration::from_nanos(1), Duration::MAX] {
+            let err = Settle::Nak { delay }.validate().unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidRequest);
+            assert!(err.to_string().contains("over the limit of 365 days"), "{err}");
+        }
+        let json = r#"{"nak": {"delay": {"secs": 0, "nanos": 4000000000}}}"#;
+        let err = serde_json::from_str::<Settle>(json).unwrap_err();
+        assert!(err.to_string().contains("`nanos` must be below"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::duration::{MAX_RETENTION_AGE, said};
 use crate::error::{Error, ErrorDetail, ErrorKind};
 use crate::subject::{StreamName, Subject};
 
@@ -126,8 +127,9 @@ pub struct OutgoingMessage {
     /// (0: the subject has no message). Optimistic concurrency for aggregates and KV.
     #[serde(default)]
     pub expected_last_subject_seq: Option<u64>,
-    /// Delete the message this long after it is appended.
-    #[serde(default)]
+    /// Delete the message this long after it is appended (at most
+    /// [`MAX_RETENTION_AGE`]).
+    #[serde(default, with = "crate::duration::strict_option")]
     pub ttl: Option<Duration>,
 }
 
@@ -194,7 +196,8 @@ impl OutgoingMessage {
     /// # Errors
     ///
     /// [`ErrorKind::HeadersTooLarge`], or [`ErrorKind::InvalidRequest`] for an empty
-    /// header name, an empty or over-long id, an over-long content type, or a zero TTL.
+    /// header name, an empty or over-long id, an over-long content type, or a TTL
+    /// of zero or above [`MAX_RETENTION_AGE`].
     pub fn validate(&self) -> Result<(), Error> {
         let header_bytes = self.header_bytes();
         if header_bytes > MAX_HEADER_BYTES {
@@ -245,6 +248,16 @@ impl OutgoingMessage {
                 "a message ttl must be above zero",
             ));
         }
+        if let Some(ttl) = self.ttl.filter(|ttl| *ttl > MAX_RETENTION_AGE) {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "a message ttl of {} is over the limit of {}; leave it out to keep the message",
+                    said(ttl),
+                    said(MAX_RETENTION_AGE)
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -260,4 +273,35 @@ pub struct PublishAck {
     /// Whether the message id was seen inside the duplicate window, so nothing
     /// was written.
     pub duplicate: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::WireOutgoing;
+
+    fn message() -> OutgoingMessage {
+        OutgoingMessage::new(Subject::new("a.b").unwrap(), "x")
+    }
+
+    #[test]
+    fn a_ttl_is_bounded_and_the_error_names_it_and_the_bound() {
+        message().ttl(MAX_RETENTION_AGE).validate().unwrap();
+        for ttl in [MAX_RETENTION_AGE + Duration::from_millis(1), Duration::MAX] {
+            let err = message().ttl(ttl).validate().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+            assert!(err.to_string().contains("ttl"), "{err}");
+            assert!(err.to_string().contains("over the limit of 36500 days"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_wire_ttl_ms_of_u64_max_is_refused() {
+        let json = format!(r#"{{"subject": "a.b", "payload": "x", "ttl_ms": {}}}"#, u64::MAX);
+        let wire: WireOutgoing = serde_json::from_str(&json).unwrap();
+        let err = wire.into_message().unwrap().validate().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+        let json = r#"{"subject": "a.b", "payload": "x", "ttl": {"secs": 0, "nanos": 4000000000}}"#;
+        assert!(serde_json::from_str::<OutgoingMessage>(json).is_err());
+    }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::duration::{MAX_RETENTION_AGE, said};
 use crate::error::{Error, ErrorKind};
 use crate::message::Timestamp;
 use crate::subject::{Pattern, StreamName, Subject};
@@ -98,9 +99,10 @@ pub struct StreamConfig {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, minimum = 1))]
     #[serde(default)]
     pub max_bytes: Option<NonZeroU64>,
-    /// Delete messages older than this. Default: kept forever.
+    /// Delete messages older than this, at most [`MAX_RETENTION_AGE`].
+    /// Default: kept forever.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Duration>))]
-    #[serde(default)]
+    #[serde(default, with = "crate::duration::strict_option")]
     pub max_age: Option<Duration>,
     /// Keep at most this many messages per subject (1 gives last-value compaction).
     /// Default: no limit.
@@ -117,10 +119,11 @@ pub struct StreamConfig {
     /// What a publish over a limit does. Default: [`Discard::Old`].
     #[serde(default)]
     pub discard: Discard,
-    /// How long message ids are remembered for dedup. Default:
-    /// [`DEFAULT_DUPLICATE_WINDOW`]; `None` turns dedup off.
+    /// How long message ids are remembered for dedup, at most
+    /// [`MAX_RETENTION_AGE`]. Default: [`DEFAULT_DUPLICATE_WINDOW`]; `None`
+    /// turns dedup off.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Duration>))]
-    #[serde(default = "default_duplicate_window")]
+    #[serde(default = "default_duplicate_window", with = "crate::duration::strict_option")]
     pub duplicate_window: Option<Duration>,
     /// When a publish is acknowledged. Default: [`Durability::Fsync`].
     #[serde(default)]
@@ -255,7 +258,8 @@ impl StreamConfig {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidConfig`] for no subjects, overlapping subjects, a zero
-    /// `max_age`, or a `max_payload` above [`MAX_PAYLOAD_LIMIT`].
+    /// `max_age` or `duplicate_window`, one above [`MAX_RETENTION_AGE`], or a
+    /// `max_payload` above [`MAX_PAYLOAD_LIMIT`].
     pub fn validate(&self) -> Result<(), Error> {
         if self.subjects.is_empty() {
             return Err(Error::new(
@@ -290,6 +294,19 @@ impl StreamConfig {
                 ErrorKind::InvalidConfig,
                 "duplicate_window must be above zero; use None to turn dedup off",
             ));
+        }
+        for (field, age) in [("max_age", self.max_age), ("duplicate_window", self.duplicate_window)] {
+            if let Some(age) = age.filter(|age| *age > MAX_RETENTION_AGE) {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "stream `{}`: {field} of {} is over the limit of {}; leave it out to keep messages forever",
+                        self.name,
+                        said(age),
+                        said(MAX_RETENTION_AGE)
+                    ),
+                ));
+            }
         }
         if self.max_payload.get() > MAX_PAYLOAD_LIMIT {
             return Err(Error::new(
@@ -489,5 +506,50 @@ impl ReadRange {
     pub fn filter(mut self, pattern: Pattern) -> Self {
         self.filter.push(pattern);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::duration::MAX_RETENTION_AGE;
+
+    #[test]
+    fn ages_and_windows_are_bounded_and_the_error_names_the_field_and_the_bound() {
+        let at = StreamConfig::new("s")
+            .unwrap()
+            .max_age(MAX_RETENTION_AGE)
+            .duplicate_window(Some(MAX_RETENTION_AGE));
+        at.validate().unwrap();
+        let over = MAX_RETENTION_AGE + Duration::from_nanos(1);
+        for (config, field) in [
+            (at.clone().max_age(over), "max_age"),
+            (at.clone().max_age(Duration::from_secs(u64::MAX)), "max_age"),
+            (at.clone().duplicate_window(Some(over)), "duplicate_window"),
+            (at.clone().duplicate_window(Some(Duration::MAX)), "duplicate_window"),
+        ] {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
+            assert!(err.to_string().contains(field), "{err}");
+            assert!(err.to_string().contains("over the limit of 36500 days"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_duration_with_nanos_of_a_second_or_more_is_refused_on_the_wire() {
+        for field in ["max_age", "duplicate_window"] {
+            let json = format!(r#"{{"name": "s", "subjects": ["s"], "{field}": {{"secs": 1, "nanos": 4000000000}}}}"#);
+            let err = crate::input::from_json::<StreamConfig>("body", json.as_bytes()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+            assert!(err.message().contains(&format!("in `{field}`")), "{err}");
+            assert!(err.message().contains("`nanos` must be below 1000000000"), "{err}");
+        }
+        let json =
+            r#"{"name": "s", "subjects": ["s"], "max_age": {"secs": 1, "nanos": 999999999}, "duplicate_window": null}"#;
+        let config = crate::input::from_json::<StreamConfig>("body", json.as_bytes()).unwrap();
+        assert_eq!(config.max_age, Some(Duration::new(1, 999_999_999)));
+        assert_eq!(config.duplicate_window, None);
+        let round = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<StreamConfig>(&round).unwrap(), config);
     }
 }

@@ -338,6 +338,7 @@ impl ConsumerBackend for Engine {
         deliveries: u32,
         settle: Settle,
     ) -> Result<()> {
+        settle.validate()?;
         let runtime = self.consumer(stream, consumer)?;
         let now = Instant::now();
         let term = {

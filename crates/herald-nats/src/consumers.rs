@@ -690,6 +690,7 @@ impl ConsumerBackend for NatsBackend {
         deliveries: u32,
         settle: Settle,
     ) -> Result<()> {
+        settle.validate()?;
         let state = self.consumer_state(stream, consumer).await?;
         let reply = {
             let leases = state.leases.lock().unwrap_or_else(|e| e.into_inner());

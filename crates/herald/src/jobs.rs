@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_core::{
-    ConsumerName, DeadLetter, Error, ErrorKind, Message, OutgoingMessage, Pattern, ReadRange, Result, Retention,
-    StreamConfig, StreamName, Subject, Timestamp,
+    ConsumerName, DeadLetter, Error, ErrorKind, MAX_NAK_DELAY, Message, OutgoingMessage, Pattern, ReadRange, Result,
+    Retention, StreamConfig, StreamName, Subject, Timestamp,
 };
 
 use crate::bus::Bus;
@@ -365,9 +365,10 @@ impl Jobs {
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0);
             if now.as_nanos() < not_before {
-                received
-                    .nak_after(Duration::from_nanos(not_before - now.as_nanos()))
-                    .await?;
+                // A job further out than a nak may wait comes back and is
+                // deferred again.
+                let wait = Duration::from_nanos(not_before - now.as_nanos()).min(MAX_NAK_DELAY);
+                received.nak_after(wait).await?;
                 continue;
             }
             let priority = message.headers.get(PRIORITY_HEADER).map_or("0", String::as_str);

@@ -8,6 +8,7 @@
 
 use herald::{ErrorKind, OutgoingMessage, Result, Subject};
 
+pub mod bounds;
 pub mod consumers;
 pub mod jobs;
 pub mod kv;
@@ -105,6 +106,8 @@ macro_rules! conformance_tests {
             publish::an_oversize_payload_is_rejected_and_writes_nothing,
             publish::oversize_or_invalid_headers_are_rejected,
             publish::invalid_and_reserved_subjects_are_rejected_and_create_nothing,
+            bounds::a_subject_with_a_bidirectional_override_is_refused_and_writes_nothing,
+            bounds::durations_over_their_bounds_are_refused_and_change_nothing,
             reads::a_message_is_read_by_seq,
             reads::the_last_message_of_a_subject_is_read,
             reads::a_range_is_read_from_a_seq_with_a_filter_and_a_limit,
