@@ -10,7 +10,7 @@ use herald_core::wire::{
 };
 use herald_core::{
     ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Error, ErrorKind, Headers, LiveSubscription,
-    Message, OutgoingMessage, Pattern, PublishAck, Purge, ReadFrom, ReadRange, Reply, ReplySink, Request,
+    MAX_WAIT, Message, OutgoingMessage, Pattern, PublishAck, Purge, ReadFrom, ReadRange, Reply, ReplySink, Request,
     RequestBackend, Responder, Result, Settle, StreamBackend, StreamConfig, StreamInfo, StreamName, Subject,
     SubscriptionBackend,
 };
@@ -197,7 +197,7 @@ impl ConsumerBackend for RemoteBackend {
     ) -> Result<Vec<Delivery>> {
         // The server waits at most MAX_FETCH_WAIT per fetch: a longer wait
         // is several fetches, each taking nothing until the last finds work.
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         loop {
             let slice = deadline.saturating_duration_since(tokio::time::Instant::now());
             let wire: Vec<WireDelivery> = self

@@ -32,6 +32,12 @@ pub const MAX_LEASE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// next month), so it may be much longer than a lease.
 pub const MAX_NAK_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// 36,500 days (100 years): the longest a fetch waits. A longer wait, up to
+/// `Duration::MAX`, waits this long (for ever, in practice) rather than
+/// overflow the clock. Not a refusal: "wait as long as it takes" is a fair
+/// thing to ask.
+pub const MAX_WAIT: Duration = MAX_RETENTION_AGE;
+
 /// How a bound is said in an error: in days when it is whole days.
 pub(crate) fn said(d: Duration) -> String {
     const DAY: u64 = 24 * 3600;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use herald_core::{
-    ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, Message,
-    OutgoingMessage, ReadFrom, Result, Retention, Settle, StartPolicy, StreamBackend, StreamName, Subject,
+    ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT,
+    Message, OutgoingMessage, ReadFrom, Result, Retention, Settle, StartPolicy, StreamBackend, StreamName, Subject,
     dead_letter_names, dlq,
 };
 use tokio::time::Instant;
@@ -282,7 +282,7 @@ impl ConsumerBackend for Engine {
         // cooperative budget so members sharing a runtime take turns.
         tokio::task::consume_budget().await;
         let runtime = self.consumer(stream, consumer)?;
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now() + wait.min(MAX_WAIT);
         let mut head = self.watch_head(stream)?;
         loop {
             // Arm both wake-ups before looking, so nothing that lands between the

@@ -18,9 +18,9 @@ use async_nats::jetstream::consumer as jc;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use herald_core::{
-    ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MemberInfo,
-    Message, OutgoingMessage, Pattern, ReadFrom, Result, Settle, StartPolicy, StreamBackend, StreamConfig, StreamName,
-    Subject, Timestamp, dead_letter_names, dlq,
+    ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT,
+    MemberInfo, Message, OutgoingMessage, Pattern, ReadFrom, Result, Settle, StartPolicy, StreamBackend, StreamConfig,
+    StreamName, Subject, Timestamp, dead_letter_names, dlq,
 };
 use serde::{Deserialize, Serialize};
 
@@ -594,6 +594,7 @@ impl ConsumerBackend for NatsBackend {
                 "a fetch must ask for at least one message",
             ));
         }
+        let wait = wait.min(MAX_WAIT);
         let state = self.consumer_state(stream, consumer).await?;
         state.seen(member);
         let started = tokio::time::Instant::now();

@@ -602,6 +602,26 @@ pub async fn interest_retention_deletes_once_every_consumer_acked(bus: &TestBus)
     assert!(seqs_held(bus, "ev").await.is_empty());
 }
 
+/// A fetch may be asked to wait for ever (`Duration::MAX`): it waits, and
+/// the next message ends the wait.
+pub async fn a_fetch_asked_to_wait_for_ever_gets_the_next_message(bus: &TestBus) {
+    bus.create_stream(StreamConfig::new("ever").unwrap()).await.unwrap();
+    let consumer = bus.consumer("ever", "c").create().await.unwrap();
+    let publisher = {
+        let bus = herald::Bus::clone(bus);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            bus.publish("ever.x", "at last").await.unwrap();
+        })
+    };
+    let got = tokio::time::timeout(Duration::from_secs(10), consumer.fetch(1, Duration::MAX))
+        .await
+        .expect("woken by the publish")
+        .unwrap();
+    assert_eq!(got.iter().map(|d| d.message.seq).collect::<Vec<_>>(), [1]);
+    publisher.await.unwrap();
+}
+
 /// A publish racing a consumer that is about to wait is always seen promptly.
 pub async fn a_publish_racing_a_waiting_consumer_is_never_missed(bus: &TestBus) {
     bus.create_stream(StreamConfig::new("race").unwrap()).await.unwrap();

@@ -188,6 +188,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@run real_time $factory;
             consumers::four_members_share_ten_thousand_messages,
             consumers::a_publish_racing_a_waiting_consumer_is_never_missed,
+            consumers::a_fetch_asked_to_wait_for_ever_gets_the_next_message,
             subscriptions::a_subscription_follows_a_pattern_across_streams,
             subscriptions::replay_then_follow_has_no_gap_or_duplicate,
             subscriptions::a_publish_racing_a_waiting_subscriber_is_never_missed,
