@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use herald_core::{
-    Error, ErrorKind, Headers, Pattern, Reply, ReplySink, Request, RequestBackend, Responder, Result, Subject,
+    Error, ErrorKind, Headers, MAX_WAIT, Pattern, Reply, ReplySink, Request, RequestBackend, Responder, Result, Subject,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -110,7 +110,7 @@ impl RequestBackend for Engine {
             payload,
             Box::new(OneshotSink(reply_tx)),
         ));
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
         // Busy or gone responders are skipped; if all are busy, wait for the first.
         for candidate in &candidates {
             let Some(pending) = request.take() else { break };

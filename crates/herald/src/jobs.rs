@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_core::{
-    ConsumerName, DeadLetter, Error, ErrorKind, MAX_NAK_DELAY, Message, OutgoingMessage, Pattern, ReadRange, Result,
-    Retention, StreamConfig, StreamName, Subject, Timestamp,
+    ConsumerName, DeadLetter, Error, ErrorKind, MAX_NAK_DELAY, MAX_WAIT, Message, OutgoingMessage, Pattern, ReadRange,
+    Result, Retention, StreamConfig, StreamName, Subject, Timestamp,
 };
 
 use crate::bus::Bus;
@@ -309,7 +309,7 @@ impl Jobs {
     ///
     /// `InvalidName` for an invalid worker name; `Storage`.
     pub async fn claim(&self, worker: &str, wait: Duration) -> Result<Option<Job>> {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         loop {
             self.promote_due(worker).await?;
             for level in self.order() {

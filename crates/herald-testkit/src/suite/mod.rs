@@ -164,6 +164,7 @@ macro_rules! conformance_tests {
             jobs::a_claimed_job_is_leased_and_heartbeats_keep_it,
             jobs::invalid_queues_and_jobs_are_rejected,
             requests::a_request_is_answered_by_its_responder,
+            requests::a_request_asked_to_wait_for_ever_gets_its_reply,
             requests::a_request_with_no_responder_fails_at_once,
             requests::an_unanswered_request_times_out,
             requests::requests_are_shared_among_responders,

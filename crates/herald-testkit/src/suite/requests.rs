@@ -35,6 +35,16 @@ pub async fn a_request_is_answered_by_its_responder(bus: &TestBus) {
     assert!(bus.streams().await.unwrap().is_empty());
 }
 
+/// A request may wait for ever (`Duration::MAX`) for its reply.
+pub async fn a_request_asked_to_wait_for_ever_gets_its_reply(bus: &TestBus) {
+    let _service = bus
+        .serve("patient.*", |_| async move { Reply::new("here") })
+        .await
+        .unwrap();
+    let reply = bus.request("patient.one", "x", Duration::MAX).await.unwrap();
+    assert_eq!(&reply.payload[..], b"here");
+}
+
 /// With nobody serving the subject a request fails at once, not at its timeout.
 pub async fn a_request_with_no_responder_fails_at_once(bus: &TestBus) {
     let started = tokio::time::Instant::now();
