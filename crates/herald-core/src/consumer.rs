@@ -218,7 +218,9 @@ impl ConsumerConfig {
         self
     }
 
-    /// The lease of the `delivery`-th delivery (1-based).
+    /// The lease of the `delivery`-th delivery (1-based), at most
+    /// [`MAX_LEASE`]: a consumer stored before the bound existed is held to
+    /// it rather than overflow the clock its leases run on.
     pub fn lease_for(&self, delivery: u32) -> Duration {
         let i = (delivery.max(1) - 1) as usize;
         self.backoff
@@ -226,6 +228,7 @@ impl ConsumerConfig {
             .or(self.backoff.last())
             .copied()
             .unwrap_or(self.ack_wait)
+            .min(MAX_LEASE)
     }
 
     /// Checks the configuration.
@@ -525,6 +528,18 @@ mod tests {
             assert!(err.to_string().contains(field), "{err}");
             assert!(err.to_string().contains("over the limit of 7 days"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_lease_stored_before_the_bound_is_held_to_it() {
+        let mut config = ConsumerConfig::new("c").unwrap();
+        config.ack_wait = Duration::from_secs(u64::MAX);
+        assert_eq!(config.lease_for(1), MAX_LEASE);
+        config.backoff = vec![Duration::from_secs(2), Duration::MAX];
+        assert_eq!(
+            (config.lease_for(1), config.lease_for(2)),
+            (Duration::from_secs(2), MAX_LEASE)
+        );
     }
 
     #[test]
