@@ -36,10 +36,12 @@ impl Held {
         }
     }
 
-    /// Forgets a lease once a settle ended it: anything but a lease
-    /// extended by `in_progress` that the backend took.
+    /// Forgets a lease once a settle the backend took ended it (anything
+    /// but `in_progress`). A refused settle forgets nothing: the lease may
+    /// still be this session's (a settle naming the wrong delivery), and
+    /// giving back one that moved on is refused harmlessly.
     pub(crate) fn settled(&self, lease: Lease, settle: &Settle, taken: bool) {
-        if !(taken && matches!(settle, Settle::InProgress)) {
+        if taken && !matches!(settle, Settle::InProgress) {
             lock(&self.leases).remove(&lease);
         }
     }
