@@ -5,14 +5,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use serde_json::json;
 
 /// An hour: a lease that only a give-back, never its expiry, can end in a test.
 const LONG_ACK_WAIT: Duration = Duration::from_secs(3600);
@@ -32,29 +27,6 @@ async fn hosted() -> herald::Bus {
         .await
         .unwrap();
     bus
-}
-
-async fn connect(addr: SocketAddr) -> Socket {
-    let url = format!("ws://{addr}/v1/ws");
-    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-        .await
-        .unwrap();
-    assert_eq!(next(&mut socket).await["type"], "hello");
-    socket
-}
-
-async fn next(socket: &mut Socket) -> Value {
-    loop {
-        match socket.next().await.unwrap().unwrap() {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
-            _ => continue,
-        }
-    }
-}
-
-async fn send(socket: &mut Socket, frame: Value) -> Value {
-    socket.send(Message::Text(frame.to_string().into())).await.unwrap();
-    next(socket).await
 }
 
 /// Waits until `member` has asked the consumer for work (so its fetch is
@@ -87,10 +59,10 @@ async fn stopping_the_server_ends_waiting_fetches_at_once_and_returns() {
         let _ = stopped.await;
     }));
     // A WebSocket fetch and an HTTP long poll, each ready to wait 30 s.
-    let mut socket = connect(addr).await;
+    let mut socket = common::ws_connect(addr).await;
     let fetch = json!({"id": 1, "op": "fetch", "stream": "jobs", "consumer": "worker", "member": "ws",
                        "max": 1, "wait_ms": 30000});
-    socket.send(Message::Text(fetch.to_string().into())).await.unwrap();
+    common::ws_send(&mut socket, &fetch).await;
     let poll = tokio::spawn(async move {
         let body = json!({"member": "http", "max": 1, "wait_ms": 30000});
         common::send_json(addr, "POST", "/v1/streams/jobs/consumers/worker/fetch", &[], &body).await
@@ -100,7 +72,9 @@ async fn stopping_the_server_ends_waiting_fetches_at_once_and_returns() {
 
     let asked = tokio::time::Instant::now();
     stop.send(()).unwrap();
-    let answer = tokio::time::timeout(PATIENCE, next(&mut socket)).await.unwrap();
+    let answer = tokio::time::timeout(PATIENCE, common::ws_next(&mut socket))
+        .await
+        .unwrap();
     assert_eq!(
         (
             answer["type"].as_str(),
@@ -134,9 +108,9 @@ async fn a_member_that_disconnects_gives_its_deliveries_back_at_once() {
     bus.publish("jobs.b", "two").await.unwrap();
 
     // A protocol client leases both, settles neither, and vanishes.
-    let mut ghost = connect(addr).await;
+    let mut ghost = common::ws_connect(addr).await;
     let fetch = json!({"id": 1, "op": "fetch", "stream": "jobs", "consumer": "worker", "member": "ghost", "max": 2});
-    let answer = send(&mut ghost, fetch).await;
+    let answer = common::ws_call(&mut ghost, &fetch).await;
     assert_eq!(answer["result"].as_array().map(Vec::len), Some(2), "{answer}");
     drop(ghost);
 
@@ -236,7 +210,7 @@ async fn a_purge_frame_with_a_misspelt_selector_is_refused_and_deletes_nothing()
     for subject in ["jobs.k1", "jobs.k1", "jobs.k2"] {
         bus.publish(subject, "x").await.unwrap();
     }
-    let mut socket = connect(addr).await;
+    let mut socket = common::ws_connect(addr).await;
     let frames = [
         json!({"id": 1, "op": "purge_stream", "stream": "jobs", "purge": {"subjct": "jobs.k1"}}),
         json!({"id": 2, "op": "purge_stream", "stream": "jobs", "purge": {"keep": 1}}),
@@ -245,7 +219,7 @@ async fn a_purge_frame_with_a_misspelt_selector_is_refused_and_deletes_nothing()
         json!({"id": 5, "op": "purge_stream", "stream": "jobs", "subject": "jobs.k1"}),
     ];
     for frame in frames {
-        let answer = send(&mut socket, frame.clone()).await;
+        let answer = common::ws_call(&mut socket, &frame).await;
         assert_eq!(
             (answer["type"].as_str(), &answer["id"], answer["error"]["code"].as_u64()),
             (Some("error"), &frame["id"], Some(1004)),
@@ -253,16 +227,10 @@ async fn a_purge_frame_with_a_misspelt_selector_is_refused_and_deletes_nothing()
         );
     }
     assert_eq!(bus.stream_info("jobs").await.unwrap().state.messages, 3);
-    let answer = send(
-        &mut socket,
-        json!({"id": 6, "op": "purge_stream", "stream": "jobs", "purge": {"subject": "jobs.k1"}}),
-    )
-    .await;
+    let purge_subject = json!({"id": 6, "op": "purge_stream", "stream": "jobs", "purge": {"subject": "jobs.k1"}});
+    let answer = common::ws_call(&mut socket, &purge_subject).await;
     assert_eq!(answer["result"], 2, "{answer}");
-    let answer = send(
-        &mut socket,
-        json!({"id": 7, "op": "purge_stream", "stream": "jobs", "purge": {"all": true}}),
-    )
-    .await;
+    let purge_all = json!({"id": 7, "op": "purge_stream", "stream": "jobs", "purge": {"all": true}});
+    let answer = common::ws_call(&mut socket, &purge_all).await;
     assert_eq!(answer["result"], 1, "{answer}");
 }

@@ -1,11 +1,13 @@
 //! The WebSocket protocol spoken by hand, as a client in another language would.
 #![allow(clippy::unwrap_used)]
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+mod common;
+
+use common::{Socket, ws_next as next};
 
 async fn server() -> Socket {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -23,18 +25,8 @@ async fn server() -> Socket {
     socket
 }
 
-async fn next(socket: &mut Socket) -> Value {
-    loop {
-        match socket.next().await.unwrap().unwrap() {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
-            _ => continue,
-        }
-    }
-}
-
 async fn send(socket: &mut Socket, frame: Value) -> Value {
-    socket.send(Message::Text(frame.to_string().into())).await.unwrap();
-    next(socket).await
+    common::ws_call(socket, &frame).await
 }
 
 #[tokio::test]

@@ -310,3 +310,41 @@ fn parse_event(block: &str) -> Option<Event> {
     }
     has_data.then_some(event)
 }
+
+/// A WebSocket client of the protocol, for tests that speak it by hand.
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to `ws://{addr}/v1/ws` (TCP_NODELAY on the client's side, so
+/// only the server's sockets are measured) and reads the hello.
+pub async fn ws_connect(addr: SocketAddr) -> Socket {
+    let url = format!("ws://{addr}/v1/ws");
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .unwrap();
+    assert_eq!(ws_next(&mut socket).await["type"], "hello");
+    socket
+}
+
+/// The next text frame, as JSON.
+pub async fn ws_next(socket: &mut Socket) -> serde_json::Value {
+    use futures_util::StreamExt;
+    loop {
+        match socket.next().await.unwrap().unwrap() {
+            tokio_tungstenite::tungstenite::Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+            _ => continue,
+        }
+    }
+}
+
+/// Sends `frame`.
+pub async fn ws_send(socket: &mut Socket, frame: &serde_json::Value) {
+    use futures_util::SinkExt;
+    let text = tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into());
+    socket.send(text).await.unwrap();
+}
+
+/// Sends `frame` and reads the next frame.
+pub async fn ws_call(socket: &mut Socket, frame: &serde_json::Value) -> serde_json::Value {
+    ws_send(socket, frame).await;
+    ws_next(socket).await
+}
