@@ -29,6 +29,11 @@ async fn hosted() -> herald::Bus {
     bus
 }
 
+/// Consumer `worker` as `name`.
+async fn member(bus: &herald::Bus, name: &str) -> herald::Consumer {
+    bus.bind_consumer("jobs", "worker").await.unwrap().member(name).unwrap()
+}
+
 /// Waits until `member` has asked the consumer for work (so its fetch is
 /// in the backend's wait).
 async fn member_seen(bus: &herald::Bus, member: &str) {
@@ -115,12 +120,7 @@ async fn a_member_that_disconnects_gives_its_deliveries_back_at_once() {
     drop(ghost);
 
     // Another member gets both long before the hour-long lease would end.
-    let other = bus
-        .bind_consumer("jobs", "worker")
-        .await
-        .unwrap()
-        .member("other")
-        .unwrap();
+    let other = member(&bus, "other").await;
     let mut got = Vec::new();
     while got.len() < 2 {
         got.extend(other.fetch(2, PATIENCE).await.unwrap());
@@ -154,12 +154,7 @@ async fn the_remote_clients_dropped_connection_gives_its_deliveries_back() {
     acked[0].ack().await.unwrap();
     drop((held, got, acked, remote));
 
-    let other = bus
-        .bind_consumer("jobs", "worker")
-        .await
-        .unwrap()
-        .member("other")
-        .unwrap();
+    let other = member(&bus, "other").await;
     let back = other.fetch(2, PATIENCE).await.unwrap();
     let back: Vec<(u64, u32)> = back.iter().map(|r| (r.message.seq, r.deliveries)).collect();
     assert_eq!(back, [(1, 2)]);
@@ -182,12 +177,7 @@ async fn an_http_long_poll_whose_client_went_away_leases_nothing() {
     // what it had leased): the next message goes to a member that is there,
     // long before an hour-long lease would end.
     bus.publish("jobs.x", "next").await.unwrap();
-    let here = bus
-        .bind_consumer("jobs", "worker")
-        .await
-        .unwrap()
-        .member("here")
-        .unwrap();
+    let here = member(&bus, "here").await;
     let got = here.fetch(1, PATIENCE).await.unwrap();
     assert_eq!(
         got.len(),
