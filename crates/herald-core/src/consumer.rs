@@ -231,6 +231,33 @@ impl ConsumerConfig {
             .min(MAX_LEASE)
     }
 
+    /// Checks the configuration for a consumer of `stream`: as
+    /// [`validate`](ConsumerConfig::validate), and that its dead-letter
+    /// stream's name fits the name limit (a consumer on a dead-letter stream
+    /// adds its name to an already long one).
+    ///
+    /// # Errors
+    ///
+    /// As [`validate`](ConsumerConfig::validate); [`crate::ErrorKind::InvalidName`]
+    /// when the dead-letter stream's name would be too long.
+    pub fn validate_on(&self, stream: &StreamName) -> Result<(), Error> {
+        self.validate()?;
+        if self.dead_letter == DeadLetter::PerConsumer && dead_letter_stream(stream, &self.name).is_none() {
+            let (family, body) = dead_letter_family(stream);
+            return Err(Error::new(
+                crate::ErrorKind::InvalidName,
+                format!(
+                    "consumer `{}` on stream `{stream}`: its dead-letter stream `${family}-{body}-{}` would be over \
+                     the {} characters a stream name may have; give it a shorter name, or discard its dead letters",
+                    self.name,
+                    self.name,
+                    crate::MAX_RESERVED_NAME_LEN
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -275,6 +302,12 @@ impl ConsumerConfig {
 /// and `$dlq.<stream>.<consumer>`; for a consumer on one of Herald's own
 /// (`$`) streams, `$dlqr-…` and `$dlqr.…` with the stream's `$` dropped, so
 /// the two families never share a name.
+///
+/// # Panics
+///
+/// When the stream's name would be over the limit, which
+/// [`ConsumerConfig::validate_on`] refuses when the consumer is created,
+/// before any of its messages can be dead-lettered.
 pub fn dead_letter_names(stream: &StreamName, consumer: &ConsumerName) -> (StreamName, String) {
     let (family, body) = dead_letter_family(stream);
     let name = StreamName::new(format!("${family}-{body}-{consumer}")).expect("reserved names allow 140 characters");

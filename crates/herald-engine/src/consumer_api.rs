@@ -155,7 +155,7 @@ impl Engine {
 #[async_trait]
 impl ConsumerBackend for Engine {
     async fn create_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo> {
-        config.validate()?;
+        config.validate_on(stream)?;
         let meta = self.meta(stream)?;
         if let Some(existing) = self.inner.registry.get(meta.id, &config.name) {
             if existing.lock().config == config {
@@ -190,7 +190,7 @@ impl ConsumerBackend for Engine {
     }
 
     async fn update_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo> {
-        config.validate()?;
+        config.validate_on(stream)?;
         let runtime = self.consumer(stream, &config.name)?;
         {
             let mut state = runtime.lock();

@@ -498,7 +498,7 @@ impl NatsBackend {
 #[async_trait]
 impl ConsumerBackend for NatsBackend {
     async fn create_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo> {
-        config.validate()?;
+        config.validate_on(stream)?;
         if config.dead_letter == DeadLetter::PerConsumer {
             let (name, subject) = dead_letter_names(stream, &config.name);
             // The stream must exist before its dead-letter stream is made.
@@ -524,7 +524,7 @@ impl ConsumerBackend for NatsBackend {
     }
 
     async fn update_consumer(&self, stream: &StreamName, mut config: ConsumerConfig) -> Result<ConsumerInfo> {
-        config.validate()?;
+        config.validate_on(stream)?;
         let current = self.consumer_state(stream, &config.name).await?;
         // The start is not a setting: it stays what it was.
         config.start = current.config().start;

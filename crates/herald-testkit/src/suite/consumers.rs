@@ -283,6 +283,34 @@ pub async fn deleting_a_stream_deletes_its_dead_letter_streams(bus: &TestBus) {
     assert!(bus.dead_letters("c", "t", 10).await.unwrap().is_empty());
 }
 
+/// A consumer whose dead-letter stream's name would be over the limit (a
+/// long-named consumer on the dead letters of a long-named stream and
+/// consumer) is refused with `InvalidName` when it is created, and the bus
+/// goes on serving; with its dead letters discarded it needs no such stream.
+pub async fn a_consumer_whose_dead_letter_name_is_too_long_is_refused(bus: &TestBus) {
+    let stream = "s".repeat(64);
+    let consumer = "c".repeat(64);
+    bus.create_stream(StreamConfig::new(&stream).unwrap()).await.unwrap();
+    bus.consumer(&stream, &consumer).create().await.unwrap();
+    let dead_letters = format!("$dlq-{stream}-{consumer}");
+    assert!(bus.stream_info(&dead_letters).await.is_ok());
+    let refused = bus.consumer(&dead_letters, &consumer).create().await;
+    assert_eq!(kind(refused), ErrorKind::InvalidName);
+    assert_eq!(
+        kind(bus.consumer_info(&dead_letters, &consumer).await),
+        ErrorKind::ConsumerNotFound
+    );
+    bus.consumer(&dead_letters, &consumer)
+        .dead_letter(herald::DeadLetter::Discard)
+        .create()
+        .await
+        .unwrap();
+    // Still serving.
+    bus.publish(format!("{stream}.x").as_str(), "after").await.unwrap();
+    let first = bus.bind_consumer(&stream, &consumer).await.unwrap();
+    assert_eq!(first.fetch(1, LONG).await.unwrap().len(), 1);
+}
+
 /// With `DeadLetter::Discard`, a given-up message is settled and dropped: no
 /// dead-letter stream, and the consumer moves on.
 pub async fn discarded_dead_letters_are_dropped(bus: &TestBus) {

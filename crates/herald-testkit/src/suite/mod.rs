@@ -132,6 +132,7 @@ macro_rules! conformance_tests {
             consumers::max_deliver_dead_letters_and_replay_republishes,
             consumers::term_dead_letters_at_once_with_the_reason,
             consumers::deleting_a_stream_deletes_its_dead_letter_streams,
+            consumers::a_consumer_whose_dead_letter_name_is_too_long_is_refused,
             consumers::discarded_dead_letters_are_dropped,
             consumers::acks_are_idempotent,
             settling::settling_a_seq_the_filter_skipped_is_lease_lost,
