@@ -164,7 +164,9 @@ impl Connection {
             }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(hyper_util::rt::TokioTimer::new());
+        // The clock below times headers and idleness; hyper's own header
+        // timer would also cut keep-alive connections idle for its 30 s.
+        builder.header_read_timeout(None);
         let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
         tokio::pin!(conn);
         let (header_read, idle) = (self.limits.header_read_timeout, self.limits.idle_timeout);
