@@ -747,6 +747,8 @@ fn a_token_made_without_patterns_may_neither_publish_nor_read() {
     assert!(refused.contains("may not"), "{refused}");
     let refused = cli.fails(&["tail", "orders", "--token", &narrow_secret]);
     assert!(refused.contains("may not"), "{refused}");
+    let refused = cli.fails(&["sub", "orders.>", "--count", "1", "--token", &narrow_secret]);
+    assert!(refused.contains("may not"), "{refused}");
     cli.ok(&["streams", "ls", "--token", &narrow_secret]);
     // The writer: its pattern only, and no reading.
     cli.ok(&["pub", "orders.2", "by writer", "--token", &writer_secret]);
