@@ -7,9 +7,10 @@
 //! its SHA-256.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -199,6 +200,9 @@ pub(crate) enum Action<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     token: Option<Arc<Token>>,
+    /// Where it connected from, for the log; unknown when the routes are
+    /// nested in an app that does not say.
+    peer: Peer,
     /// Consumers this caller's last fetch was allowed to read (a session
     /// settles each delivery; the consumer's filters are looked up per fetch,
     /// not per settle).
@@ -213,26 +217,39 @@ impl Caller {
     /// `PermissionDenied` when tokens are required and none, or an unknown
     /// one, is presented.
     pub(crate) fn identify(keyring: &Keyring, parts: &Parts) -> Result<Caller> {
+        let peer = Peer(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0));
         if keyring.0.is_none() {
-            return Ok(Caller::with(None));
+            return Ok(Caller::with(None, peer));
         }
+        // The path only: the query may carry the token itself (`access_token`).
+        let refused = |token: &str, message: &'static str| {
+            let request = format_args!("{} {}", parts.method, parts.uri.path());
+            tracing::warn!(token, %request, %peer, "access refused: {message}");
+            Error::new(ErrorKind::PermissionDenied, message)
+        };
         let Some(secret) = presented_token(parts) else {
-            return Err(Error::new(
-                ErrorKind::PermissionDenied,
+            return Err(refused(
+                "none",
                 "this server requires an access token: send `Authorization: Bearer <token>`",
             ));
         };
         match keyring.lookup(&secret) {
-            Some(token) => Ok(Caller::with(Some(token))),
-            None => Err(Error::new(ErrorKind::PermissionDenied, "unknown access token")),
+            Some(token) => Ok(Caller::with(Some(token), peer)),
+            None => Err(refused("unknown", "unknown access token")),
         }
     }
 
-    fn with(token: Option<Arc<Token>>) -> Caller {
+    fn with(token: Option<Arc<Token>>, peer: Peer) -> Caller {
         Caller {
             token,
+            peer,
             consuming: Arc::default(),
         }
+    }
+
+    /// Where it connected from, for logs.
+    pub(crate) fn peer(&self) -> Peer {
+        self.peer
     }
 
     fn may_consume(&self, stream: &StreamName, consumer: &ConsumerName) -> bool {
@@ -294,12 +311,26 @@ impl Caller {
             }
         };
         if allowed {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::PermissionDenied,
-                format!("token `{}` may not {}", token.name, describe(action)),
-            ))
+            return Ok(());
+        }
+        let refused = describe(action);
+        tracing::warn!(token = token.name, action = refused, peer = %self.peer, "access refused: not granted");
+        Err(Error::new(
+            ErrorKind::PermissionDenied,
+            format!("token `{}` may not {refused}", token.name),
+        ))
+    }
+}
+
+/// A caller's address as logs show it: `-` when unknown.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(Option<SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("-"),
         }
     }
 }

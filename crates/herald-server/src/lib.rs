@@ -376,19 +376,30 @@ fn wire_error(error: &herald_core::Error) -> herald_core::wire::WireError {
     use herald_core::ErrorKind as K;
     let mut wire = herald_core::wire::WireError::from(error);
     if matches!(error.kind(), K::Internal | K::Storage) {
-        let mut causes = String::new();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            causes.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        tracing::error!(kind = ?error.kind(), "{error}{causes}");
+        // One event, the whole chain in its message.
+        tracing::error!(kind = ?error.kind(), "{}", cause_chain(error));
         wire.message = match error.kind() {
             K::Storage => "the server could not read or write its data (details are in its log)".to_owned(),
             _ => "the server failed inside (details are in its log)".to_owned(),
         };
     }
     wire
+}
+
+/// An error and its causes on one line, `outer: inner`, leaving out a cause
+/// whose text an outer message already carries.
+fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -405,5 +416,19 @@ mod tests {
         assert!(!wire.message.contains("committing") && !wire.message.contains("/var/lib"));
         let user = Error::new(ErrorKind::StreamNotFound, "stream `orders` not found");
         assert_eq!(super::wire_error(&user).message, "stream `orders` not found");
+    }
+
+    #[test]
+    fn a_cause_chain_names_each_layer_once() {
+        let io = std::io::Error::other("no space left on device");
+        let storage = Error::new(ErrorKind::Storage, "committing a batch").with_source(io);
+        assert_eq!(
+            super::cause_chain(&storage),
+            "committing a batch: no space left on device"
+        );
+        // A layer that already printed its source is not followed by it again.
+        let io = std::io::Error::other("no space left on device");
+        let repeated = Error::new(ErrorKind::Storage, "commit failed: no space left on device").with_source(io);
+        assert_eq!(super::cause_chain(&repeated), "commit failed: no space left on device");
     }
 }

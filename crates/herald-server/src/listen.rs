@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -153,9 +154,11 @@ impl Connection {
         };
         let app = self.app.clone();
         let serving = clock.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let mut app = app.clone();
             let guard = Serving::start(&serving);
+            // Who asked, for the log (a refused token names its peer).
+            request.extensions_mut().insert(ConnectInfo(peer));
             async move {
                 let response = app.call(request.map(Body::new)).await?;
                 // A request is in hand until its whole answer is out (an SSE
@@ -169,14 +172,16 @@ impl Connection {
         builder.header_read_timeout(None);
         let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
         tokio::pin!(conn);
+        tracing::debug!(%peer, "connection opened");
         let (header_read, idle) = (self.limits.header_read_timeout, self.limits.idle_timeout);
         let mut stopping: Option<Instant> = None;
         loop {
             let deadline = lock(&clock.clock).deadline(header_read, idle);
             tokio::select! {
                 served = conn.as_mut() => {
-                    if let Err(err) = served {
-                        tracing::debug!(%peer, %err, "connection ended with an error");
+                    match served {
+                        Ok(()) => tracing::debug!(%peer, "connection closed"),
+                        Err(err) => tracing::debug!(%peer, %err, "connection ended with an error"),
                     }
                     return;
                 }

@@ -151,7 +151,7 @@ impl Session {
 async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit: tokio::sync::OwnedSemaphorePermit) {
     let _alive = state.alive.clone();
     let _counted = state.metrics.connected();
-    tracing::debug!(caller = caller.name(), "WebSocket session opened");
+    tracing::debug!(token = caller.name(), peer = %caller.peer(), "WebSocket session opened");
     let mut operations = tokio::task::JoinSet::new();
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbound) = Outbound::new(&state.limits);
@@ -244,6 +244,14 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
                 // A subscriber too slow for its queue: the writer says why and closes.
                 Ok(_) = kicked.wait_for(|k| *k) => {
                     session.metrics.slow_consumer();
+                    tracing::warn!(
+                        token = session.caller.name(),
+                        peer = %session.caller.peer(),
+                        outbound_buffer = session.limits.outbound_buffer,
+                        outbound_bytes = session.limits.outbound_bytes,
+                        timeout_ms = u64::try_from(session.limits.slow_consumer_timeout.as_millis()).unwrap_or(u64::MAX),
+                        "slow consumer disconnected: its outbound queue stayed full",
+                    );
                     closing = true;
                     continue;
                 }
@@ -318,7 +326,7 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
     }
     // What the client held and did not settle goes back to its consumers.
     session.held.release(&*state.backend).await;
-    tracing::debug!(caller = session.caller.name(), "WebSocket session closed");
+    tracing::debug!(token = session.caller.name(), peer = %session.caller.peer(), "WebSocket session closed");
     drop(out);
     let _ = writer.await;
 }
