@@ -12,6 +12,7 @@ mod consume;
 mod consumers;
 mod dlq;
 mod history;
+mod log;
 mod output;
 mod publish;
 mod serve;

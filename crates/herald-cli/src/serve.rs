@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::{signal, units};
+use crate::log::{FilterSource, LogFormat};
+use crate::{log, signal, units};
 
 const DEFAULT_DATA_DIR: &str = "./herald-data";
 const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -86,6 +87,15 @@ pub(crate) struct Serve {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "HERALD_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// What the log on stderr shows: a level (`warn`, `info`, `debug`) or
+    /// levels per module (`info,herald_server=debug`) [default: RUST_LOG,
+    /// else info].
+    #[arg(long, env = "HERALD_LOG", value_name = "FILTER", value_parser = log::parse_filter)]
+    log: Option<String>,
+    /// How the log on stderr is written: `human` lines or `json`, one object
+    /// a line [default: human].
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 /// The config file.
@@ -95,6 +105,8 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     auto_create_streams: Option<bool>,
+    log: Option<String>,
+    log_format: Option<LogFormat>,
     #[serde(default)]
     limits: FileLimits,
     tls: Option<FileTls>,
@@ -133,6 +145,9 @@ struct Settings {
     limits: herald_server::Limits,
     tls: Option<(PathBuf, PathBuf)>,
     tokens: Vec<herald_server::Token>,
+    /// The log's filter, and where it came from.
+    log: (String, FilterSource),
+    log_format: LogFormat,
 }
 
 impl Serve {
@@ -205,6 +220,12 @@ impl Serve {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse().context("the default listen address")?,
         };
+        let log = match (self.log, file.log, std::env::var("RUST_LOG")) {
+            (Some(flag), _, _) => (flag, FilterSource::Flag),
+            (None, Some(file), _) => (file, FilterSource::File),
+            (None, None, Ok(rust_log)) if !rust_log.is_empty() => (rust_log, FilterSource::RustLog),
+            _ => (log::DEFAULT_FILTER.to_owned(), FilterSource::Default),
+        };
         let auto_create_streams = match self.no_auto_create {
             Some(refuse) => !refuse,
             None => file.auto_create_streams.unwrap_or(true),
@@ -216,6 +237,8 @@ impl Serve {
             limits,
             tls,
             tokens: file.tokens,
+            log,
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })
     }
 }
@@ -238,6 +261,8 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
 
 pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
     let settings = serve.settings()?;
+    let (filter, source) = &settings.log;
+    log::install(settings.log_format, filter, *source)?;
     if !settings.listen.ip().is_loopback() && settings.tokens.is_empty() {
         bail!(
             "refusing to listen on {} without access tokens: anyone who can reach it could read and write \
@@ -250,9 +275,9 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
     if let Some((cert, key)) = &settings.tls {
         server_tls = Some(herald_server::TlsConfig::from_pem_files(cert, key).context("the TLS certificate")?);
     } else if !settings.listen.ip().is_loopback() {
-        eprintln!(
-            "warning: serving {} without TLS: access tokens and messages cross the network in clear text",
-            settings.listen
+        tracing::warn!(
+            listen = %settings.listen,
+            "serving a non-loopback address without TLS: access tokens and messages cross the network in clear text"
         );
     }
     let bus = herald::Bus::builder()
@@ -272,6 +297,7 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
         settings.data_dir.display(),
         settings.tokens.len()
     ));
+    log_start(&settings, addr);
     let access = if settings.tokens.is_empty() {
         herald_server::Access::Open
     } else {
@@ -299,6 +325,10 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
          they started (Ctrl-C again exits at once)",
         first.name()
     ));
+    tracing::info!(
+        signal = first.name(),
+        "stopping: waiting for open connections to finish"
+    );
     let _ = stop.send(());
     tokio::select! {
         served = &mut serving => stopped_serving(served),
@@ -308,6 +338,7 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
                  are on disk (a relaxed stream's last 100 ms excepted)",
                 again.name()
             ));
+            tracing::warn!(signal = again.name(), "exiting now: unfinished operations get no answer");
             exit_now(again.status())
         }
     }
@@ -324,9 +355,52 @@ fn exit_now(status: i32) -> ! {
 }
 
 fn stopped_serving(served: std::io::Result<()>) -> anyhow::Result<()> {
+    if let Err(err) = &served {
+        tracing::error!(error = %err, "serving failed");
+    }
     served.context("serving")?;
+    tracing::info!("stopped");
     say("herald stopped");
     Ok(())
+}
+
+/// A duration in whole milliseconds, as a log field (a number in JSON).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The settings the server runs with, in the log: token names but never
+/// their secrets or hashes.
+fn log_start(settings: &Settings, addr: SocketAddr) {
+    let limits = &settings.limits;
+    let names = settings
+        .tokens
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let per_peer = limits
+        .max_connections_per_peer
+        .map_or_else(|| "no limit".to_owned(), |n| n.to_string());
+    tracing::info!(
+        listen = %addr,
+        data_dir = %settings.data_dir.display(),
+        tls = settings.tls.is_some(),
+        auto_create_streams = settings.auto_create_streams,
+        tokens = settings.tokens.len(),
+        token_names = names,
+        max_payload = limits.max_payload,
+        max_connections = limits.max_connections,
+        max_connections_per_peer = %per_peer,
+        header_read_timeout_ms = millis(limits.header_read_timeout),
+        idle_timeout_ms = millis(limits.idle_timeout),
+        max_subscriptions = limits.max_subscriptions,
+        max_in_flight = limits.max_in_flight,
+        outbound_buffer = limits.outbound_buffer,
+        outbound_bytes = limits.outbound_bytes,
+        slow_consumer_timeout_ms = millis(limits.slow_consumer_timeout),
+        "serving",
+    );
 }
 
 /// A status line on stdout; a closed stdout (a supervisor gone) is no reason to fail.

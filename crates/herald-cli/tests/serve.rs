@@ -239,3 +239,125 @@ async fn connection_limits_and_timeouts_come_from_the_file_the_environment_and_f
     assert!(closed(&mut silent).await.is_empty());
     assert!(common::terminate(&mut server).success());
 }
+
+/// A config file with two tokens: `app` (publish and read `orders.>`, its
+/// secret returned) and `ops`; `extra` lines go before the tokens.
+fn config_with_tokens(dir: &std::path::Path, extra: &str) -> (std::path::PathBuf, &'static str) {
+    let secret = "hrd_log-test-secret";
+    let config = format!(
+        "data_dir = \"data\"\n{extra}\n\
+         [[tokens]]\nname = \"app\"\nsha256 = \"{}\"\n\
+         publish = {{ allow = [\"orders.>\"] }}\nsubscribe = {{ allow = [\"orders.>\"] }}\n\n\
+         [[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nadmin = true\n",
+        herald_server::token_hash(secret),
+        herald_server::token_hash("hrd_ops-secret"),
+    );
+    let file = dir.join("herald.toml");
+    std::fs::write(&file, config).unwrap();
+    (file, secret)
+}
+
+/// Waits for the JSON log line whose `message` is `message`; it, parsed.
+fn expect_log(log: &std::sync::mpsc::Receiver<String>, message: &str) -> (String, serde_json::Value) {
+    let line = common::expect_line(log, &format!("\"message\":\"{message}\""), PATIENCE);
+    let value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    (line, value)
+}
+
+#[test]
+fn the_json_log_gives_the_settings_and_token_names_but_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, secret) = config_with_tokens(dir.path(), "");
+    let mut command = common::herald();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--config"])
+        .arg(&file);
+    let (mut server, url, log) = common::serve_logged(command);
+    let (line, start) = expect_log(&log, "serving");
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/v1/ws");
+    assert_eq!(start["level"], "INFO", "{line}");
+    assert_eq!(start["listen"], addr, "{line}");
+    assert_eq!(start["tokens"], 2, "{line}");
+    assert_eq!(start["token_names"], "app,ops", "{line}");
+    assert_eq!(start["tls"], false, "{line}");
+    assert_eq!(start["auto_create_streams"], true, "{line}");
+    assert_eq!(start["max_payload"], 1024 * 1024, "{line}");
+    assert_eq!(start["idle_timeout_ms"], 60_000, "{line}");
+    assert!(start["data_dir"].as_str().unwrap().ends_with("data"), "{line}");
+    for secret in [secret, "hrd_ops-secret"] {
+        assert!(!line.contains(secret), "a secret in the log: {line}");
+        assert!(
+            !line.contains(&herald_server::token_hash(secret)),
+            "a hash in the log: {line}"
+        );
+    }
+    assert!(common::terminate(&mut server).success());
+    expect_log(&log, "stopping: waiting for open connections to finish");
+    expect_log(&log, "stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tokens_and_actions_are_logged_as_warnings_without_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    // The format from the config file this time.
+    let (file, secret) = config_with_tokens(dir.path(), "log_format = \"json\"");
+    let mut command = common::herald();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file);
+    let (mut server, url, log) = common::serve_logged(command);
+    let options = || herald::ConnectOptions::new(url.as_str());
+
+    let wrong = "hrd_not-a-token-of-this-server";
+    let refused = Bus::connect_with(options().token(wrong)).await.unwrap_err();
+    assert_eq!(refused.kind(), herald::ErrorKind::PermissionDenied, "{refused}");
+    let (line, warning) = expect_log(&log, "access refused: unknown access token");
+    assert_eq!(warning["level"], "WARN", "{line}");
+    assert_eq!(warning["token"], "unknown", "{line}");
+    assert_eq!(warning["request"], "GET /v1/ws", "{line}");
+    assert!(warning["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{line}");
+    assert!(!line.contains(wrong), "the presented secret in the log: {line}");
+
+    let bus = Bus::connect_with(options().token(secret)).await.unwrap();
+    let denied = bus.publish("payments.sent", "a payload").await.unwrap_err();
+    assert_eq!(denied.kind(), herald::ErrorKind::PermissionDenied, "{denied}");
+    let (line, warning) = expect_log(&log, "access refused: not granted");
+    assert_eq!(warning["level"], "WARN", "{line}");
+    assert_eq!(warning["token"], "app", "{line}");
+    assert_eq!(warning["action"], "publish to `payments.sent`", "{line}");
+    assert!(!line.contains(secret) && !line.contains("a payload"), "{line}");
+    drop(bus);
+    assert!(common::terminate(&mut server).success());
+}
+
+#[test]
+fn an_invalid_log_filter_or_format_is_refused_naming_its_setting() {
+    let data = tempfile::tempdir().unwrap();
+    let fails = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut command = common::herald();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .args(args);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success(), "{args:?} {env:?} was taken");
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let stderr = fails(&["--log", "nonsense=="], None);
+    assert!(
+        stderr.contains("'--log <FILTER>'") && stderr.contains("`nonsense==` is not a log filter"),
+        "{stderr}"
+    );
+    let stderr = fails(&[], Some(("HERALD_LOG", "nonsense==")));
+    assert!(stderr.contains("`nonsense==` is not a log filter"), "{stderr}");
+    let stderr = fails(&[], Some(("RUST_LOG", "nonsense==")));
+    assert!(
+        stderr.contains("RUST_LOG: `nonsense==` is not a log filter"),
+        "{stderr}"
+    );
+    let stderr = fails(&["--log-format", "xml"], None);
+    assert!(stderr.contains("'--log-format <FORMAT>'"), "{stderr}");
+}

@@ -35,11 +35,15 @@ async fn metric(addr: &str, name: &str) -> f64 {
     line.rsplit_once(' ').unwrap().1.parse().unwrap()
 }
 
-fn serve(data: &std::path::Path) -> (Child, String) {
-    let args = ["--outbound-buffer", "64", "--slow-consumer-timeout-ms", "300"];
-    let (child, url) = common::serve(data, args);
+fn serve(data: &std::path::Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut command = common::herald();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(["--outbound-buffer", "64", "--slow-consumer-timeout-ms", "300"]);
+    let (child, url, log) = common::serve_logged(command);
     let addr = url.trim_start_matches("ws://").trim_end_matches("/v1/ws").to_owned();
-    (child, addr)
+    (child, addr, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +63,7 @@ async fn a_slow_consumer_is_disconnected_while_server_memory_stays_bounded() {
     }
     tokio::task::spawn_blocking(move || drop(bus)).await.unwrap();
 
-    let (mut server, addr) = serve(data.path());
+    let (mut server, addr, log) = serve(data.path());
     let pid = server.id();
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
         .await
@@ -75,6 +79,12 @@ async fn a_slow_consumer_is_disconnected_while_server_memory_stays_bounded() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let peak = memory_kib(pid, "VmHWM:");
+    // The operator is told, naming the connection.
+    let warning = common::expect_line(&log, "slow consumer disconnected", Duration::from_secs(10));
+    assert!(
+        warning.contains(" WARN ") && warning.contains("peer=127.0.0.1:"),
+        "{warning}"
+    );
     let stream_mib = MESSAGES * PAYLOAD as u64 / (1024 * 1024);
     eprintln!(
         "server RSS {} MiB before the slow subscriber, peak {} MiB by its disconnect; the stream holds {stream_mib} MiB",

@@ -44,25 +44,49 @@ pub fn serve_with(command: Command) -> (Child, String) {
 }
 
 /// As [`serve_with`], and the lines it prints after the ready line, as they come.
-pub fn serve_watched(mut command: Command) -> (Child, String, mpsc::Receiver<String>) {
+pub fn serve_watched(command: Command) -> (Child, String, mpsc::Receiver<String>) {
+    let (child, url, stdout, _) = start(command, false);
+    (child, url, stdout)
+}
+
+/// As [`serve_with`], and its log (the lines on its stderr), as they come,
+/// from its first.
+pub fn serve_logged(command: Command) -> (Child, String, mpsc::Receiver<String>) {
+    let (child, url, _, log) = start(command, true);
+    (child, url, log.expect("stderr is piped"))
+}
+
+/// Starts `command`, waits for its ready line on stdout, and forwards its
+/// later stdout lines (and, with `log`, every stderr line) to receivers.
+fn start(mut command: Command, log: bool) -> (Child, String, mpsc::Receiver<String>, Option<mpsc::Receiver<String>>) {
+    if log {
+        command.stderr(Stdio::piped());
+    }
     let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    // Read from the start, so the log never fills its pipe while the ready line is awaited.
+    let log = child.stderr.take().map(|stderr| forward(BufReader::new(stderr)));
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    // Keep reading what it says later, so it never blocks on a full pipe,
-    // whether or not anyone listens.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in out.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = forward(out);
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("ws://") || w.starts_with("wss://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_owned();
-    (child, url, rx)
+    (child, url, rx, log)
+}
+
+/// Keeps reading `lines` on a thread, so the child never blocks on a full
+/// pipe, whether or not anyone listens; the lines, as they come.
+fn forward(lines: impl BufRead + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
 }
 
 /// Waits up to `patience` for a line containing `needle`; the line.
