@@ -418,6 +418,50 @@ mod tests {
         assert_eq!(super::wire_error(&user).message, "stream `orders` not found");
     }
 
+    /// What `f` logs, as the human format writes it.
+    fn logged(f: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_storage_error_is_logged_once_with_its_cause_chain() {
+        let io = std::io::Error::other("no space left on device");
+        let commit = Error::new(ErrorKind::Storage, "commit failed: no space left on device").with_source(io);
+        let storage = Error::new(ErrorKind::Storage, "publishing to `orders`").with_source(commit);
+        let log = logged(|| {
+            super::wire_error(&storage);
+        });
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 1, "{log}");
+        assert!(lines[0].contains("ERROR"), "{log}");
+        assert!(
+            lines[0].ends_with("publishing to `orders`: commit failed: no space left on device kind=Storage"),
+            "{log}"
+        );
+        // A user's error is the user's: nothing to log.
+        let user = Error::new(ErrorKind::StreamNotFound, "stream `orders` not found");
+        assert_eq!(logged(|| drop(super::wire_error(&user))), "");
+    }
+
     #[test]
     fn a_cause_chain_names_each_layer_once() {
         let io = std::io::Error::other("no space left on device");
