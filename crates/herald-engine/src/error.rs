@@ -47,8 +47,44 @@ impl From<EngineError> for Error {
             EngineError::Corrupt { .. } => ErrorKind::Storage,
             _ => ErrorKind::Storage,
         };
+        // This layer's words are the message and its cause the source, so a
+        // cause chain names each layer once.
         let message = err.to_string();
-        Error::new(kind, message).with_source(err)
+        match err.into_cause() {
+            Some(cause) => Error::new(kind, message).with_source(BoxedCause(cause)),
+            None => Error::new(kind, message),
+        }
+    }
+}
+
+impl EngineError {
+    /// What caused it, if anything below the engine did.
+    fn into_cause(self) -> Option<Box<dyn std::error::Error + Send + Sync>> {
+        match self {
+            EngineError::Open(e) => Some(Box::new(e)),
+            EngineError::Transaction(e) => Some(Box::new(e)),
+            EngineError::Table(e) => Some(Box::new(e)),
+            EngineError::Storage(e) => Some(Box::new(e)),
+            EngineError::Commit(e) => Some(Box::new(e)),
+            EngineError::Io(e) => Some(Box::new(e)),
+            EngineError::Corrupt { .. } | EngineError::WriterGone => None,
+        }
+    }
+}
+
+/// A boxed cause as an error in its own right.
+#[derive(Debug)]
+struct BoxedCause(Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for BoxedCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BoxedCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 

@@ -448,18 +448,22 @@ impl Writer {
                 done.into_iter().for_each(Done::succeed);
             }
             Err(err) => {
-                let message = format!("commit failed, nothing in it was stored: {err}");
+                // Every request of the batch fails with the storage's own cause.
+                let cause = Arc::new(err);
+                let failed =
+                    || Error::new(ErrorKind::Storage, "nothing in this commit was stored").with_source(cause.clone());
+                tracing::error!(error = %ErrorChain(&*cause), "a commit failed; its requests fail");
                 for d in done {
-                    d.fail(Error::new(ErrorKind::Storage, message.clone()));
+                    d.fail(failed());
                 }
                 // Requests the failed transaction never reached fail the same way.
                 for request in queue {
-                    request.fail(Error::new(ErrorKind::Storage, message.clone()));
+                    request.fail(failed());
                 }
                 // The in-memory view ran ahead of the failed commit: go back to disk.
                 if let Err(reload) = self.reload() {
                     // Keep going: the next batch retries, and fails while the disk does.
-                    let _ = reload;
+                    tracing::error!(error = %ErrorChain(&reload), "reloading after a failed commit failed");
                 }
             }
         }
@@ -643,5 +647,20 @@ fn answer_after_commit<T>(
         Err(err) => {
             let _ = reply.send(Err(err));
         }
+    }
+}
+
+/// An error and its causes on one line, `outer: inner: …`, for the log.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }

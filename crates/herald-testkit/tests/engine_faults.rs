@@ -51,6 +51,17 @@ async fn concurrent_publishers_share_fsyncs() {
     assert_eq!(bus.stream_info("s").await.unwrap().state.messages, 640);
 }
 
+/// An error and its sources, `outer: inner: …`.
+fn cause_chain(err: &herald::Error) -> String {
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    chain
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_commit_fails_every_request_in_it_and_acknowledges_none() {
     let disk = FaultyStorage::new();
@@ -79,6 +90,10 @@ async fn a_failed_commit_fails_every_request_in_it_and_acknowledges_none() {
             Ok(_) => acked.push(id),
             Err(err) => {
                 assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
+                // The disk's own words reach the caller, each layer once.
+                let chain = cause_chain(&err);
+                assert!(chain.contains("injected sync failure"), "{chain}");
+                assert_eq!(chain.matches("commit failed").count(), 1, "{chain}");
                 failed.push(id);
             }
         }
