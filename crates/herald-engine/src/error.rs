@@ -48,43 +48,18 @@ impl From<EngineError> for Error {
             _ => ErrorKind::Storage,
         };
         // This layer's words are the message and its cause the source, so a
-        // cause chain names each layer once.
-        let message = err.to_string();
-        match err.into_cause() {
-            Some(cause) => Error::new(kind, message).with_source(BoxedCause(cause)),
-            None => Error::new(kind, message),
+        // cause chain names each layer once (and callers can downcast the
+        // cause: the CLI looks for redb's "already open").
+        let error = Error::new(kind, err.to_string());
+        match err {
+            EngineError::Open(cause) => error.with_source(cause),
+            EngineError::Transaction(cause) => error.with_source(cause),
+            EngineError::Table(cause) => error.with_source(cause),
+            EngineError::Storage(cause) => error.with_source(cause),
+            EngineError::Commit(cause) => error.with_source(cause),
+            EngineError::Io(cause) => error.with_source(cause),
+            EngineError::Corrupt { .. } | EngineError::WriterGone => error,
         }
-    }
-}
-
-impl EngineError {
-    /// What caused it, if anything below the engine did.
-    fn into_cause(self) -> Option<Box<dyn std::error::Error + Send + Sync>> {
-        match self {
-            EngineError::Open(e) => Some(Box::new(e)),
-            EngineError::Transaction(e) => Some(Box::new(e)),
-            EngineError::Table(e) => Some(Box::new(e)),
-            EngineError::Storage(e) => Some(Box::new(e)),
-            EngineError::Commit(e) => Some(Box::new(e)),
-            EngineError::Io(e) => Some(Box::new(e)),
-            EngineError::Corrupt { .. } | EngineError::WriterGone => None,
-        }
-    }
-}
-
-/// A boxed cause as an error in its own right.
-#[derive(Debug)]
-struct BoxedCause(Box<dyn std::error::Error + Send + Sync>);
-
-impl std::fmt::Display for BoxedCause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for BoxedCause {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
     }
 }
 
