@@ -34,26 +34,6 @@ async fn member(bus: &herald::Bus, name: &str) -> herald::Consumer {
     bus.bind_consumer("jobs", "worker").await.unwrap().member(name).unwrap()
 }
 
-/// Waits until `member` has asked the consumer for work (so its fetch is
-/// in the backend's wait).
-async fn member_seen(bus: &herald::Bus, member: &str) {
-    let worker = bus.bind_consumer("jobs", "worker").await.unwrap();
-    tokio::time::timeout(PATIENCE, async {
-        while !worker
-            .info()
-            .await
-            .unwrap()
-            .members
-            .iter()
-            .any(|m| m.name.as_str() == member)
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn stopping_the_server_ends_waiting_fetches_at_once_and_returns() {
     let bus = hosted().await;
@@ -68,12 +48,12 @@ async fn stopping_the_server_ends_waiting_fetches_at_once_and_returns() {
     let fetch = json!({"id": 1, "op": "fetch", "stream": "jobs", "consumer": "worker", "member": "ws",
                        "max": 1, "wait_ms": 30000});
     common::ws_send(&mut socket, &fetch).await;
-    let poll = tokio::spawn(async move {
-        let body = json!({"member": "http", "max": 1, "wait_ms": 30000});
-        common::send_json(addr, "POST", "/v1/streams/jobs/consumers/worker/fetch", &[], &body).await
-    });
-    member_seen(&bus, "ws").await;
-    member_seen(&bus, "http").await;
+    // Frames are taken in order, each operation started as it is read: an
+    // answer to the next frame means the fetch is under way.
+    let listed = common::ws_call(&mut socket, &json!({"id": 2, "op": "list_streams"})).await;
+    assert_eq!(listed["id"], 2, "{listed}");
+    let body = json!({"member": "http", "max": 1, "wait_ms": 30000});
+    let poll = common::InHand::send(addr, "POST", "/v1/streams/jobs/consumers/worker/fetch", &body).await;
 
     let asked = tokio::time::Instant::now();
     stop.send(()).unwrap();
@@ -89,7 +69,7 @@ async fn stopping_the_server_ends_waiting_fetches_at_once_and_returns() {
         (Some("error"), Some(1), Some(5002)),
         "{answer}"
     );
-    let polled = tokio::time::timeout(PATIENCE, poll).await.unwrap().unwrap();
+    let polled = tokio::time::timeout(PATIENCE, poll.response()).await.unwrap();
     assert_eq!(polled.status, 503, "{}", polled.text());
     assert_eq!(polled.json()["code"], 5002);
     tokio::time::timeout(PATIENCE, server).await.unwrap().unwrap().unwrap();
@@ -164,14 +144,10 @@ async fn the_remote_clients_dropped_connection_gives_its_deliveries_back() {
 async fn an_http_long_poll_whose_client_went_away_leases_nothing() {
     let bus = hosted().await;
     let addr = common::start(herald_server::Server::new(bus.clone())).await;
-    // A long poll that its client gives up on mid-wait.
-    let poll = tokio::spawn(async move {
-        let body = json!({"member": "gone", "max": 1, "wait_ms": 30000});
-        common::send_json(addr, "POST", "/v1/streams/jobs/consumers/worker/fetch", &[], &body).await
-    });
-    member_seen(&bus, "gone").await;
-    poll.abort();
-    let _ = poll.await;
+    // A long poll that its client gives up on once the handler has it.
+    let body = json!({"member": "gone", "max": 1, "wait_ms": 30000});
+    let poll = common::InHand::send(addr, "POST", "/v1/streams/jobs/consumers/worker/fetch", &body).await;
+    drop(poll);
     assert_eq!(common::get(addr, "/healthz", &[]).await.status, 200);
     // The server noticed the closed socket and stopped waiting (or gave back
     // what it had leased): the next message goes to a member that is there,

@@ -348,3 +348,40 @@ pub async fn ws_call(socket: &mut Socket, frame: &serde_json::Value) -> serde_js
     ws_send(socket, frame).await;
     ws_next(socket).await
 }
+
+/// A JSON request the server's handler has in hand: sent with `Expect:
+/// 100-continue`, its body only once the server asks for it (the handler
+/// reading its body), so a test can act knowing the handler runs. Read the
+/// answer with [`InHand::response`].
+pub struct InHand(tokio::net::TcpStream);
+
+impl InHand {
+    pub async fn send(addr: SocketAddr, method: &str, path: &str, body: &serde_json::Value) -> InHand {
+        let body = body.to_string();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\nexpect: 100-continue\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut interim = Vec::new();
+        while !interim.ends_with(b"\r\n\r\n") {
+            interim.push(stream.read_u8().await.unwrap());
+        }
+        assert!(
+            interim.starts_with(b"HTTP/1.1 100"),
+            "{}",
+            String::from_utf8_lossy(&interim)
+        );
+        stream.write_all(body.as_bytes()).await.unwrap();
+        InHand(stream)
+    }
+
+    /// The whole answer, once the server closes the connection.
+    pub async fn response(mut self) -> Response {
+        let mut raw = Vec::new();
+        let _ = self.0.read_to_end(&mut raw).await;
+        parse(&raw)
+    }
+}

@@ -635,19 +635,18 @@ pub async fn interest_retention_deletes_once_every_consumer_acked(bus: &TestBus)
 pub async fn a_fetch_asked_to_wait_for_ever_gets_the_next_message(bus: &TestBus) {
     bus.create_stream(StreamConfig::new("ever").unwrap()).await.unwrap();
     let consumer = bus.consumer("ever", "c").create().await.unwrap();
-    let publisher = {
-        let bus = herald::Bus::clone(bus);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            bus.publish("ever.x", "at last").await.unwrap();
-        })
-    };
-    let got = tokio::time::timeout(Duration::from_secs(10), consumer.fetch(1, Duration::MAX))
+    // The fetch starts first (its deadline is where a wait of Duration::MAX
+    // overflowed the clock); whether the publish lands before or during its
+    // wait, the fetch ends with it.
+    let fetch = tokio::spawn(async move { consumer.fetch(1, Duration::MAX).await });
+    tokio::task::yield_now().await;
+    bus.publish("ever.x", "at last").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), fetch)
         .await
         .expect("woken by the publish")
+        .unwrap()
         .unwrap();
     assert_eq!(got.iter().map(|d| d.message.seq).collect::<Vec<_>>(), [1]);
-    publisher.await.unwrap();
 }
 
 /// A publish racing a consumer that is about to wait is always seen promptly.
