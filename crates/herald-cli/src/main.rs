@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         // The reader of our output left (`herald tail … | head`): nothing failed.
         Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            output::note(format_args!("herald: {}", render(&err)));
+            output::note(format_args!("herald: {}", herald_core::cause_chain(err.as_ref())));
             ExitCode::FAILURE
         }
     }
@@ -87,21 +87,4 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Consumers(args) => runtime.block_on(consumers::run(args)),
         Command::Dlq(args) => runtime.block_on(dlq::run(args)),
     }
-}
-
-/// An error and its causes on one line, `outer: inner`, leaving out a cause
-/// whose text an outer message already carries.
-fn render(err: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in err.chain() {
-        let part = cause.to_string();
-        if text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
 }

@@ -128,6 +128,23 @@ const ALL_KINDS: [ErrorKind; 23] = [
     ErrorKind::Internal,
 ];
 
+/// An error and its causes on one line, `outer: inner: …`, leaving out a
+/// cause whose text an outer message already carries: what logs and
+/// one-line error reports print.
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Structured facts some errors carry, for callers that act on them.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

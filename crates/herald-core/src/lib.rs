@@ -40,7 +40,7 @@ pub use consumer::{
     MemberInfo, Settle, StartPolicy, dead_letter_names, dead_letter_stream, dlq,
 };
 pub use duration::{MAX_LEASE, MAX_NAK_DELAY, MAX_RETENTION_AGE, MAX_WAIT};
-pub use error::{Error, ErrorDetail, ErrorKind, Result};
+pub use error::{Error, ErrorDetail, ErrorKind, Result, cause_chain};
 pub use message::{Headers, MAX_HEADER_BYTES, MAX_ID_LEN, Message, OutgoingMessage, PublishAck, Timestamp};
 pub use request::{Reply, ReplySink, Request};
 pub use stream::{

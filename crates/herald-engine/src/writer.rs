@@ -452,7 +452,7 @@ impl Writer {
                 let cause = Arc::new(err);
                 let failed =
                     || Error::new(ErrorKind::Storage, "nothing in this commit was stored").with_source(cause.clone());
-                tracing::error!(error = %ErrorChain(&*cause), "a commit failed; its requests fail");
+                tracing::error!(error = %herald_core::cause_chain(&*cause), "a commit failed; its requests fail");
                 for d in done {
                     d.fail(failed());
                 }
@@ -463,7 +463,7 @@ impl Writer {
                 // The in-memory view ran ahead of the failed commit: go back to disk.
                 if let Err(reload) = self.reload() {
                     // Keep going: the next batch retries, and fails while the disk does.
-                    tracing::error!(error = %ErrorChain(&reload), "reloading after a failed commit failed");
+                    tracing::error!(error = %herald_core::cause_chain(&reload), "reloading after a failed commit failed");
                 }
             }
         }
@@ -647,20 +647,5 @@ fn answer_after_commit<T>(
         Err(err) => {
             let _ = reply.send(Err(err));
         }
-    }
-}
-
-/// An error and its causes on one line, `outer: inner: …`, for the log.
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }

@@ -377,29 +377,13 @@ fn wire_error(error: &herald_core::Error) -> herald_core::wire::WireError {
     let mut wire = herald_core::wire::WireError::from(error);
     if matches!(error.kind(), K::Internal | K::Storage) {
         // One event, the whole chain in its message.
-        tracing::error!(kind = ?error.kind(), "{}", cause_chain(error));
+        tracing::error!(kind = ?error.kind(), "{}", herald_core::cause_chain(error));
         wire.message = match error.kind() {
             K::Storage => "the server could not read or write its data (details are in its log)".to_owned(),
             _ => "the server failed inside (details are in its log)".to_owned(),
         };
     }
     wire
-}
-
-/// An error and its causes on one line, `outer: inner`, leaving out a cause
-/// whose text an outer message already carries.
-fn cause_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -467,12 +451,15 @@ mod tests {
         let io = std::io::Error::other("no space left on device");
         let storage = Error::new(ErrorKind::Storage, "committing a batch").with_source(io);
         assert_eq!(
-            super::cause_chain(&storage),
+            herald_core::cause_chain(&storage),
             "committing a batch: no space left on device"
         );
         // A layer that already printed its source is not followed by it again.
         let io = std::io::Error::other("no space left on device");
         let repeated = Error::new(ErrorKind::Storage, "commit failed: no space left on device").with_source(io);
-        assert_eq!(super::cause_chain(&repeated), "commit failed: no space left on device");
+        assert_eq!(
+            herald_core::cause_chain(&repeated),
+            "commit failed: no space left on device"
+        );
     }
 }
