@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::consumer::{ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Settle};
+use crate::consumer::{ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Settle, SettleItem};
 use crate::error::Result;
 use crate::message::{Headers, Message, OutgoingMessage, PublishAck};
 use crate::request::{Reply, Request};
@@ -148,6 +148,40 @@ pub trait ConsumerBackend: Send + Sync + 'static {
         deliveries: u32,
         settle: Settle,
     ) -> Result<()>;
+
+    /// Settles many deliveries held by `member`, each as [`settle`] would, in
+    /// order. The answer has one result per item: an `Ok` item is applied
+    /// when the call returns (its effect is visible to the next call, on any
+    /// connection); an item refused on its own (`LeaseLost`, `InvalidRequest`)
+    /// changes nothing while the others still apply. An error for the whole
+    /// call means no item can be reported done (some may have applied; acks
+    /// are idempotent, so the caller may send them again).
+    ///
+    /// The default settles them one by one; backends that can confirm many at
+    /// once (one writer request, one barrier) do.
+    ///
+    /// Errors: `InvalidRequest` (more than [`crate::MAX_SETTLE_BATCH`] items
+    /// or an invalid settle, nothing applied), `StreamNotFound`,
+    /// `ConsumerNotFound`, `Closed`, `Timeout`.
+    ///
+    /// [`settle`]: ConsumerBackend::settle
+    async fn settle_batch(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        items: Vec<SettleItem>,
+    ) -> Result<Vec<Result<()>>> {
+        SettleItem::validate_batch(&items)?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            outcomes.push(
+                self.settle(stream, consumer, member, item.seq, item.deliveries, item.settle)
+                    .await,
+            );
+        }
+        Ok(outcomes)
+    }
 
     /// Moves the consumer to start again from a seq or a time: leases are dropped
     /// and everything from there on is delivered again.

@@ -345,6 +345,70 @@ pub struct Delivery {
     pub member: ConsumerName,
 }
 
+/// The most settles one batch may carry.
+pub const MAX_SETTLE_BATCH: usize = 10_000;
+
+/// One settle of a batch: the delivery it names (seq and delivery count, as
+/// fetched) and how it is settled.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettleItem {
+    /// The message's stream seq.
+    pub seq: u64,
+    /// The delivery's `deliveries` count: it names the lease being settled.
+    pub deliveries: u32,
+    /// How: `"ack"` (the default), `"nak"`, `"in_progress"`,
+    /// `{"nak": {"delay": …}}` or `{"term": {"reason": "…"}}`.
+    #[serde(default = "ack")]
+    pub settle: Settle,
+}
+
+fn ack() -> Settle {
+    Settle::Ack
+}
+
+impl SettleItem {
+    /// Settles the delivery `deliveries` of `seq` with `settle`.
+    pub fn new(seq: u64, deliveries: u32, settle: Settle) -> SettleItem {
+        SettleItem {
+            seq,
+            deliveries,
+            settle,
+        }
+    }
+
+    /// Acks the delivery `deliveries` of `seq`.
+    pub fn ack(seq: u64, deliveries: u32) -> SettleItem {
+        SettleItem::new(seq, deliveries, Settle::Ack)
+    }
+
+    /// Checks a whole batch before any of it is applied: its size and every
+    /// settle on its own.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::InvalidRequest`] for more than [`MAX_SETTLE_BATCH`]
+    /// items or an invalid settle (naming the item).
+    pub fn validate_batch(items: &[SettleItem]) -> Result<(), Error> {
+        if items.len() > MAX_SETTLE_BATCH {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidRequest,
+                format!(
+                    "a batch of {} settles is over the limit of {MAX_SETTLE_BATCH}",
+                    items.len()
+                ),
+            ));
+        }
+        for (i, item) in items.iter().enumerate() {
+            item.settle
+                .validate()
+                .map_err(|e| Error::new(e.kind(), format!("settle {i} (seq {}): {}", item.seq, e.message())))?;
+        }
+        Ok(())
+    }
+}
+
 /// How a delivery is settled.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 ///

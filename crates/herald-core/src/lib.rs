@@ -37,7 +37,7 @@ pub use backend::{
 };
 pub use consumer::{
     ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_ACK_WAIT, DEFAULT_MAX_ACK_PENDING, DeadLetter, Delivery,
-    MemberInfo, Settle, StartPolicy, dead_letter_names, dead_letter_stream, dlq,
+    MAX_SETTLE_BATCH, MemberInfo, Settle, SettleItem, StartPolicy, dead_letter_names, dead_letter_stream, dlq,
 };
 pub use duration::{MAX_LEASE, MAX_NAK_DELAY, MAX_RETENTION_AGE, MAX_WAIT};
 pub use error::{Error, ErrorDetail, ErrorKind, Result, cause_chain};

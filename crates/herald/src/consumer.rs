@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_core::Stream;
 use herald_core::{
     Backend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, ReadFrom, Result,
-    Settle, StartPolicy, StreamName,
+    Settle, SettleItem, StartPolicy, StreamName,
 };
 
 /// 30 s: how long one fetch inside [`Consumer::next`] waits before asking again;
@@ -237,6 +237,96 @@ impl Consumer {
     /// `ConsumerNotFound`, `InvalidConfig` (a changed start policy).
     pub async fn update(&self, config: ConsumerConfig) -> Result<ConsumerInfo> {
         self.backend.update_consumer(&self.stream, config).await
+    }
+
+    /// Settles many deliveries in one call: each as its own `ack`, `nak_after`,
+    /// `in_progress` or `term` would, with one confirmation for all of them
+    /// (one writer request on the embedded engine, one round trip on a server
+    /// or on NATS). Each delivery is settled by the member it was delivered
+    /// to, whichever handle it came from.
+    ///
+    /// The answer has one result per delivery, in order: `Ok` means applied
+    /// (the ack floor and work-queue deletion show it as soon as the call
+    /// returns); `LeaseLost` for one leaves the others applied.
+    ///
+    /// # Errors
+    ///
+    /// The whole call fails when no delivery can be reported settled: the
+    /// connection was lost before the confirmation (acks are idempotent, so
+    /// settling again is safe), `ConsumerNotFound`, `InvalidRequest` (more
+    /// than [`herald_core::MAX_SETTLE_BATCH`] or an invalid settle; nothing
+    /// applied).
+    pub async fn settle_all<'a>(
+        &self,
+        settles: impl IntoIterator<Item = (&'a Received, Settle)>,
+    ) -> Result<Vec<Result<()>>> {
+        let settles: Vec<(&Received, Settle)> = settles.into_iter().collect();
+        let mut outcomes: Vec<Option<Result<()>>> = (0..settles.len()).map(|_| None).collect();
+        // One backend call per member the deliveries were leased to.
+        let mut done = vec![false; settles.len()];
+        for first in 0..settles.len() {
+            if done[first] {
+                continue;
+            }
+            let holder = &settles[first].0.consumer;
+            let mut at = Vec::new();
+            let mut items = Vec::new();
+            for (i, (received, settle)) in settles.iter().enumerate().skip(first) {
+                if !done[i] && received.consumer.same_member(holder) {
+                    done[i] = true;
+                    at.push(i);
+                    items.push(SettleItem::new(
+                        received.message.seq,
+                        received.deliveries,
+                        settle.clone(),
+                    ));
+                }
+            }
+            let answers = holder
+                .backend
+                .settle_batch(&holder.stream, &holder.name, &holder.member, items)
+                .await?;
+            if answers.len() != at.len() {
+                return Err(Error::new(
+                    ErrorKind::Storage,
+                    format!("settled {} deliveries but was answered for {}", at.len(), answers.len()),
+                ));
+            }
+            for (i, answer) in at.into_iter().zip(answers) {
+                outcomes[i] = Some(answer);
+            }
+        }
+        Ok(outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect())
+    }
+
+    /// Acks every one of `received` in one call (see [`settle_all`](Consumer::settle_all)).
+    ///
+    /// # Errors
+    ///
+    /// The first delivery's error when one could not be acked (the others
+    /// are acked still), or the whole call's error.
+    pub async fn ack_all(&self, received: &[Received]) -> Result<()> {
+        let outcomes = self.settle_all(received.iter().map(|r| (r, Settle::Ack))).await?;
+        outcomes.into_iter().collect()
+    }
+
+    /// Naks every one of `received` for redelivery after `delay`, in one call.
+    ///
+    /// # Errors
+    ///
+    /// As [`ack_all`](Consumer::ack_all).
+    pub async fn nak_all(&self, received: &[Received], delay: Duration) -> Result<()> {
+        let outcomes = self
+            .settle_all(received.iter().map(|r| (r, Settle::Nak { delay })))
+            .await?;
+        outcomes.into_iter().collect()
+    }
+
+    fn same_member(&self, other: &Consumer) -> bool {
+        Arc::ptr_eq(&self.backend, &other.backend)
+            && self.stream == other.stream
+            && self.name == other.name
+            && self.member == other.member
     }
 
     async fn settle(&self, delivery: &Delivery, settle: Settle) -> Result<()> {

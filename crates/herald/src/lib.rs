@@ -48,10 +48,10 @@ pub use herald_client::ConnectOptions;
 pub use herald_core::{
     Backend, Bytes, ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_MAX_PAYLOAD, DeadLetter, Delivery, Discard, Durability, Error, ErrorDetail, ErrorKind, Headers,
-    MAX_HEADER_BYTES, MAX_ID_LEN, MAX_LEASE, MAX_NAK_DELAY, MAX_NAME_LEN, MAX_RETENTION_AGE, MAX_SUBJECT_LEN,
-    MemberInfo, Message, OutgoingMessage, Pattern, PublishAck, Purge, ReadFrom, ReadRange, Reply, Request,
-    RequestBackend, Result, Retention, Settle, StartPolicy, StreamBackend, StreamConfig, StreamInfo, StreamName,
-    StreamState, Subject, Timestamp, dlq,
+    MAX_HEADER_BYTES, MAX_ID_LEN, MAX_LEASE, MAX_NAK_DELAY, MAX_NAME_LEN, MAX_RETENTION_AGE, MAX_SETTLE_BATCH,
+    MAX_SUBJECT_LEN, MemberInfo, Message, OutgoingMessage, Pattern, PublishAck, Purge, ReadFrom, ReadRange, Reply,
+    Request, RequestBackend, Result, Retention, Settle, SettleItem, StartPolicy, StreamBackend, StreamConfig,
+    StreamInfo, StreamName, StreamState, Subject, Timestamp, dlq,
 };
 pub use herald_engine::{DATA_FILE, Engine, ManualClock};
 /// Herald on NATS JetStream (feature `nats`).

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use herald_core::{
     Backend, ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Headers, LiveSubscription, Message,
     OutgoingMessage, Pattern, PublishAck, Purge, ReadFrom, ReadRange, Reply, RequestBackend, Responder, Result, Settle,
-    StreamBackend, StreamConfig, StreamInfo, StreamName, Subject, SubscriptionBackend,
+    SettleItem, StreamBackend, StreamConfig, StreamInfo, StreamName, Subject, SubscriptionBackend,
 };
 
 use crate::bus::Bus;
@@ -213,6 +213,15 @@ impl ConsumerBackend for RecordingBackend {
         self.inner
             .settle(stream, consumer, member, seq, deliveries, settle)
             .await
+    }
+    async fn settle_batch(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        items: Vec<SettleItem>,
+    ) -> Result<Vec<Result<()>>> {
+        self.inner.settle_batch(stream, consumer, member, items).await
     }
     async fn reset_consumer(&self, stream: &StreamName, consumer: &ConsumerName, to: ReadFrom) -> Result<ConsumerInfo> {
         self.inner.reset_consumer(stream, consumer, to).await
