@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use herald_core::{
     ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT,
-    Message, OutgoingMessage, ReadFrom, Result, Retention, Settle, StartPolicy, StreamBackend, StreamName, Subject,
-    dead_letter_names, dlq,
+    Message, OutgoingMessage, ReadFrom, Result, Retention, Settle, SettleItem, StartPolicy, StreamBackend, StreamName,
+    Subject, dead_letter_names, dlq,
 };
 use tokio::time::Instant;
 
@@ -110,6 +110,20 @@ impl Engine {
             state.dirty = true;
         }
         self.settled(runtime, vec![seq]).await
+    }
+
+    /// Dead-letters a delivery a member terminated.
+    async fn terminate(&self, runtime: &ConsumerRuntime, seq: u64, deliveries: u32, reason: &str) -> Result<()> {
+        let message = match self.get_message(&runtime.stream, seq).await {
+            Ok(message) => message,
+            Err(err) if err.kind() == ErrorKind::MessageNotFound => {
+                // Retention deleted it meanwhile: nothing is left to dead-letter.
+                runtime.lock().dead_lettering.remove(&seq);
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        self.dead_letter(runtime, message, deliveries, reason).await
     }
 
     /// Publishes `messages` and acks one delivery of a consumer in a single
@@ -339,82 +353,53 @@ impl ConsumerBackend for Engine {
         settle: Settle,
     ) -> Result<()> {
         settle.validate()?;
+        let item = SettleItem::new(seq, deliveries, settle);
+        let mut outcomes = self.settle_batch(stream, consumer, member, vec![item]).await?;
+        outcomes.pop().unwrap_or(Ok(()))
+    }
+
+    async fn settle_batch(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        items: Vec<SettleItem>,
+    ) -> Result<Vec<Result<()>>> {
+        SettleItem::validate_batch(&items)?;
         let runtime = self.consumer(stream, consumer)?;
         let now = Instant::now();
-        let term = {
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut terms = Vec::new();
+        let mut settled = Vec::new();
+        {
             let mut state = runtime.lock();
-            if !state.holds(seq, member, deliveries) {
-                // Only the holder's repeated ack of what it acked is done
-                // again; any other settle of a delivery not held is refused
-                // and changes nothing (docs/semantics.md, "Settling").
-                if settle == Settle::Ack && state.acked.by(seq, member, deliveries) {
-                    return Ok(());
-                }
-                let why = if seq >= state.next_seq {
-                    "was never delivered".to_owned()
-                } else if state.owes(seq) {
-                    format!("is no longer leased to `{member}`")
-                } else {
-                    format!("is not leased to `{member}`: it was settled, or never delivered to it")
-                };
-                return Err(Error::new(
-                    ErrorKind::LeaseLost,
-                    format!("seq {seq} (delivery {deliveries}) of consumer `{consumer}` {why}"),
-                ));
-            }
-            state.members.insert(member.clone(), self.inner.clock.now());
-            state.dirty = true;
-            match settle {
-                Settle::Ack => {
-                    state.ack(seq, member, deliveries);
-                    None
-                }
-                Settle::Nak { delay } => {
-                    state.in_flight.remove(&seq);
-                    state.retry.insert(
-                        seq,
-                        Retry {
-                            deliveries,
-                            not_before: now + delay,
-                        },
-                    );
-                    None
-                }
-                Settle::InProgress => {
-                    let lease = state.config.lease_for(deliveries);
-                    if let Some(l) = state.in_flight.get_mut(&seq) {
-                        l.deadline = now + lease;
+            for (i, item) in items.into_iter().enumerate() {
+                let seq = item.seq;
+                match apply(&mut state, consumer, member, item, now) {
+                    Ok(Applied::Settled) => {
+                        state.members.insert(member.clone(), self.inner.clock.now());
+                        settled.push(seq);
+                        outcomes.push(Ok(()));
                     }
-                    None
-                }
-                Settle::Term { reason } => {
-                    state.in_flight.remove(&seq);
-                    state.dead_lettering.insert(seq);
-                    Some(reason)
-                }
-            }
-        };
-        match term {
-            Some(reason) => {
-                let message = match self.get_message(stream, seq).await {
-                    Ok(message) => message,
-                    Err(err) if err.kind() == ErrorKind::MessageNotFound => {
-                        let mut state = runtime.lock();
-                        state.dead_lettering.remove(&seq);
-                        return Ok(());
+                    Ok(Applied::Repeated) => outcomes.push(Ok(())),
+                    Ok(Applied::Term { deliveries, reason }) => {
+                        state.members.insert(member.clone(), self.inner.clock.now());
+                        terms.push((i, seq, deliveries, reason));
+                        outcomes.push(Ok(()));
                     }
-                    Err(err) => return Err(err),
-                };
-                self.dead_letter(&runtime, message, deliveries, &reason).await
-            }
-            None => {
-                runtime.wake.notify_waiters();
-                if is_settled(&runtime, seq) {
-                    self.settled(&runtime, vec![seq]).await?;
+                    Err(err) => outcomes.push(Err(err)),
                 }
-                Ok(())
             }
         }
+        runtime.wake.notify_waiters();
+        // What no member is owed any more may now be deleted by retention:
+        // one writer request for the whole batch.
+        settled.retain(|&seq| is_settled(&runtime, seq));
+        self.settled(&runtime, settled).await?;
+        for (i, seq, deliveries, reason) in terms {
+            outcomes[i] = self.terminate(&runtime, seq, deliveries, &reason).await;
+        }
+        Ok(outcomes)
     }
 
     async fn reset_consumer(&self, stream: &StreamName, consumer: &ConsumerName, to: ReadFrom) -> Result<ConsumerInfo> {
@@ -437,6 +422,75 @@ impl ConsumerBackend for Engine {
         runtime.wake.notify_waiters();
         self.consumer_info(stream, consumer).await
     }
+}
+
+/// What one settle did to a consumer's state.
+enum Applied {
+    /// Acked, naked or extended.
+    Settled,
+    /// The holder's repeated ack of what it acked: done again, nothing changes.
+    Repeated,
+    /// Taken from the member: its dead letter is written next.
+    Term { deliveries: u32, reason: String },
+}
+
+/// Applies one settle to a consumer's state, if `member` holds the lease it
+/// names; a settle of a delivery not held is refused and changes nothing
+/// (docs/semantics.md, "Settling").
+fn apply(
+    state: &mut ConsumerState,
+    consumer: &ConsumerName,
+    member: &ConsumerName,
+    item: SettleItem,
+    now: Instant,
+) -> Result<Applied> {
+    let SettleItem {
+        seq,
+        deliveries,
+        settle,
+    } = item;
+    if !state.holds(seq, member, deliveries) {
+        if settle == Settle::Ack && state.acked.by(seq, member, deliveries) {
+            return Ok(Applied::Repeated);
+        }
+        let why = if seq >= state.next_seq {
+            "was never delivered".to_owned()
+        } else if state.owes(seq) {
+            format!("is no longer leased to `{member}`")
+        } else {
+            format!("is not leased to `{member}`: it was settled, or never delivered to it")
+        };
+        return Err(Error::new(
+            ErrorKind::LeaseLost,
+            format!("seq {seq} (delivery {deliveries}) of consumer `{consumer}` {why}"),
+        ));
+    }
+    state.dirty = true;
+    match settle {
+        Settle::Ack => state.ack(seq, member, deliveries),
+        Settle::Nak { delay } => {
+            state.in_flight.remove(&seq);
+            state.retry.insert(
+                seq,
+                Retry {
+                    deliveries,
+                    not_before: now + delay,
+                },
+            );
+        }
+        Settle::InProgress => {
+            let lease = state.config.lease_for(deliveries);
+            if let Some(l) = state.in_flight.get_mut(&seq) {
+                l.deadline = now + lease;
+            }
+        }
+        Settle::Term { reason } => {
+            state.in_flight.remove(&seq);
+            state.dead_lettering.insert(seq);
+            return Ok(Applied::Term { deliveries, reason });
+        }
+    }
+    Ok(Applied::Settled)
 }
 
 /// Whether `seq` is now settled for good (not owed), so retention may act.

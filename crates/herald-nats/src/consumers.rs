@@ -3,10 +3,12 @@
 //! JetStream settles a delivery through the reply subject it came with, so the
 //! backend keeps, per consumer, the lease it handed out for each seq: that is
 //! how a stale settle is told `LeaseLost` and how members are listed. Dead
-//! letters are Herald's: JetStream's `max_deliver` is set one above Herald's,
-//! and the delivery past Herald's limit is moved to the dead-letter stream
-//! (then termed) by whichever fetch receives it, so no advisory has to be
-//! caught for a message to reach its dead-letter stream.
+//! letters are Herald's: JetStream itself redelivers without limit, and the
+//! delivery past Herald's limit is moved to the dead-letter stream (then
+//! termed) by whichever fetch receives it, so no advisory has to be caught
+//! for a message to reach its dead-letter stream. Herald counts deliveries
+//! that reached a member: one prefetched and handed back unseen does not
+//! count (see `feed.rs`), which is why JetStream's own limit stays off.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -18,75 +20,55 @@ use async_nats::jetstream::consumer as jc;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use herald_core::{
-    ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT,
-    MemberInfo, Message, OutgoingMessage, Pattern, ReadFrom, Result, Settle, StartPolicy, StreamBackend, StreamConfig,
-    StreamName, Subject, Timestamp, dead_letter_names, dlq,
+    ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MemberInfo,
+    Pattern, ReadFrom, Result, Settle, SettleItem, StartPolicy, StreamBackend, StreamConfig, StreamName, Timestamp,
+    dead_letter_names,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::NatsBackend;
 use crate::api;
-use crate::codec::Stored;
+use crate::feed::Feed;
+use crate::leases::Leases;
 use crate::streams::DirectGet;
 
 /// The consumer metadata key holding Herald's own config.
 const CONFIG_KEY: &str = "herald.config";
 /// How long a no-wait pull may take to be answered.
 const NO_WAIT_ANSWER: Duration = Duration::from_millis(500);
-/// How long after its lease ran out a lease record is kept for a late settle.
-const LEASE_GRACE: Duration = Duration::from_secs(300);
 
 /// What this process knows of one consumer.
 pub(crate) struct ConsumerState {
     config: Mutex<ConsumerConfig>,
-    leases: Mutex<HashMap<u64, Lease>>,
+    pub(crate) leases: Arc<Mutex<Leases>>,
+    pub(crate) feed: Arc<Feed>,
     members: Mutex<HashMap<ConsumerName, Timestamp>>,
-    redelivered: AtomicU64,
-    discarded: AtomicU64,
-}
-
-/// A delivery handed to a member and not yet settled.
-struct Lease {
-    /// Settled: kept a while so that the holder's repeated ack is done again.
-    settled: bool,
-    /// Settled by an ack (not a nak or a term): only then is an ack repeated.
-    acked: bool,
-    deliveries: u32,
-    reply: String,
-    member: ConsumerName,
-    until: Instant,
-}
-
-impl Lease {
-    /// Unsettled and not yet run out.
-    fn held(&self, now: Instant) -> bool {
-        !self.settled && self.until > now
-    }
+    pub(crate) redelivered: AtomicU64,
+    pub(crate) discarded: AtomicU64,
 }
 
 impl ConsumerState {
-    fn new(config: ConsumerConfig) -> ConsumerState {
+    fn new(client: &async_nats::Client, stream: &StreamName, config: ConsumerConfig) -> ConsumerState {
+        let leases = Arc::new(Mutex::new(Leases::default()));
         ConsumerState {
+            feed: Arc::new(Feed::new(client.clone(), stream, &config.name, leases.clone())),
             config: Mutex::new(config),
-            leases: Mutex::new(HashMap::new()),
+            leases,
             members: Mutex::new(HashMap::new()),
             redelivered: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
         }
     }
 
-    fn config(&self) -> ConsumerConfig {
+    pub(crate) fn config(&self) -> ConsumerConfig {
         self.config.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Deliveries this process holds unsettled leases on.
-    fn in_flight(&self) -> u64 {
-        let now = Instant::now();
-        let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-        leases.values().filter(|l| l.held(now)).count() as u64
+    pub(crate) fn leases(&self) -> std::sync::MutexGuard<'_, Leases> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn seen(&self, member: &ConsumerName) {
+    pub(crate) fn seen(&self, member: &ConsumerName) {
         self.members
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -96,25 +78,25 @@ impl ConsumerState {
 
 /// The consumer a dead letter comes from.
 #[derive(Clone, Copy)]
-struct Of<'a> {
-    stream: &'a StreamName,
-    consumer: &'a ConsumerName,
-    state: &'a ConsumerState,
+pub(crate) struct Of<'a> {
+    pub(crate) stream: &'a StreamName,
+    pub(crate) consumer: &'a ConsumerName,
+    pub(crate) state: &'a ConsumerState,
 }
 
 /// What a JetStream ack subject says about a delivery.
 #[derive(Debug, PartialEq, Eq)]
-struct AckInfo {
-    deliveries: u32,
-    stream_seq: u64,
-    consumer_seq: u64,
-    time: Timestamp,
-    pending: u64,
+pub(crate) struct AckInfo {
+    pub(crate) deliveries: u32,
+    pub(crate) stream_seq: u64,
+    pub(crate) consumer_seq: u64,
+    pub(crate) time: Timestamp,
+    pub(crate) pending: u64,
 }
 
 /// Reads `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`,
 /// or the longer form with a domain and account hash in front.
-fn ack_info(reply: &str) -> Option<AckInfo> {
+pub(crate) fn ack_info(reply: &str) -> Option<AckInfo> {
     let tokens: Vec<&str> = reply.split('.').collect();
     let at = match tokens.len() {
         9 => 4,
@@ -130,6 +112,11 @@ fn ack_info(reply: &str) -> Option<AckInfo> {
     })
 }
 
+/// The stream seq an ack subject names.
+pub(crate) fn stream_seq(reply: &str) -> Option<u64> {
+    ack_info(reply).map(|a| a.stream_seq)
+}
+
 #[derive(Serialize)]
 struct CreateRequest<'a> {
     stream_name: &'a str,
@@ -140,9 +127,6 @@ struct CreateRequest<'a> {
 #[derive(Serialize)]
 struct PullRequest {
     batch: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires: Option<u64>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     no_wait: bool,
 }
 
@@ -162,10 +146,6 @@ struct ConsumerList {
 #[derive(Serialize)]
 struct Offset {
     offset: usize,
-}
-
-fn consumer_limit(n: Option<NonZeroU32>) -> i64 {
-    n.map_or(-1, |n| i64::from(n.get()) + 1)
 }
 
 /// Herald's consumer config as JetStream's.
@@ -191,8 +171,8 @@ fn to_nats(config: &ConsumerConfig, stream: &StreamConfig) -> Result<jc::Config>
             jc::DeliverPolicy::LastPerSubject
         }
     };
-    // Herald's limit plus one: the extra delivery is the one that dead-letters.
-    let max_deliver = consumer_limit(config.max_deliver);
+    // No limit on JetStream's side: the delivery past Herald's dead-letters.
+    let max_deliver = -1;
     let mut backoff = config.backoff.clone();
     if let Some(max) = config.max_deliver {
         backoff.truncate(max.get() as usize);
@@ -233,7 +213,7 @@ fn from_nats(config: &jc::Config) -> Option<ConsumerConfig> {
         .filter_map(|s| Pattern::new(s).ok())
         .collect();
     herald.ack_wait = config.ack_wait;
-    herald.max_deliver = u32::try_from(config.max_deliver - 1).ok().and_then(NonZeroU32::new);
+    herald.max_deliver = u32::try_from(config.max_deliver).ok().and_then(NonZeroU32::new);
     herald.backoff = config.backoff.clone();
     herald.dead_letter = DeadLetter::Discard;
     Some(herald)
@@ -242,7 +222,11 @@ fn from_nats(config: &jc::Config) -> Option<ConsumerConfig> {
 impl NatsBackend {
     /// What this process knows of a consumer, loading its config from the server
     /// the first time.
-    async fn consumer_state(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<Arc<ConsumerState>> {
+    pub(crate) async fn consumer_state(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+    ) -> Result<Arc<ConsumerState>> {
         let key = (stream.clone(), consumer.clone());
         if let Some(state) = self.inner.consumers.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(state.clone());
@@ -260,7 +244,7 @@ impl NatsBackend {
         let mut consumers = self.inner.consumers.lock().unwrap_or_else(|e| e.into_inner());
         let state = consumers
             .entry((stream.clone(), consumer.clone()))
-            .or_insert_with(|| Arc::new(ConsumerState::new(config.clone())))
+            .or_insert_with(|| Arc::new(ConsumerState::new(&self.inner.client, stream, config.clone())))
             .clone();
         *state.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
         state
@@ -309,13 +293,16 @@ impl NatsBackend {
             }
             DeadLetter::Discard => state.discarded.load(Ordering::Relaxed),
         };
-        let now = Instant::now();
-        let mut in_flight: HashMap<ConsumerName, u64> = HashMap::new();
-        for lease in state.leases.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            if lease.held(now) {
-                *in_flight.entry(lease.member.clone()).or_default() += 1;
-            }
-        }
+        let in_flight = state.leases().per_member(Instant::now());
+        // Prefetched here and not yet handed to a member: JetStream counts
+        // them delivered, Herald not yet.
+        let buffered = state.feed.buffered();
+        let fresh = buffered
+            .iter()
+            .filter(|(_, deliveries)| *deliveries == 1)
+            .map(|(seq, _)| *seq);
+        let next_seq = fresh.min().unwrap_or(info.delivered.stream_sequence + 1);
+        let buffered = buffered.len() as u64;
         let mut members: Vec<MemberInfo> = state
             .members
             .lock()
@@ -332,16 +319,16 @@ impl NatsBackend {
             stream: stream.clone(),
             config,
             ack_floor,
-            next_seq: info.delivered.stream_sequence + 1,
+            next_seq,
             pending,
             oldest_unacked_age,
-            in_flight: info.num_ack_pending as u64,
+            in_flight: (info.num_ack_pending as u64).saturating_sub(buffered),
             redelivered: state
                 .redelivered
                 .load(Ordering::Relaxed)
                 .max(info.num_redelivered as u64),
             dead_lettered,
-            delivered: info.delivered.consumer_sequence,
+            delivered: info.delivered.consumer_sequence.saturating_sub(buffered),
             members,
         })
     }
@@ -362,14 +349,45 @@ impl NatsBackend {
         .await
     }
 
-    /// One pull request: up to `batch` messages, waiting up to `expires` (or
-    /// not at all).
-    async fn pull(
+    /// JetStream moved the consumer past what it prefetched here, skipping
+    /// messages the old filters did not match; no member saw that move. When
+    /// nothing but what was just handed back is pending, the consumer is
+    /// moved back to just after what members were handed, so the messages the
+    /// new filters match are delivered as on the embedded engine.
+    async fn rewind_past_prefetch(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        state: &ConsumerState,
+        handed_back: usize,
+    ) -> Result<()> {
+        let info = self.nats_consumer_info(stream, consumer).await?;
+        let seen_up_to = state.leases().highest().max(info.ack_floor.stream_sequence);
+        if info.num_ack_pending != handed_back || seen_up_to >= info.delivered.stream_sequence {
+            return Ok(());
+        }
+        // Deliveries sent before the move no longer count.
+        state.feed.forget().await;
+        #[derive(Deserialize)]
+        struct Reset {}
+        let _: Reset = api::call(
+            &self.inner.client,
+            format!("CONSUMER.RESET.{stream}.{consumer}"),
+            &ResetRequest { seq: seen_up_to + 1 },
+            &format!("moving consumer `{consumer}` of `{stream}` back to what its members saw"),
+        )
+        .await?;
+        state.leases().forget_unseen();
+        Ok(())
+    }
+
+    /// One no-wait pull for up to `batch` messages on its own inbox: what
+    /// the consumer has to give now.
+    pub(crate) async fn pull_now(
         &self,
         stream: &StreamName,
         consumer: &ConsumerName,
         batch: usize,
-        expires: Option<Duration>,
     ) -> Result<Vec<async_nats::Message>> {
         let client = &self.inner.client;
         let inbox = client.new_inbox();
@@ -377,11 +395,7 @@ impl NatsBackend {
             .subscribe(inbox.clone())
             .await
             .map_err(|e| api::closed("subscribing for a fetch", e))?;
-        let request = PullRequest {
-            batch,
-            expires: expires.map(api::nanos),
-            no_wait: expires.is_none(),
-        };
+        let request = PullRequest { batch, no_wait: true };
         let body = serde_json::to_vec(&request).map_err(|e| api::bad_answer("a pull request", e))?;
         client
             .publish_with_reply(
@@ -394,23 +408,13 @@ impl NatsBackend {
         // The server ends a pull itself, but a no-wait pull on a consumer at
         // max_ack_pending (full through another process's leases) gets no
         // answer at all: it is given up as empty after a moment.
-        let deadline = tokio::time::Instant::now()
-            + match expires {
-                Some(expires) => expires + Duration::from_secs(10),
-                None => NO_WAIT_ANSWER,
-            };
+        let deadline = tokio::time::Instant::now() + NO_WAIT_ANSWER;
         let mut messages = Vec::new();
         while messages.len() < batch {
             let reply = match tokio::time::timeout_at(deadline, replies.next()).await {
                 Ok(Some(reply)) => reply,
                 Ok(None) => return Err(Error::new(ErrorKind::Closed, "the NATS connection closed")),
-                Err(_) if expires.is_none() => break,
-                Err(_) => {
-                    return Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!("fetching from `{consumer}`: no answer"),
-                    ));
-                }
+                Err(_) => break,
             };
             match reply.status.map(|s| s.as_u16()) {
                 None => messages.push(reply),
@@ -442,56 +446,6 @@ impl NatsBackend {
             }
         }
         Ok(messages)
-    }
-
-    /// Appends a dead letter for `message` to the consumer's dead-letter stream
-    /// (or counts it dropped). The id makes a repeated dead-lettering a no-op.
-    async fn dead_letter(&self, of: Of<'_>, message: &Message, deliveries: u32, reason: &str) -> Result<()> {
-        let Of {
-            stream,
-            consumer,
-            state,
-        } = of;
-        if state.config().dead_letter == DeadLetter::Discard {
-            state.discarded.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        let (_, subject) = dead_letter_names(stream, consumer);
-        let mut letter = OutgoingMessage::new(Subject::new(subject)?, message.payload.clone())
-            .id(format!("dlq:{stream}:{consumer}:{}", message.seq));
-        letter.headers = message.headers.clone();
-        letter.content_type = message.content_type.clone();
-        letter = letter
-            .header(dlq::STREAM, stream.as_str())
-            .header(dlq::SEQ, message.seq.to_string())
-            .header(dlq::SUBJECT, message.subject.as_str())
-            .header(dlq::CONSUMER, consumer.as_str())
-            .header(dlq::DELIVERIES, deliveries.to_string())
-            .header(dlq::REASON, reason);
-        self.publish(letter).await.map(|_| ())
-    }
-
-    /// Sends an ack-family reply and waits for the server to confirm it.
-    async fn ack_reply(&self, reply: &str, body: String) -> Result<()> {
-        self.inner
-            .client
-            .request(reply.to_owned(), body.into())
-            .await
-            .map(|_| ())
-            .map_err(|e| api::request_error(e, "settling a delivery"))
-    }
-
-    /// Terms a delivery after its dead letter is safely stored.
-    async fn dead_letter_and_term(
-        &self,
-        of: Of<'_>,
-        message: &Message,
-        reply: &str,
-        deliveries: u32,
-        reason: &str,
-    ) -> Result<()> {
-        self.dead_letter(of, message, deliveries, reason).await?;
-        self.ack_reply(reply, format!("+TERM {reason}")).await
     }
 }
 
@@ -527,8 +481,19 @@ impl ConsumerBackend for NatsBackend {
         config.validate_on(stream)?;
         let current = self.consumer_state(stream, &config.name).await?;
         // The start is not a setting: it stays what it was.
-        config.start = current.config().start;
+        let before = current.config();
+        config.start = before.start;
         let info = self.upsert(stream, &config, "update").await?;
+        // Prefetched under the old settings: looked at again under the new.
+        let handed_back = current.feed.hand_back().await;
+        if handed_back > 0 && config.filters != before.filters {
+            self.rewind_past_prefetch(stream, &config.name, &current, handed_back)
+                .await?;
+        }
+        let info = match handed_back {
+            0 => info,
+            _ => self.nats_consumer_info(stream, &config.name).await?,
+        };
         self.to_info(stream, info).await
     }
 
@@ -588,98 +553,7 @@ impl ConsumerBackend for NatsBackend {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>> {
-        if max == 0 {
-            return Err(Error::new(
-                ErrorKind::InvalidRequest,
-                "a fetch must ask for at least one message",
-            ));
-        }
-        let wait = wait.min(MAX_WAIT);
-        let state = self.consumer_state(stream, consumer).await?;
-        state.seen(member);
-        let started = tokio::time::Instant::now();
-        loop {
-            let config = state.config();
-            let held = state.in_flight();
-            let mut raw = if held >= u64::from(config.max_ack_pending.get()) {
-                // Full: JetStream would hold the pull until a slot frees.
-                Vec::new()
-            } else {
-                self.pull(stream, consumer, max, None).await?
-            };
-            let left = wait.saturating_sub(started.elapsed());
-            if raw.is_empty() && left >= Duration::from_millis(1) {
-                // Nothing now: wait for the first, then take what else is there.
-                raw = self.pull(stream, consumer, 1, Some(left)).await?;
-                if !raw.is_empty() && max > 1 {
-                    raw.extend(self.pull(stream, consumer, max - 1, None).await?);
-                }
-            }
-            let mut deliveries = Vec::with_capacity(raw.len());
-            for message in raw {
-                let Some(reply) = message.reply.as_ref().map(ToString::to_string) else {
-                    continue;
-                };
-                let Some(ack) = ack_info(&reply) else {
-                    continue;
-                };
-                let stored = Stored {
-                    stream,
-                    subject: message.subject.as_str(),
-                    seq: ack.stream_seq,
-                    time: ack.time,
-                    headers: message.headers.as_ref(),
-                    payload: message.payload.clone(),
-                }
-                .into_message()?;
-                if config.max_deliver.is_some_and(|max| ack.deliveries > max.get()) {
-                    let reason = "max_deliver reached";
-                    let delivered = ack.deliveries - 1;
-                    let of = Of {
-                        stream,
-                        consumer,
-                        state: &state,
-                    };
-                    self.dead_letter_and_term(of, &stored, &reply, delivered, reason)
-                        .await?;
-                    state
-                        .leases
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&ack.stream_seq);
-                    continue;
-                }
-                if ack.deliveries > 1 {
-                    state.redelivered.fetch_add(1, Ordering::Relaxed);
-                }
-                let now = Instant::now();
-                let mut leases = state.leases.lock().unwrap_or_else(|e| e.into_inner());
-                leases.retain(|_, l| l.until + LEASE_GRACE > now);
-                leases.insert(
-                    ack.stream_seq,
-                    Lease {
-                        settled: false,
-                        acked: false,
-                        deliveries: ack.deliveries,
-                        reply,
-                        member: member.clone(),
-                        until: now + config.lease_for(ack.deliveries),
-                    },
-                );
-                deliveries.push(Delivery {
-                    message: stored,
-                    consumer_seq: ack.consumer_seq,
-                    deliveries: ack.deliveries,
-                    pending: ack.pending,
-                    member: member.clone(),
-                });
-            }
-            // Everything pulled was dead-lettered: look again while time is left.
-            if deliveries.is_empty() && started.elapsed() < wait && config.max_deliver.is_some() {
-                continue;
-            }
-            return Ok(deliveries);
-        }
+        self.fetch_deliveries(stream, consumer, member, max, wait).await
     }
 
     async fn settle(
@@ -692,79 +566,19 @@ impl ConsumerBackend for NatsBackend {
         settle: Settle,
     ) -> Result<()> {
         settle.validate()?;
-        let state = self.consumer_state(stream, consumer).await?;
-        let reply = {
-            let leases = state.leases.lock().unwrap_or_else(|e| e.into_inner());
-            match leases.get(&seq) {
-                Some(lease) if lease.deliveries == deliveries && &lease.member == member => {
-                    if !lease.settled {
-                        lease.reply.clone()
-                    } else if lease.acked && settle == Settle::Ack {
-                        // The holder's repeated ack is done again; nothing
-                        // else settles a delivery twice.
-                        return Ok(());
-                    } else {
-                        return Err(Error::new(
-                            ErrorKind::LeaseLost,
-                            format!("delivery {deliveries} of message {seq} is already settled"),
-                        ));
-                    }
-                }
-                Some(_) => {
-                    return Err(Error::new(
-                        ErrorKind::LeaseLost,
-                        format!("delivery {deliveries} of message {seq} is no longer leased to {member}"),
-                    ));
-                }
-                None => {
-                    return Err(Error::new(
-                        ErrorKind::LeaseLost,
-                        format!("{member} holds no lease on message {seq}"),
-                    ));
-                }
-            }
-        };
-        // A refused settle is no sign of life: only a held lease's settle counts.
-        state.seen(member);
-        let config = state.config();
-        let of = Of {
-            stream,
-            consumer,
-            state: &state,
-        };
-        let acked = settle == Settle::Ack;
-        match settle {
-            Settle::Ack => self.ack_reply(&reply, "+ACK".into()).await?,
-            Settle::InProgress => {
-                self.ack_reply(&reply, "+WPI".into()).await?;
-                let mut leases = state.leases.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(lease) = leases.get_mut(&seq) {
-                    lease.until = Instant::now() + config.lease_for(deliveries);
-                }
-                return Ok(());
-            }
-            Settle::Nak { .. } if config.max_deliver.is_some_and(|max| deliveries >= max.get()) => {
-                let message = self.get_message(stream, seq).await?;
-                self.dead_letter_and_term(of, &message, &reply, deliveries, "max_deliver reached")
-                    .await?;
-            }
-            Settle::Nak { delay } if delay.is_zero() => self.ack_reply(&reply, "-NAK".into()).await?,
-            Settle::Nak { delay } => {
-                self.ack_reply(&reply, format!("-NAK {{\"delay\":{}}}", api::nanos(delay)))
-                    .await?;
-            }
-            Settle::Term { reason } => {
-                let message = self.get_message(stream, seq).await?;
-                self.dead_letter_and_term(of, &message, &reply, deliveries, &reason)
-                    .await?;
-            }
-        }
-        if let Some(lease) = state.leases.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&seq) {
-            lease.settled = true;
-            lease.acked = acked;
-            lease.until = Instant::now();
-        }
-        Ok(())
+        let item = SettleItem::new(seq, deliveries, settle);
+        let mut outcomes = self.settle_deliveries(stream, consumer, member, vec![item]).await?;
+        outcomes.pop().unwrap_or(Ok(()))
+    }
+
+    async fn settle_batch(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        items: Vec<SettleItem>,
+    ) -> Result<Vec<Result<()>>> {
+        self.settle_deliveries(stream, consumer, member, items).await
     }
 
     async fn reset_consumer(&self, stream: &StreamName, consumer: &ConsumerName, to: ReadFrom) -> Result<ConsumerInfo> {
@@ -782,6 +596,8 @@ impl ConsumerBackend for NatsBackend {
                 }
             }
         };
+        // What was prefetched belongs to the consumer's past.
+        state.feed.forget().await;
         #[derive(Deserialize)]
         struct Reset {}
         let _: Reset = api::call(
@@ -791,7 +607,7 @@ impl ConsumerBackend for NatsBackend {
             &format!("resetting consumer `{consumer}` of `{stream}`"),
         )
         .await?;
-        state.leases.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        state.leases().clear();
         self.consumer_info(stream, consumer).await
     }
 }
@@ -819,14 +635,14 @@ mod tests {
     }
 
     #[test]
-    fn jetstream_delivers_once_more_than_herald_so_the_extra_one_dead_letters() {
+    fn jetstream_redelivers_without_limit_so_herald_dead_letters() {
         let stream = StreamConfig::new("orders").unwrap();
         let config = ConsumerConfig::new("billing")
             .unwrap()
             .max_deliver(3)
             .backoff([Duration::from_secs(1); 5]);
         let nats = to_nats(&config, &stream).unwrap();
-        assert_eq!(nats.max_deliver, 4);
+        assert_eq!(nats.max_deliver, -1);
         assert_eq!(nats.backoff.len(), 3);
         assert_eq!(from_nats(&nats).unwrap(), config);
     }

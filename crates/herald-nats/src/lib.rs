@@ -21,6 +21,9 @@
 mod api;
 mod codec;
 mod consumers;
+mod deliveries;
+mod feed;
+mod leases;
 mod live;
 mod requests;
 mod streams;

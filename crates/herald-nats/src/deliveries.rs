@@ -1,0 +1,420 @@
+//! Fetching and settling on NATS.
+//!
+//! Fetches take from the consumer's [`Feed`](crate::feed::Feed); a message
+//! becomes a delivery (and its lease starts) when it reaches a member. Settles
+//! are JetStream ack-family messages on the delivery's ack subject: a batch
+//! sends them all without waiting, then one more as a request. JetStream
+//! applies one consumer's acks in the order a connection sent them, so the
+//! answer to that last one means every one before it was applied; a reconnect
+//! in between (which may have lost some) is seen from the connection count,
+//! and the batch is sent again (acks, naks and terms of a delivery are
+//! idempotent on the server).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use herald_core::{
+    ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT, Message, OutgoingMessage, Result, Settle,
+    SettleItem, StreamBackend, StreamName, Subject, dead_letter_names, dlq,
+};
+
+use crate::NatsBackend;
+use crate::api;
+use crate::codec::Stored;
+use crate::consumers::{ConsumerState, Of, ack_info};
+use crate::feed::{Arrived, MAX_PREFETCH};
+use crate::leases::{Lease, Settled};
+
+/// How many times a batch is sent again after reconnects before giving up.
+const RESENDS: usize = 3;
+/// The shortest pause before prefetched messages go back to JetStream.
+const MIN_IDLE: Duration = Duration::from_millis(100);
+/// The longest.
+const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// What is sent for one settle.
+struct Send {
+    /// Its place in the batch.
+    at: usize,
+    seq: u64,
+    reply: String,
+    body: String,
+    settled: Option<Settled>,
+    /// An in-progress: the lease runs this long from now.
+    extend: Option<Duration>,
+}
+
+/// What to do with a message that reached this process.
+enum Arrival {
+    Deliver(Delivery),
+    /// Past Herald's delivery limit: dead-letter it, then term it.
+    DeadLetter {
+        message: Message,
+        reply: String,
+        deliveries: u32,
+    },
+    /// Not deliverable (no ack subject, or waited so long that JetStream
+    /// sends it again).
+    Drop,
+}
+
+impl NatsBackend {
+    pub(crate) async fn fetch_deliveries(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>> {
+        if max == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "a fetch must ask for at least one message",
+            ));
+        }
+        let state = self.consumer_state(stream, consumer).await?;
+        state.seen(member);
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        loop {
+            let config = state.config();
+            let limit = config.max_ack_pending.get() as usize;
+            let prefetch = (max * 2).clamp(2, MAX_PREFETCH).min(limit);
+            let idle = (config.lease_for(1) / 2).clamp(MIN_IDLE, MAX_IDLE);
+            let arrived = if wait.is_zero() {
+                if state.leases().in_flight(Instant::now()) >= limit {
+                    // Full: JetStream would not answer a pull until a lease ends.
+                    return Ok(Vec::new());
+                }
+                state.feed.take_now(self, (stream, consumer), max, idle).await?
+            } else {
+                state.feed.take(max, prefetch, deadline, idle).await?
+            };
+            let mut deliveries = Vec::with_capacity(arrived.len());
+            let mut dead = Vec::new();
+            for a in arrived {
+                match self.arrival(stream, &state, member, a).await? {
+                    Arrival::Deliver(delivery) => deliveries.push(delivery),
+                    Arrival::DeadLetter {
+                        message,
+                        reply,
+                        deliveries,
+                    } => dead.push((message, reply, deliveries)),
+                    Arrival::Drop => {}
+                }
+            }
+            let of = Of {
+                stream,
+                consumer,
+                state: &state,
+            };
+            for (message, reply, delivered) in dead {
+                self.dead_letter(of, &message, delivered, "max_deliver reached").await?;
+                self.ack_reply(&reply, format!("+TERM {}", "max_deliver reached"))
+                    .await?;
+            }
+            // Everything that came was dead-lettered: look again while time is left.
+            if deliveries.is_empty() && !wait.is_zero() && tokio::time::Instant::now() < deadline {
+                continue;
+            }
+            return Ok(deliveries);
+        }
+    }
+
+    /// Turns a message that reached this process into a delivery to `member`.
+    async fn arrival(
+        &self,
+        stream: &StreamName,
+        state: &ConsumerState,
+        member: &ConsumerName,
+        arrived: Arrived,
+    ) -> Result<Arrival> {
+        let Arrived { message, at } = arrived;
+        let Some(reply) = message.reply.as_ref().map(ToString::to_string) else {
+            return Ok(Arrival::Drop);
+        };
+        let Some(ack) = ack_info(&reply) else {
+            return Ok(Arrival::Drop);
+        };
+        let config = state.config();
+        let stored = Stored {
+            stream,
+            subject: message.subject.as_str(),
+            seq: ack.stream_seq,
+            time: ack.time,
+            headers: message.headers.as_ref(),
+            payload: message.payload.clone(),
+        }
+        .into_message()?;
+        let now = Instant::now();
+        let deliveries = state.leases().herald_deliveries(ack.stream_seq, ack.deliveries);
+        if config.max_deliver.is_some_and(|max| deliveries > max.get()) {
+            return Ok(Arrival::DeadLetter {
+                message: stored,
+                reply,
+                deliveries: deliveries - 1,
+            });
+        }
+        let lease = config.lease_for(deliveries);
+        let waited = now.saturating_duration_since(at);
+        if waited + Duration::from_millis(50) >= lease {
+            // JetStream's timer ran out while it waited here: it is sent again.
+            state.leases().handed_back_unseen(ack.stream_seq);
+            return Ok(Arrival::Drop);
+        }
+        let until = if waited > lease / 10 {
+            // It waited in the feed a while: JetStream's timer starts again
+            // now, with the member's lease.
+            if let Err(err) = self.inner.client.publish(reply.clone(), "+WPI".into()).await {
+                tracing::debug!(%err, "could not restart the ack timer of a prefetched message");
+            }
+            Instant::now() + lease
+        } else {
+            at + lease
+        };
+        if deliveries > 1 {
+            state.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        state.leases().lease(
+            ack.stream_seq,
+            Lease {
+                deliveries,
+                reply,
+                member: member.clone(),
+                until,
+                settled: None,
+            },
+        );
+        Ok(Arrival::Deliver(Delivery {
+            message: stored,
+            consumer_seq: ack.consumer_seq,
+            deliveries,
+            pending: ack.pending,
+            member: member.clone(),
+        }))
+    }
+
+    pub(crate) async fn settle_deliveries(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        items: Vec<SettleItem>,
+    ) -> Result<Vec<Result<()>>> {
+        SettleItem::validate_batch(&items)?;
+        let state = self.consumer_state(stream, consumer).await?;
+        let config = state.config();
+        let mut outcomes: Vec<Result<()>> = Vec::with_capacity(items.len());
+        let mut sends = Vec::new();
+        let mut terms = Vec::new();
+        {
+            let mut leases = state.leases();
+            leases.tick(Instant::now());
+            // Seqs this batch settles already: a second settle of one is
+            // answered as if the first had applied.
+            let mut claimed: std::collections::HashMap<u64, bool> = std::collections::HashMap::new();
+            for (at, item) in items.into_iter().enumerate() {
+                let SettleItem {
+                    seq,
+                    deliveries,
+                    settle,
+                } = item;
+                if let Some(&acked) = claimed.get(&seq) {
+                    outcomes.push(if acked && settle == Settle::Ack {
+                        Ok(())
+                    } else {
+                        Err(already_settled(seq, deliveries))
+                    });
+                    continue;
+                }
+                let reply = match leases.get(seq) {
+                    Some(lease) if lease.deliveries == deliveries && &lease.member == member => match lease.settled {
+                        None => lease.reply.clone(),
+                        // The holder's repeated ack is done again; nothing
+                        // else settles a delivery twice.
+                        Some(Settled::Acked) if settle == Settle::Ack => {
+                            outcomes.push(Ok(()));
+                            continue;
+                        }
+                        Some(_) => {
+                            outcomes.push(Err(already_settled(seq, deliveries)));
+                            continue;
+                        }
+                    },
+                    Some(_) => {
+                        outcomes.push(Err(Error::new(
+                            ErrorKind::LeaseLost,
+                            format!("delivery {deliveries} of message {seq} is no longer leased to {member}"),
+                        )));
+                        continue;
+                    }
+                    None => {
+                        outcomes.push(Err(Error::new(
+                            ErrorKind::LeaseLost,
+                            format!("{member} holds no lease on message {seq}"),
+                        )));
+                        continue;
+                    }
+                };
+                outcomes.push(Ok(()));
+                let acked = settle == Settle::Ack;
+                if settle != Settle::InProgress {
+                    claimed.insert(seq, acked);
+                }
+                let at_limit = config.max_deliver.is_some_and(|max| deliveries >= max.get());
+                match settle {
+                    Settle::Ack => sends.push(Send {
+                        at,
+                        seq,
+                        reply,
+                        body: "+ACK".into(),
+                        settled: Some(Settled::Acked),
+                        extend: None,
+                    }),
+                    Settle::InProgress => sends.push(Send {
+                        at,
+                        seq,
+                        reply,
+                        body: "+WPI".into(),
+                        settled: None,
+                        extend: Some(config.lease_for(deliveries)),
+                    }),
+                    Settle::Nak { .. } if at_limit => {
+                        terms.push((at, seq, reply, deliveries, "max_deliver reached".to_owned()))
+                    }
+                    Settle::Nak { delay } => sends.push(Send {
+                        at,
+                        seq,
+                        reply,
+                        body: if delay.is_zero() {
+                            "-NAK".into()
+                        } else {
+                            format!("-NAK {{\"delay\":{}}}", api::nanos(delay))
+                        },
+                        settled: Some(Settled::Other),
+                        extend: None,
+                    }),
+                    Settle::Term { reason } => terms.push((at, seq, reply, deliveries, reason)),
+                }
+            }
+        }
+        // A term is sent only once its dead letter is stored.
+        let of = Of {
+            stream,
+            consumer,
+            state: &state,
+        };
+        for (at, seq, reply, deliveries, reason) in terms {
+            let letter = match self.get_message(stream, seq).await {
+                Ok(message) => self.dead_letter(of, &message, deliveries, &reason).await,
+                // Retention deleted it meanwhile: nothing is left to dead-letter.
+                Err(err) if err.kind() == ErrorKind::MessageNotFound => Ok(()),
+                Err(err) => Err(err),
+            };
+            match letter {
+                Ok(()) => sends.push(Send {
+                    at,
+                    seq,
+                    reply,
+                    body: format!("+TERM {reason}"),
+                    settled: Some(Settled::Other),
+                    extend: None,
+                }),
+                Err(err) => outcomes[at] = Err(err),
+            }
+        }
+        sends.sort_by_key(|s| s.at);
+        if !sends.is_empty() {
+            self.send_confirmed(&sends).await?;
+            state.seen(member);
+        }
+        let now = Instant::now();
+        let mut leases = state.leases();
+        for send in &sends {
+            if let Some(how) = send.settled {
+                leases.settle(send.seq, how, now);
+                if send.body.starts_with("+TERM") {
+                    leases.done(send.seq);
+                }
+            }
+            if let Some(lease) = send.extend {
+                leases.extend(send.seq, now + lease);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Sends every settle, the last as a request: its answer confirms them all.
+    async fn send_confirmed(&self, sends: &[Send]) -> Result<()> {
+        let client = &self.inner.client;
+        let connection = || client.statistics().connects.load(Ordering::Relaxed);
+        for _ in 0..=RESENDS {
+            let before = connection();
+            let Some((last, rest)) = sends.split_last() else {
+                return Ok(());
+            };
+            for send in rest {
+                client
+                    .publish(send.reply.clone(), send.body.clone().into())
+                    .await
+                    .map_err(|e| api::closed("settling deliveries", e))?;
+            }
+            self.ack_reply(&last.reply, last.body.clone()).await?;
+            if connection() == before {
+                return Ok(());
+            }
+            tracing::debug!(
+                settles = sends.len(),
+                "reconnected while settling: sending the batch again"
+            );
+        }
+        Err(Error::new(
+            ErrorKind::Closed,
+            "the NATS connection kept dropping while settling: nothing is reported settled",
+        ))
+    }
+
+    /// Sends an ack-family reply and waits for the server to confirm it.
+    pub(crate) async fn ack_reply(&self, reply: &str, body: String) -> Result<()> {
+        self.inner
+            .client
+            .request(reply.to_owned(), body.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| api::request_error(e, "settling a delivery"))
+    }
+
+    /// Appends a dead letter for `message` to the consumer's dead-letter stream
+    /// (or counts it dropped). The id makes a repeated dead-lettering a no-op.
+    pub(crate) async fn dead_letter(&self, of: Of<'_>, message: &Message, deliveries: u32, reason: &str) -> Result<()> {
+        let Of {
+            stream,
+            consumer,
+            state,
+        } = of;
+        if state.config().dead_letter == DeadLetter::Discard {
+            state.discarded.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let (_, subject) = dead_letter_names(stream, consumer);
+        let mut letter = OutgoingMessage::new(Subject::new(subject)?, message.payload.clone())
+            .id(format!("dlq:{stream}:{consumer}:{}", message.seq));
+        letter.headers = message.headers.clone();
+        letter.content_type = message.content_type.clone();
+        letter = letter
+            .header(dlq::STREAM, stream.as_str())
+            .header(dlq::SEQ, message.seq.to_string())
+            .header(dlq::SUBJECT, message.subject.as_str())
+            .header(dlq::CONSUMER, consumer.as_str())
+            .header(dlq::DELIVERIES, deliveries.to_string())
+            .header(dlq::REASON, reason);
+        self.publish(letter).await.map(|_| ())
+    }
+}
+
+fn already_settled(seq: u64, deliveries: u32) -> Error {
+    Error::new(
+        ErrorKind::LeaseLost,
+        format!("delivery {deliveries} of message {seq} is already settled"),
+    )
+}
