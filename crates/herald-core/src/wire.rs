@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::consumer::{ConsumerConfig, ConsumerName, Delivery, Settle};
+use crate::consumer::{ConsumerConfig, ConsumerName, Delivery, Settle, SettleItem};
 use crate::error::{Error, ErrorDetail, ErrorKind};
 use crate::message::{Headers, Message, OutgoingMessage, Timestamp};
 use crate::request::Reply;
@@ -389,6 +389,10 @@ impl From<WireError> for Error {
     }
 }
 
+/// What became of one item of a `settle_batch`: `null` when it was settled,
+/// or the error that refused it alone (the others still apply).
+pub type SettleOutcome = Option<WireError>;
+
 /// A client's request: an id of its choosing and the operation.
 ///
 /// Read strictly: a field the operation does not take is refused, never
@@ -522,6 +526,14 @@ pub enum Op {
         seq: u64,
         deliveries: u32,
         settle: Settle,
+    },
+    /// Settles many deliveries of one member, each as `settle` would; the
+    /// result has one entry per item, in order ([`SettleOutcome`]).
+    SettleBatch {
+        stream: StreamName,
+        consumer: ConsumerName,
+        member: ConsumerName,
+        items: Vec<SettleItem>,
     },
     ResetConsumer {
         stream: StreamName,
@@ -696,6 +708,36 @@ mod tests {
     }
 
     #[test]
+    fn a_settle_batch_refuses_unknown_fields_in_its_items() {
+        let (id, error) = ClientFrame::parse(
+            r#"{"id":8,"op":"settle_batch","stream":"s","consumer":"c","member":"m",
+                "items":[{"seq":1,"deliveries":1},{"seq":2,"deliveris":1}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!((id, error.kind()), (Some(8), ErrorKind::InvalidRequest));
+        assert!(
+            error.message().contains("`deliveris` (did you mean `deliveries`?)"),
+            "{}",
+            error.message()
+        );
+        let (_, error) =
+            ClientFrame::parse(r#"{"id":9,"op":"settle_batch","stream":"s","consumer":"c","member":"m","item":[]}"#)
+                .unwrap_err();
+        assert!(
+            error.message().contains("`item` (did you mean `items`?)"),
+            "{}",
+            error.message()
+        );
+        let frame =
+            ClientFrame::parse(r#"{"id":10,"op":"settle_batch","stream":"s","consumer":"c","member":"m","items":[{"seq":4,"deliveries":2}]}"#)
+                .unwrap();
+        let Op::SettleBatch { items, .. } = frame.op else {
+            panic!("a settle_batch")
+        };
+        assert_eq!(items, [SettleItem::ack(4, 2)], "an item without `settle` is an ack");
+    }
+
+    #[test]
     fn every_frame_reads_back_as_it_was_written() {
         let frames = [
             Op::ListStreams {},
@@ -706,6 +748,15 @@ mod tests {
             Op::PurgeStream {
                 stream: StreamName::new("s").unwrap(),
                 purge: Purge::subject(Subject::new("s.a").unwrap()).before(9),
+            },
+            Op::SettleBatch {
+                stream: StreamName::new("s").unwrap(),
+                consumer: ConsumerName::new("c").unwrap(),
+                member: ConsumerName::new("m").unwrap(),
+                items: vec![
+                    SettleItem::ack(1, 1),
+                    SettleItem::new(2, 3, Settle::Term { reason: "bad".into() }),
+                ],
             },
             Op::Request {
                 subject: Subject::new("svc").unwrap(),

@@ -20,6 +20,7 @@ mod page;
 mod payload;
 mod release;
 mod rest;
+mod settle;
 mod sse;
 mod tls;
 mod ws;

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use herald_core::wire::{ClientFrame, Op, PROTOCOL_VERSION, ServerFrame, WireDelivery, WireMessage, WireReply};
-use herald_core::{Backend, Error, ErrorKind, Request, Result};
+use herald_core::{Backend, Error, ErrorKind, Request, Result, Settle};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -383,7 +383,9 @@ async fn authorize(backend: &Arc<dyn Backend>, session: &Session, op: &Op) -> Re
             subject: Some(subject),
         },
         Op::Fetch { stream, consumer, .. } => Action::Consume { stream, consumer },
-        Op::Settle { stream, consumer, .. } => Action::Settle { stream, consumer },
+        Op::Settle { stream, consumer, .. } | Op::SettleBatch { stream, consumer, .. } => {
+            Action::Settle { stream, consumer }
+        }
         Op::Subscribe { pattern, .. } => Action::Subscribe(pattern),
         Op::Serve { pattern, .. } => Action::Serve(pattern),
         // About this session's own subscriptions and requests.
@@ -495,6 +497,22 @@ async fn execute(
                 .held
                 .settled((stream, consumer, member, seq), &settle, outcome.is_ok());
             json(outcome?)
+        }
+        Op::SettleBatch {
+            stream,
+            consumer,
+            member,
+            items,
+        } => {
+            let settles: Vec<(u64, Settle)> = items.iter().map(|i| (i.seq, i.settle.clone())).collect();
+            let outcomes = crate::settle::batch(&**backend, &stream, &consumer, &member, items).await?;
+            // Each item as its own settle would be: what was let go is no
+            // longer this session's to give back.
+            for ((seq, settle), outcome) in settles.into_iter().zip(&outcomes) {
+                let lease = (stream.clone(), consumer.clone(), member.clone(), seq);
+                session.held.settled(lease, &settle, outcome.is_none());
+            }
+            json(outcomes)
         }
         Op::ResetConsumer { stream, consumer, to } => json(backend.reset_consumer(&stream, &consumer, to).await?),
         Op::Subscribe {

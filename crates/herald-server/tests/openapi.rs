@@ -39,6 +39,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/streams/{stream}/consumers/{consumer}/reset"),
     ("post", "/v1/streams/{stream}/consumers/{consumer}/fetch"),
     ("post", "/v1/streams/{stream}/consumers/{consumer}/settle"),
+    ("post", "/v1/streams/{stream}/consumers/{consumer}/settle_batch"),
     ("get", "/v1/streams/{stream}/consumers/{consumer}/dead-letters"),
     ("delete", "/v1/streams/{stream}/consumers/{consumer}/dead-letters"),
     ("post", "/v1/streams/{stream}/consumers/{consumer}/dead-letters/replay"),

@@ -1,5 +1,5 @@
 //! `/v1/streams/{stream}/consumers`: durable consumers; fetch deliveries
-//! under a lease, then settle each one.
+//! under a lease, then settle each one, or many at once.
 
 use axum::Json;
 use axum::body::Body;
@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_core::wire::{WireDelivery, WireError};
-use herald_core::{ConsumerConfig, ConsumerInfo, ConsumerName, ReadFrom, Settle, StreamName};
-use serde::Deserialize;
+use herald_core::{ConsumerConfig, ConsumerInfo, ConsumerName, ReadFrom, Settle, SettleItem, StreamName};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::streams::StreamPath;
@@ -330,4 +330,62 @@ pub(crate) async fn settle(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Many settles of one member's deliveries.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SettleBatchRequest {
+    /// The member holding the leases.
+    member: ConsumerName,
+    /// The settles, applied in order: at most 10,000.
+    #[schema(max_items = 10_000)]
+    items: Vec<SettleItem>,
+}
+
+/// What became of each settle of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SettleBatchAnswer {
+    /// One entry per item, in order: `null` when it was settled, the error
+    /// that refused it (`lease_lost`, 3003, say) otherwise.
+    results: Vec<Option<WireError>>,
+}
+
+/// Settles many deliveries in one call, each as `settle` would. An item
+/// refused on its own changes nothing and leaves the others applied; the
+/// answer says which.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{stream}/consumers/{consumer}/settle_batch",
+    tag = "consumers",
+    operation_id = "settle_batch",
+    params(ConsumerPath),
+    request_body = SettleBatchRequest,
+    responses(
+        (status = 200, description = "One result per item, in order", body = SettleBatchAnswer),
+        (status = 400, description = "Malformed body, invalid names, an invalid settle or more than 10,000 items: nothing settled", body = WireError),
+        (status = 404, description = "No such stream (2001) or consumer (2005)", body = WireError),
+    )
+)]
+pub(crate) async fn settle_batch(
+    State(state): State<AppState>,
+    _: NoQuery,
+    caller: Caller,
+    PathParams(path): PathParams<ConsumerPath>,
+    JsonBody(request): JsonBody<SettleBatchRequest>,
+) -> ApiResult<Json<SettleBatchAnswer>> {
+    let settle = Action::Settle {
+        stream: &path.stream,
+        consumer: &path.consumer,
+    };
+    caller.check(&state.backend, settle).await?;
+    let results = crate::settle::batch(
+        &*state.backend,
+        &path.stream,
+        &path.consumer,
+        &request.member,
+        request.items,
+    )
+    .await?;
+    Ok(Json(SettleBatchAnswer { results }))
 }

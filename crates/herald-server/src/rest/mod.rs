@@ -56,6 +56,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(consumers::reset))
         .routes(routes!(consumers::fetch))
         .routes(routes!(consumers::settle))
+        .routes(routes!(consumers::settle_batch))
         .routes(routes!(dead_letters::list, dead_letters::purge))
         .routes(routes!(dead_letters::replay))
         .routes(routes!(crate::sse::tail))
