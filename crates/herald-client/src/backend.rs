@@ -6,13 +6,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use herald_core::wire::{
-    Body, MAX_FETCH_WAIT, Op, PAGE_BYTES, WireDelivery, WireMessage, WireOutgoing, WireReply, page_size,
+    Body, MAX_FETCH_WAIT, Op, PAGE_BYTES, SettleOutcome, WireDelivery, WireMessage, WireOutgoing, WireReply, page_size,
 };
 use herald_core::{
     ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Error, ErrorKind, Headers, LiveSubscription,
     MAX_WAIT, Message, OutgoingMessage, Pattern, PublishAck, Purge, ReadFrom, ReadRange, Reply, ReplySink, Request,
-    RequestBackend, Responder, Result, Settle, StreamBackend, StreamConfig, StreamInfo, StreamName, Subject,
-    SubscriptionBackend,
+    RequestBackend, Responder, Result, Settle, SettleItem, StreamBackend, StreamConfig, StreamInfo, StreamName,
+    Subject, SubscriptionBackend,
 };
 use tokio::sync::mpsc;
 
@@ -233,6 +233,40 @@ impl ConsumerBackend for RemoteBackend {
             settle,
         })
         .await
+    }
+
+    async fn settle_batch(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        member: &ConsumerName,
+        items: Vec<SettleItem>,
+    ) -> Result<Vec<Result<()>>> {
+        // Refused here as the server would, without a round trip.
+        SettleItem::validate_batch(&items)?;
+        let asked = items.len();
+        let outcomes: Vec<SettleOutcome> = self
+            .call(Op::SettleBatch {
+                stream: stream.clone(),
+                consumer: consumer.clone(),
+                member: member.clone(),
+                items,
+            })
+            .await?;
+        // An answer that does not match the batch item for item confirms none of it.
+        if outcomes.len() != asked {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("the server answered {} settles for a batch of {asked}", outcomes.len()),
+            ));
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                None => Ok(()),
+                Some(error) => Err(Error::from(error)),
+            })
+            .collect())
     }
 
     async fn reset_consumer(&self, stream: &StreamName, consumer: &ConsumerName, to: ReadFrom) -> Result<ConsumerInfo> {

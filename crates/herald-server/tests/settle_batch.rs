@@ -1,7 +1,7 @@
-//! Many settles in one call, over the WebSocket protocol and over HTTP: one
-//! answer per item, an item refused alone leaving the others applied, a
-//! malformed or oversized batch settling nothing, and a session giving back
-//! only what its batch did not let go.
+//! Many settles in one call, over the WebSocket protocol, over HTTP and
+//! through the remote client: one answer per item, an item refused alone
+//! leaving the others applied, a malformed or oversized batch settling
+//! nothing, and a session giving back only what its batch did not let go.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use herald::MAX_SETTLE_BATCH;
+use herald::{MAX_NAK_DELAY, MAX_SETTLE_BATCH, Settle};
 use serde_json::{Value, json};
 
 /// An hour: a lease that only a give-back, never its expiry, can end in a test.
@@ -229,5 +229,36 @@ async fn a_session_that_ends_gives_back_only_what_its_batch_did_not_let_go() {
     let back: Vec<(u64, u32)> = back.iter().map(|r| (r.message.seq, r.deliveries)).collect();
     assert_eq!(back, [(3, 2)], "given back as if nak'd, the delivery count kept");
     assert!(other.fetch(3, Duration::ZERO).await.unwrap().is_empty());
+    assert_eq!(info(&bus).await.ack_floor, 2);
+}
+
+#[tokio::test]
+async fn the_remote_clients_settle_all_reports_each_delivery_with_its_kind() {
+    let (bus, addr) = hosted().await;
+    let remote = herald::Bus::connect(format!("ws://{addr}/v1/ws")).await.unwrap();
+    let held = member(&remote, "remote").await;
+    let got = held.fetch(2, Duration::ZERO).await.unwrap();
+    assert_eq!(got.len(), 2);
+
+    // An invalid settle refuses the whole call, before anything applies.
+    let too_long = Settle::Nak {
+        delay: MAX_NAK_DELAY + Duration::from_secs(1),
+    };
+    let refused = held
+        .settle_all([(&got[0], Settle::Ack), (&got[1], too_long)])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), herald::ErrorKind::InvalidRequest, "{refused}");
+    assert_eq!(info(&bus).await.ack_floor, 0);
+
+    // The second is acked on its own first: a nak of it is refused alone.
+    got[1].ack().await.unwrap();
+    let outcomes = held
+        .settle_all([(&got[0], Settle::Ack), (&got[1], Settle::Nak { delay: Duration::ZERO })])
+        .await
+        .unwrap();
+    assert!(outcomes[0].is_ok(), "{outcomes:?}");
+    let lost = outcomes[1].as_ref().unwrap_err();
+    assert_eq!(lost.kind(), herald::ErrorKind::LeaseLost, "{lost}");
     assert_eq!(info(&bus).await.ack_floor, 2);
 }
