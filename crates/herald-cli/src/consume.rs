@@ -1,9 +1,10 @@
 //! `herald consume STREAM CONSUMER`: works through a durable consumer,
-//! printing each delivery and settling it (ack by default).
+//! printing each delivery and settling each fetched batch in one call (ack
+//! by default).
 
 use std::time::Duration;
 
-use herald::{Bus, Consumer, ErrorKind, Received};
+use herald::{Bus, Consumer, ErrorKind, Received, Settle};
 
 use crate::client::{ClientArgs, until_interrupted};
 use crate::{output, units};
@@ -84,30 +85,33 @@ async fn consume(consumer: &Consumer, args: &Consume) -> anyhow::Result<()> {
         if batch.is_empty() && args.wait.is_some() {
             break;
         }
-        for received in batch {
-            output::delivery(&received, args.client.json)?;
-            settle(&received, args).await?;
-            left -= 1;
+        for received in &batch {
+            output::delivery(received, args.client.json)?;
         }
+        settle(consumer, &batch, args).await?;
+        left = left.saturating_sub(u64::try_from(batch.len()).unwrap_or(u64::MAX));
     }
     Ok(())
 }
 
-/// Acks, naks or terms a delivery; a lease that ran out first is a warning
-/// (the message comes back), not the end.
-async fn settle(received: &Received, args: &Consume) -> anyhow::Result<()> {
-    let settled = if args.nak {
-        received.nak().await
+/// Acks, naks or terms a fetched batch in one call; a lease that ran out
+/// first is a warning (the message comes back), not the end.
+async fn settle(consumer: &Consumer, batch: &[Received], args: &Consume) -> anyhow::Result<()> {
+    let how = if args.nak {
+        Settle::Nak { delay: Duration::ZERO }
     } else if let Some(reason) = &args.term {
-        received.term(reason.clone()).await
+        Settle::Term { reason: reason.clone() }
     } else {
-        received.ack().await
+        Settle::Ack
     };
-    match settled {
-        Err(err) if err.kind() == ErrorKind::LeaseLost => {
-            output::note(format_args!("warning: {err}"));
-            Ok(())
+    let outcomes = consumer
+        .settle_all(batch.iter().map(|received| (received, how.clone())))
+        .await?;
+    for outcome in outcomes {
+        match outcome {
+            Err(err) if err.kind() == ErrorKind::LeaseLost => output::note(format_args!("warning: {err}")),
+            outcome => outcome?,
         }
-        settled => Ok(settled?),
     }
+    Ok(())
 }
