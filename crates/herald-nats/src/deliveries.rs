@@ -22,7 +22,7 @@ use crate::NatsBackend;
 use crate::api;
 use crate::codec::Stored;
 use crate::consumers::{ConsumerState, Of, ack_info};
-use crate::feed::{Arrived, MAX_PREFETCH};
+use crate::feed::{Arrived, MAX_PREFETCH, Want};
 use crate::leases::{Lease, Settled};
 
 /// How many times a batch is sent again after reconnects before giving up.
@@ -88,7 +88,8 @@ impl NatsBackend {
                 }
                 state.feed.take_now(self, (stream, consumer), max, idle).await?
             } else {
-                state.feed.take(max, prefetch, deadline, idle).await?
+                let want = Want { max, prefetch, idle };
+                state.feed.take(self, (stream, consumer), want, deadline).await?
             };
             let mut deliveries = Vec::with_capacity(arrived.len());
             let mut dead = Vec::new();

@@ -32,6 +32,17 @@ const PULL_EXPIRES: Duration = Duration::from_secs(10);
 /// How often a waiting fetch checks that its pull requests survived a reconnect.
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// What a fetch asks of the feed.
+#[derive(Clone, Copy)]
+pub(crate) struct Want {
+    /// The most messages to take.
+    pub(crate) max: usize,
+    /// How many to keep requested ahead.
+    pub(crate) prefetch: usize,
+    /// How long after members stop asking the buffer goes back.
+    pub(crate) idle: Duration,
+}
+
 /// A message that reached this process and no member yet.
 pub(crate) struct Arrived {
     pub(crate) message: async_nats::Message,
@@ -106,6 +117,10 @@ impl Feed {
 
     /// Messages waiting in the feed for a member: seq and JetStream's delivery count.
     pub(crate) fn buffered(&self) -> Vec<(u64, u32)> {
+        // What reached the inbox counts too (a fetch waiting on it drains it itself).
+        if let Ok(mut receiver) = self.receiver.try_lock() {
+            let _ = self.drain(&mut receiver);
+        }
         let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
         buffer
             .iter()
@@ -118,19 +133,27 @@ impl Feed {
     /// `prefetch` is how many to keep requested ahead.
     pub(crate) async fn take(
         self: &Arc<Self>,
-        max: usize,
-        prefetch: usize,
+        backend: &crate::NatsBackend,
+        names: (&StreamName, &ConsumerName),
+        want: Want,
         deadline: tokio::time::Instant,
-        idle: Duration,
     ) -> Result<Vec<Arrived>> {
+        let Want { max, prefetch, idle } = want;
         *self.last_asked.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         self.watch_idle(idle);
         let Ok(mut receiver) = tokio::time::timeout_at(deadline, self.receiver.lock()).await else {
             return Ok(Vec::new());
         };
+        let mut waited = false;
         loop {
             self.drain(&mut receiver)?;
-            let taken = self.pop(max);
+            let mut taken = self.pop(max);
+            if waited && !taken.is_empty() && taken.len() < max {
+                // The first came while this fetch waited; the rest of what
+                // the server has now is on its way: one no-wait pull, answered
+                // after it, says when all of it is here.
+                taken.extend(self.pull_rest(&mut receiver, backend, names, max - taken.len()).await?);
+            }
             self.top_up(&mut receiver, prefetch, max.saturating_sub(taken.len()))
                 .await?;
             if !taken.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -142,11 +165,38 @@ impl Feed {
                 return Ok(Vec::new());
             };
             match tokio::time::timeout_at(slice, inbox.next()).await {
-                Ok(Some(message)) => self.receive(&mut receiver, message)?,
+                Ok(Some(message)) => {
+                    waited = true;
+                    self.receive(&mut receiver, message)?;
+                }
                 Ok(None) => return Err(Error::new(ErrorKind::Closed, "the NATS connection closed")),
                 Err(_) => {}
             }
         }
+    }
+
+    /// Up to `max` more that the server has now: a no-wait pull of its own,
+    /// then what reached the feed ahead of its answer.
+    async fn pull_rest(
+        &self,
+        receiver: &mut Receiver,
+        backend: &crate::NatsBackend,
+        names: (&StreamName, &ConsumerName),
+        max: usize,
+    ) -> Result<Vec<Arrived>> {
+        let at = Instant::now();
+        let (stream, consumer) = names;
+        let mut taken: Vec<Arrived> = backend
+            .pull_now(stream, consumer, max)
+            .await?
+            .into_iter()
+            .map(|message| Arrived { message, at })
+            .collect();
+        // Requests of the feed come first on the server: what they were
+        // sent is on the connection ahead of the answer just read.
+        self.drain(receiver)?;
+        taken.extend(self.pop(max - taken.len()));
+        Ok(taken)
     }
 
     /// Up to `max` messages available now, without waiting for more: what
@@ -167,18 +217,7 @@ impl Feed {
         self.drain(&mut receiver)?;
         let mut taken = self.pop(max);
         if taken.is_empty() {
-            let at = Instant::now();
-            let (stream, consumer) = names;
-            taken = backend
-                .pull_now(stream, consumer, max)
-                .await?
-                .into_iter()
-                .map(|message| Arrived { message, at })
-                .collect();
-            // Requests of the feed come first on the server: what they were
-            // sent is on the connection ahead of the answer just read.
-            self.drain(&mut receiver)?;
-            taken.extend(self.pop(max - taken.len()));
+            taken = self.pull_rest(&mut receiver, backend, names, max).await?;
         }
         *self.last_asked.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         Ok(taken)

@@ -8,6 +8,7 @@
 
 use herald::{ErrorKind, OutgoingMessage, Result, Subject};
 
+pub mod batches;
 pub mod bounds;
 pub mod consumers;
 pub mod jobs;
@@ -135,6 +136,10 @@ macro_rules! conformance_tests {
             consumers::a_consumer_whose_dead_letter_name_is_too_long_is_refused,
             consumers::discarded_dead_letters_are_dropped,
             consumers::acks_are_idempotent,
+            batches::a_batched_ack_is_visible_when_it_returns,
+            batches::a_batch_may_repeat_an_ack,
+            batches::a_batch_mixes_ack_nak_with_a_delay_and_term,
+            batches::a_lost_lease_in_a_batch_leaves_the_rest_applied,
             settling::settling_a_seq_the_filter_skipped_is_lease_lost,
             settling::settling_a_seq_never_delivered_is_lease_lost,
             settling::settling_another_members_lease_is_lease_lost,
