@@ -16,7 +16,8 @@ use crate::plan::Target;
 /// How long a member waits for a first message before it reports none.
 const TAKE_WAIT: Duration = Duration::from_millis(100);
 
-/// A message a member took, acked before it is handed over.
+/// A message a member took, acked before it is handed over (Herald: the
+/// batch with one `ack_all`; NATS: each with its own `ack`).
 pub(crate) struct Taken {
     /// Its sequence in the stream.
     pub(crate) seq: u64,
@@ -162,17 +163,23 @@ impl Member for HeraldMember {
     async fn take(&mut self, max: usize) -> BenchResult<Vec<Taken>> {
         let batch = self.consumer.fetch(max, TAKE_WAIT).await?;
         let arrived = Instant::now();
-        let mut taken = Vec::with_capacity(batch.len());
-        for received in batch {
-            received.ack().await?;
-            let message = received.into_delivery().message;
-            taken.push(Taken {
-                seq: message.seq,
-                payload: message.payload,
-                arrived,
-            });
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(taken)
+        // One confirmation for the whole batch, as a Herald user taking a
+        // batch would settle it.
+        self.consumer.ack_all(&batch).await?;
+        Ok(batch
+            .into_iter()
+            .map(|received| {
+                let message = received.into_delivery().message;
+                Taken {
+                    seq: message.seq,
+                    payload: message.payload,
+                    arrived,
+                }
+            })
+            .collect())
     }
 }
 
