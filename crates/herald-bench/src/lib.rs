@@ -18,6 +18,7 @@ pub mod report;
 
 mod chart;
 mod progress;
+mod seen;
 mod side;
 mod workloads;
 
@@ -174,6 +175,9 @@ fn summary(outcome: &report::Outcome) -> String {
             ", p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
             latency.p50_ms, latency.p99_ms, latency.p999_ms
         ));
+    }
+    if let Some(profile) = &outcome.catch_up {
+        line.push_str(&format!(", {}", profile.summary()));
     }
     line
 }

@@ -16,12 +16,16 @@ pub struct Outcome {
     pub workload: Workload,
     /// The target it ran on.
     pub target: Target,
-    /// Messages published (a-c), consumed (d-e) or probed (f).
+    /// Messages published (a-c), consumed (d, e) or probed (f).
     pub messages: u64,
     /// Seconds it took.
     pub seconds: f64,
     /// Per call for (a)-(c), publish-to-delivery for (f).
     pub latency: Option<Latency>,
+    /// How the rate of a consuming workload, (d) and (e), moved from
+    /// its first tenth to its last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUp>,
     /// Checks made and other details.
     pub note: String,
     /// The raw latency samples in microseconds (between processes only).
@@ -37,6 +41,7 @@ impl Outcome {
             messages,
             seconds,
             latency: Latency::of(&samples_us),
+            catch_up: None,
             note: String::new(),
             samples_us,
         }
@@ -86,6 +91,96 @@ impl Latency {
     }
 }
 
+/// The catch-up profile of a consuming workload: when each tenth of the
+/// distinct messages was reached, and the rate of the first tenth against the
+/// last, so a consumer that slows down as it goes shows.
+///
+/// Progress is observed once per take (a batch, or a message in the plain
+/// loop), so a window spans whole takes: the first runs from the start to the
+/// first take that reached 10%, the last from the last take at or below 90%
+/// to the N-th distinct message. Each covers at least a tenth.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatchUp {
+    /// Per round, seconds from the start until 10%, 20%, ... 100% of the
+    /// distinct messages had been taken.
+    pub reached_s: Vec<Vec<f64>>,
+    /// The first window, summed over rounds.
+    pub first: Window,
+    /// The last window, summed over rounds.
+    pub last: Window,
+    /// Messages per second in the first window.
+    pub first_tenth_per_s: f64,
+    /// Messages per second in the last window.
+    pub last_tenth_per_s: f64,
+    /// Last over first: below 1 means the consumer slowed down.
+    pub last_over_first: f64,
+}
+
+/// Messages taken in a span of time.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Window {
+    /// Distinct messages taken in it.
+    pub messages: u64,
+    /// Its length.
+    pub seconds: f64,
+}
+
+impl Window {
+    /// Messages per second; 0 for an empty window.
+    pub fn rate(self) -> f64 {
+        if self.seconds > 0.0 {
+            self.messages as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+impl CatchUp {
+    pub(crate) fn new(reached_s: Vec<f64>, first: Window, last: Window) -> CatchUp {
+        let mut profile = CatchUp {
+            reached_s: vec![reached_s],
+            first,
+            last,
+            first_tenth_per_s: 0.0,
+            last_tenth_per_s: 0.0,
+            last_over_first: 0.0,
+        };
+        profile.derive();
+        profile
+    }
+
+    /// Pools another round: windows summed, the tenths kept per round.
+    fn merge(&mut self, other: CatchUp) {
+        self.reached_s.extend(other.reached_s);
+        self.first.messages += other.first.messages;
+        self.first.seconds += other.first.seconds;
+        self.last.messages += other.last.messages;
+        self.last.seconds += other.last.seconds;
+        self.derive();
+    }
+
+    fn derive(&mut self) {
+        self.first_tenth_per_s = self.first.rate();
+        self.last_tenth_per_s = self.last.rate();
+        self.last_over_first = if self.first_tenth_per_s > 0.0 {
+            self.last_tenth_per_s / self.first_tenth_per_s
+        } else {
+            0.0
+        };
+    }
+
+    /// `first 10% 812,000 msgs/s, last 10% 790,000 msgs/s (last/first 0.97x)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "first 10% {} msgs/s, last 10% {} msgs/s (last/first {:.2}x)",
+            group_thousands(self.first_tenth_per_s.round() as u64),
+            group_thousands(self.last_tenth_per_s.round() as u64),
+            self.last_over_first
+        )
+    }
+}
+
 /// What a child process sends back: a round of one target.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct RoundResult {
@@ -128,6 +223,11 @@ impl Report {
                         sum.seconds += outcome.seconds;
                         sum.samples_us.extend(outcome.samples_us);
                         sum.latency = Latency::of(&sum.samples_us);
+                        match (&mut sum.catch_up, outcome.catch_up) {
+                            (Some(profile), Some(other)) => profile.merge(other),
+                            (None, other) => sum.catch_up = other,
+                            (Some(_), None) => {}
+                        }
                         if !outcome.note.is_empty() {
                             sum.note = format!("{}; {}", sum.note, outcome.note);
                         }
@@ -201,7 +301,12 @@ impl Report {
                     let _ = write!(row, " {} |", value.map_or("-".to_string(), |v| figure.format(v)));
                     if let Some(peer) = target.peer().filter(|p| targets.contains(p)) {
                         let theirs = self.get(workload, peer).and_then(|o| figure.value(o));
-                        let _ = write!(row, " {} |", ratio_cell(value, theirs, Some(figure.higher_is_better())));
+                        let cell = match figure.higher_is_better() {
+                            Some(higher) => ratio_cell(value, theirs, Some(higher)),
+                            // A ratio of ratios says nothing on its own.
+                            None => "-".to_string(),
+                        };
+                        let _ = write!(row, " {cell} |");
                     }
                 }
                 let _ = writeln!(md, "{row}");
@@ -265,12 +370,23 @@ pub(crate) enum Figure {
     P50,
     P99,
     P999,
+    /// Rate of the first tenth of a catch-up.
+    FirstTenth,
+    /// Rate of the last tenth of a catch-up.
+    LastTenth,
+    /// Last tenth's rate over the first's.
+    LastOverFirst,
 }
 
 impl Figure {
     pub(crate) fn of(workload: Workload) -> &'static [Figure] {
         match workload {
-            Workload::D | Workload::E => &[Figure::Rate],
+            Workload::D | Workload::E => &[
+                Figure::Rate,
+                Figure::FirstTenth,
+                Figure::LastTenth,
+                Figure::LastOverFirst,
+            ],
             Workload::F => &[Figure::P50, Figure::P99, Figure::P999],
             _ => &[Figure::Rate, Figure::P50, Figure::P99],
         }
@@ -282,6 +398,9 @@ impl Figure {
             Figure::P50 => "p50 ms",
             Figure::P99 => "p99 ms",
             Figure::P999 => "p999 ms",
+            Figure::FirstTenth => "first 10% msgs/s",
+            Figure::LastTenth => "last 10% msgs/s",
+            Figure::LastOverFirst => "last 10% / first 10%",
         }
     }
 
@@ -291,17 +410,27 @@ impl Figure {
             Figure::P50 => outcome.latency.map(|l| l.p50_ms),
             Figure::P99 => outcome.latency.map(|l| l.p99_ms),
             Figure::P999 => outcome.latency.map(|l| l.p999_ms),
+            Figure::FirstTenth => outcome.catch_up.as_ref().map(|c| c.first_tenth_per_s),
+            Figure::LastTenth => outcome.catch_up.as_ref().map(|c| c.last_tenth_per_s),
+            Figure::LastOverFirst => outcome.catch_up.as_ref().map(|c| c.last_over_first),
         }
     }
 
-    fn higher_is_better(self) -> bool {
-        self == Figure::Rate
+    /// Which way is better, for the Herald/NATS mark; `None` when the
+    /// ratio between two targets means nothing.
+    fn higher_is_better(self) -> Option<bool> {
+        match self {
+            Figure::Rate | Figure::FirstTenth | Figure::LastTenth => Some(true),
+            Figure::P50 | Figure::P99 | Figure::P999 => Some(false),
+            Figure::LastOverFirst => None,
+        }
     }
 
     fn format(self, value: f64) -> String {
         match self {
-            Figure::Rate => group_thousands(value.round() as u64),
-            _ => format!("{value:.2}"),
+            Figure::Rate | Figure::FirstTenth | Figure::LastTenth => group_thousands(value.round() as u64),
+            Figure::LastOverFirst => format!("{value:.2}x"),
+            Figure::P50 | Figure::P99 | Figure::P999 => format!("{value:.2}"),
         }
     }
 }
@@ -418,6 +547,61 @@ mod tests {
         );
         assert!(
             md.contains("| (a) 1 publisher | p99 ms | 0.40 | 2.00x ✗ | 0.20 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn catch_up_windows_are_pooled_over_rounds_and_shown_per_target() {
+        let plan = Plan::new(
+            Cli::parse_from(["bench", "--targets", "herald-durable,nats-always", "--workloads", "d"]).options,
+        );
+        let round = |target, first: f64, last: f64| {
+            let mut o = outcome(Workload::D, target, 1000, 1.0, Vec::new());
+            o.catch_up = Some(CatchUp::new(
+                vec![0.1; 10],
+                Window {
+                    messages: 100,
+                    seconds: first,
+                },
+                Window {
+                    messages: 100,
+                    seconds: last,
+                },
+            ));
+            (
+                target,
+                RoundResult {
+                    outcomes: vec![o],
+                    peak_rss_bytes: None,
+                },
+            )
+        };
+        let report = Report::merge(
+            0,
+            plan,
+            machine(),
+            vec![
+                round(Target::HeraldDurable, 0.1, 0.1),
+                round(Target::HeraldDurable, 0.1, 0.3),
+                round(Target::NatsAlways, 0.1, 0.1),
+            ],
+        );
+        let profile = report
+            .get(Workload::D, Target::HeraldDurable)
+            .unwrap()
+            .catch_up
+            .clone()
+            .unwrap();
+        assert_eq!(profile.reached_s.len(), 2);
+        assert_eq!((profile.first_tenth_per_s, profile.last_tenth_per_s), (1000.0, 500.0));
+        let md = report.markdown();
+        assert!(
+            md.contains("| (d) 1 consumer catching up | last 10% msgs/s | 500 | 0.50x ✗ | 1,000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| (d) 1 consumer catching up | last 10% / first 10% | 0.50x | - | 1.00x |"),
             "{md}"
         );
     }

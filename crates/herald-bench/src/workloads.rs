@@ -1,7 +1,7 @@
 //! The workloads (a)-(f), written once against [`Side`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,6 +10,7 @@ use crate::BenchResult;
 use crate::plan::{Plan, Target, Workload};
 use crate::progress::Counter;
 use crate::report::Outcome;
+use crate::seen::Seen;
 use crate::side::Side;
 
 /// A consuming workload that makes no progress for this long has failed.
@@ -98,51 +99,6 @@ async fn publishing(side: Arc<dyn Side>, plan: &Plan, workload: Workload, counte
     Ok(outcome)
 }
 
-/// Which sequences a consuming workload has seen, shared by its members.
-struct Seen {
-    bits: Vec<AtomicU64>,
-    distinct: AtomicU64,
-    duplicates: AtomicU64,
-    out_of_range: AtomicU64,
-    complete_at: OnceLock<Instant>,
-    target: u64,
-}
-
-impl Seen {
-    fn new(target: u64) -> Seen {
-        Seen {
-            bits: (0..target.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
-            distinct: AtomicU64::new(0),
-            duplicates: AtomicU64::new(0),
-            out_of_range: AtomicU64::new(0),
-            complete_at: OnceLock::new(),
-            target,
-        }
-    }
-
-    /// Marks seq (1-based); true if it was new.
-    fn mark(&self, seq: u64) -> bool {
-        if seq == 0 || seq > self.target {
-            self.out_of_range.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        let (word, bit) = ((seq - 1) / 64, (seq - 1) % 64);
-        let before = self.bits[word as usize].fetch_or(1 << bit, Ordering::Relaxed);
-        if before & (1 << bit) != 0 {
-            self.duplicates.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        if self.distinct.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
-            let _ = self.complete_at.set(Instant::now());
-        }
-        true
-    }
-
-    fn complete(&self) -> bool {
-        self.distinct.load(Ordering::Relaxed) >= self.target
-    }
-}
-
 /// (d), (e): N messages stored first (not timed), then one consumer or a
 /// 4-member group takes and acks them; timed until the N-th distinct one.
 async fn consuming(side: Arc<dyn Side>, plan: &Plan, workload: Workload, counter: &Counter) -> BenchResult<Outcome> {
@@ -185,12 +141,9 @@ async fn consuming(side: Arc<dyn Side>, plan: &Plan, workload: Workload, counter
                 let taken = member.take(bite).await?;
                 if taken.is_empty() {
                     if last_progress.elapsed() > STALL && !seen.complete() {
-                        return Err(format!(
-                            "stalled: {} of {} distinct messages",
-                            seen.distinct.load(Ordering::Relaxed),
-                            seen.target
-                        )
-                        .into());
+                        return Err(
+                            format!("stalled: {} of {} distinct messages", seen.distinct(), seen.target()).into(),
+                        );
                     }
                     continue;
                 }
@@ -201,6 +154,7 @@ async fn consuming(side: Arc<dyn Side>, plan: &Plan, workload: Workload, counter
                         counter.add(1);
                     }
                 }
+                seen.observe();
             }
             Ok::<_, crate::BenchError>(mine)
         }));
@@ -209,21 +163,21 @@ async fn consuming(side: Arc<dyn Side>, plan: &Plan, workload: Workload, counter
     for task in tasks {
         shares.push(task.await??);
     }
-    let complete_at = seen
-        .complete_at
-        .get()
-        .copied()
-        .ok_or("no member saw the last message")?;
+    let complete_at = seen.complete_at().ok_or("no member saw the last message")?;
     let seconds = complete_at.duration_since(started).as_secs_f64();
     let mut outcome = Outcome::new(workload, n, seconds, Vec::new());
-    let duplicates = seen.duplicates.load(Ordering::Relaxed);
-    let strays = seen.out_of_range.load(Ordering::Relaxed);
+    outcome.catch_up = seen.catch_up(started);
+    let duplicates = seen.duplicates();
+    let strays = seen.out_of_range();
     if strays > 0 {
         return Err(format!("{}: {strays} deliveries outside 1..={n}", workload.title()).into());
     }
     outcome.note = format!("{n} distinct checked, {duplicates} redelivered");
     if members > 1 {
         outcome.note.push_str(&format!(", shares {shares:?}"));
+    }
+    if let Some(profile) = &outcome.catch_up {
+        outcome.note.push_str(&format!("; {}", profile.summary()));
     }
     Ok(outcome)
 }
