@@ -40,7 +40,7 @@ pub(crate) fn draw(report: &Report, path: &Path) -> BenchResult<()> {
         .plan
         .workloads
         .iter()
-        .filter(|&&w| w != Workload::F)
+        .filter(|&&w| !matches!(w, Workload::F | Workload::G50 | Workload::G2000))
         .map(|&w| (short_title(w), w, Figure::Rate))
         .collect();
     panel(
@@ -60,6 +60,10 @@ pub(crate) fn draw(report: &Report, path: &Path) -> BenchResult<()> {
                 latency.push(("(f) p99".to_string(), w, Figure::P99));
                 latency.push(("(f) p999".to_string(), w, Figure::P999));
             }
+            Workload::G50 | Workload::G2000 => {
+                latency.push((format!("{} p50", tag(w)), w, Figure::P50));
+                latency.push((format!("{} p99", tag(w)), w, Figure::P99));
+            }
             _ => {}
         }
     }
@@ -77,8 +81,11 @@ fn short_title(w: Workload) -> String {
         Workload::C100 => "(c) batch 100".into(),
         Workload::C1000 => "(c) batch 1k".into(),
         Workload::D => "(d) catch-up".into(),
+        Workload::D1 => "(d1) plain loop".into(),
         Workload::E => "(e) group of 4".into(),
         Workload::F => "(f) delivery".into(),
+        Workload::G50 => "(g) live 50/s".into(),
+        Workload::G2000 => "(g) live 2k/s".into(),
     }
 }
 
@@ -91,8 +98,11 @@ fn tag(w: Workload) -> &'static str {
         Workload::C100 => "(c100)",
         Workload::C1000 => "(c1k)",
         Workload::D => "(d)",
+        Workload::D1 => "(d1)",
         Workload::E => "(e)",
         Workload::F => "(f)",
+        Workload::G50 => "(g50)",
+        Workload::G2000 => "(g2k)",
     }
 }
 

@@ -66,7 +66,7 @@ impl Target {
     }
 }
 
-/// A workload of the list, (a) to (f).
+/// A workload of the list, (a) to (g).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Workload {
@@ -80,25 +80,36 @@ pub enum Workload {
     C100,
     /// (c) Batches of 1,000.
     C1000,
-    /// (d) One durable consumer catching up on N messages, acking each.
+    /// (d) One durable consumer catching up on N messages, taking batches
+    /// (Herald: one `ack_all` per batch; NATS: an ack per message).
     D,
-    /// (e) A 4-member group sharing N messages, acking each.
+    /// (d1) The same catch-up the simple way: the next message, its ack
+    /// awaited, then the next.
+    D1,
+    /// (e) A 4-member group sharing N messages, taking batches as (d).
     E,
     /// (f) Publish-to-delivery latency at a fixed rate below saturation.
     F,
+    /// (g) Publish-to-receive latency on a live subscription, 50 msgs/s.
+    G50,
+    /// (g) The same at 2,000 msgs/s.
+    G2000,
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 11] = [
         Workload::A,
         Workload::B16,
         Workload::B64,
         Workload::C100,
         Workload::C1000,
         Workload::D,
+        Workload::D1,
         Workload::E,
         Workload::F,
+        Workload::G50,
+        Workload::G2000,
     ];
 
     /// Its stream's name (and subject prefix) on both systems.
@@ -110,8 +121,11 @@ impl Workload {
             Workload::C100 => "c100",
             Workload::C1000 => "c1000",
             Workload::D => "d",
+            Workload::D1 => "d1",
             Workload::E => "e",
             Workload::F => "f",
+            Workload::G50 => "g50",
+            Workload::G2000 => "g2000",
         }
     }
 
@@ -124,8 +138,20 @@ impl Workload {
             Workload::C100 => "(c) batches of 100",
             Workload::C1000 => "(c) batches of 1,000",
             Workload::D => "(d) 1 consumer catching up",
+            Workload::D1 => "(d1) catching up, plain loop",
             Workload::E => "(e) 4-member group",
             Workload::F => "(f) publish-to-delivery",
+            Workload::G50 => "(g) live, 50 msgs/s",
+            Workload::G2000 => "(g) live, 2,000 msgs/s",
+        }
+    }
+
+    /// The fixed publish rate of (g), messages per second.
+    pub fn live_rate(self) -> Option<u64> {
+        match self {
+            Workload::G50 => Some(50),
+            Workload::G2000 => Some(2000),
+            _ => None,
         }
     }
 
@@ -164,7 +190,7 @@ pub struct Options {
     /// Time cap per publishing workload and round, in seconds [default: 8; quick: 1].
     #[arg(long)]
     pub seconds: Option<f64>,
-    /// N for the consuming workloads (d) and (e) [default: 200,000; quick: 4,000].
+    /// N for the consuming workloads (d), (d1) and (e) [default: 200,000; quick: 4,000].
     #[arg(long)]
     pub consume: Option<u64>,
     /// Publish rate of (f), messages per second.
@@ -173,6 +199,10 @@ pub struct Options {
     /// Messages of (f) per round [default: 5 s at the rate; quick: 0.4 s].
     #[arg(long)]
     pub latency_messages: Option<u64>,
+    /// Seconds of messages of each (g) live workload per round, at its own
+    /// rate [default: 5; quick: 1].
+    #[arg(long)]
+    pub live_seconds: Option<f64>,
     /// Rounds; the targets take turns within each, so a slow spell of a shared
     /// disk lands on every column [default: 2; quick: 1].
     #[arg(long)]
@@ -209,10 +239,13 @@ pub struct Plan {
     pub rounds: u32,
     /// Time cap of a publishing workload.
     pub seconds: f64,
-    /// N of (d) and (e).
+    /// N of (d), (d1) and (e).
     pub consume: u64,
     /// Messages of (f).
     pub latency_messages: u64,
+    /// Seconds of messages of each (g).
+    #[serde(default)]
+    pub live_seconds: f64,
     /// Messages of (b); (a) gets 1/40, (c) 5x and 10x.
     pub messages: u64,
 }
@@ -238,6 +271,7 @@ impl Plan {
                 .latency_messages
                 .unwrap_or(options.rate.max(1) * if quick { 2 } else { 25 } / 5)
                 .max(1),
+            live_seconds: options.live_seconds.unwrap_or(if quick { 1.0 } else { 5.0 }),
             messages: options.messages.unwrap_or(if quick { 2_000 } else { 200_000 }).max(40),
             options,
         }
@@ -251,6 +285,12 @@ impl Plan {
             Workload::C1000 => self.messages * 10,
             _ => self.messages,
         }
+    }
+
+    /// Messages of a (g) workload in one round: its seconds at its rate.
+    pub fn live_messages(&self, workload: Workload) -> u64 {
+        let rate = workload.live_rate().unwrap_or(1);
+        ((rate as f64 * self.live_seconds).round() as u64).max(1)
     }
 
     /// The time cap of a publishing workload in one round.

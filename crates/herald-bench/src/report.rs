@@ -16,13 +16,13 @@ pub struct Outcome {
     pub workload: Workload,
     /// The target it ran on.
     pub target: Target,
-    /// Messages published (a-c), consumed (d, e) or probed (f).
+    /// Messages published (a-c), consumed (d, d1, e) or probed (f, g).
     pub messages: u64,
     /// Seconds it took.
     pub seconds: f64,
-    /// Per call for (a)-(c), publish-to-delivery for (f).
+    /// Per call for (a)-(c), publish-to-receive for (f) and (g).
     pub latency: Option<Latency>,
-    /// How the rate of a consuming workload, (d) and (e), moved from
+    /// How the rate of a consuming workload, (d), (d1) and (e), moved from
     /// its first tenth to its last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up: Option<CatchUp>,
@@ -381,13 +381,13 @@ pub(crate) enum Figure {
 impl Figure {
     pub(crate) fn of(workload: Workload) -> &'static [Figure] {
         match workload {
-            Workload::D | Workload::E => &[
+            Workload::D | Workload::D1 | Workload::E => &[
                 Figure::Rate,
                 Figure::FirstTenth,
                 Figure::LastTenth,
                 Figure::LastOverFirst,
             ],
-            Workload::F => &[Figure::P50, Figure::P99, Figure::P999],
+            Workload::F | Workload::G50 | Workload::G2000 => &[Figure::P50, Figure::P99, Figure::P999],
             _ => &[Figure::Rate, Figure::P50, Figure::P99],
         }
     }

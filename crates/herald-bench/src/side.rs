@@ -43,6 +43,14 @@ pub(crate) trait Side: Send + Sync {
     async fn create_consumer(&self, stream: &str, name: &str) -> BenchResult<()>;
     /// A member of that consumer; members share its messages.
     async fn member(&self, stream: &str, name: &str, member: usize) -> BenchResult<Box<dyn Member>>;
+    /// That consumer read the simple way, as a first program would: the
+    /// next message, its ack awaited, then the next (Herald: `next` and
+    /// `ack`; NATS: `messages()` with its defaults and `ack`).
+    async fn plain(&self, stream: &str, name: &str) -> BenchResult<Box<dyn Reader>>;
+    /// A live subscription to `stream.>`, from the next message on (Herald:
+    /// `Bus::subscribe`; NATS: an ordered consumer delivering new messages).
+    /// It is following once this returns.
+    async fn subscribe(&self, stream: &str) -> BenchResult<Box<dyn Reader>>;
     /// Peak resident memory of the system's process, in bytes.
     fn peak_rss(&self) -> Option<u64>;
 }
@@ -52,6 +60,14 @@ pub(crate) trait Side: Send + Sync {
 pub(crate) trait Member: Send {
     /// Up to `max` messages, each acked; empty if none came within a short wait.
     async fn take(&mut self, max: usize) -> BenchResult<Vec<Taken>>;
+}
+
+/// Messages one at a time: from a plain consumer loop (acked before it is
+/// handed over) or from a live subscription (nothing to ack).
+#[async_trait::async_trait]
+pub(crate) trait Reader: Send {
+    /// The next message, waiting as long as it takes.
+    async fn next(&mut self) -> BenchResult<Taken>;
 }
 
 /// Opens the system of a target on a fresh store under `dir`.
@@ -143,6 +159,16 @@ impl Side for HeraldSide {
         Ok(Box::new(HeraldMember { consumer }))
     }
 
+    async fn plain(&self, stream: &str, name: &str) -> BenchResult<Box<dyn Reader>> {
+        let consumer = self.bus.bind_consumer(stream, name).await?;
+        Ok(Box::new(HeraldPlain { consumer }))
+    }
+
+    async fn subscribe(&self, stream: &str) -> BenchResult<Box<dyn Reader>> {
+        let subscription = self.bus.subscribe(format!("{stream}.>")).await?;
+        Ok(Box::new(HeraldLive { subscription }))
+    }
+
     fn peak_rss(&self) -> Option<u64> {
         match &self.server {
             // On NATS the messages live in the server.
@@ -180,6 +206,41 @@ impl Member for HeraldMember {
                 }
             })
             .collect())
+    }
+}
+
+struct HeraldPlain {
+    consumer: herald::Consumer,
+}
+
+#[async_trait::async_trait]
+impl Reader for HeraldPlain {
+    async fn next(&mut self) -> BenchResult<Taken> {
+        let received = self.consumer.next().await?;
+        let arrived = Instant::now();
+        received.ack().await?;
+        let message = received.into_delivery().message;
+        Ok(Taken {
+            seq: message.seq,
+            payload: message.payload,
+            arrived,
+        })
+    }
+}
+
+struct HeraldLive {
+    subscription: herald::Subscription,
+}
+
+#[async_trait::async_trait]
+impl Reader for HeraldLive {
+    async fn next(&mut self) -> BenchResult<Taken> {
+        let message = self.subscription.next().await?;
+        Ok(Taken {
+            seq: message.seq,
+            payload: message.payload,
+            arrived: Instant::now(),
+        })
     }
 }
 
@@ -273,6 +334,29 @@ impl Side for NatsSide {
         Ok(Box::new(NatsMember { messages }))
     }
 
+    async fn plain(&self, stream: &str, name: &str) -> BenchResult<Box<dyn Reader>> {
+        let consumer: jetstream::consumer::PullConsumer = self.js.get_consumer_from_stream(name, stream).await?;
+        let messages = consumer.messages().await?;
+        Ok(Box::new(NatsPlain { messages }))
+    }
+
+    async fn subscribe(&self, stream: &str) -> BenchResult<Box<dyn Reader>> {
+        // What a JetStream user tails a stream with: an ephemeral ordered
+        // consumer (no acks, recreated on a gap), from new messages on.
+        let consumer = self
+            .js
+            .create_consumer_on_stream(
+                pull::OrderedConfig {
+                    deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                    ..Default::default()
+                },
+                stream,
+            )
+            .await?;
+        let messages = consumer.messages().await?;
+        Ok(Box::new(NatsLive { messages }))
+    }
+
     fn peak_rss(&self) -> Option<u64> {
         self.server.peak_rss_bytes()
     }
@@ -315,5 +399,35 @@ impl Member for NatsMember {
             taken.push(Self::settle(message, arrived).await?);
         }
         Ok(taken)
+    }
+}
+
+struct NatsPlain {
+    messages: pull::Stream,
+}
+
+#[async_trait::async_trait]
+impl Reader for NatsPlain {
+    async fn next(&mut self) -> BenchResult<Taken> {
+        let message = self.messages.next().await.ok_or("the NATS message stream ended")??;
+        NatsMember::settle(message, Instant::now()).await
+    }
+}
+
+struct NatsLive {
+    messages: pull::Ordered,
+}
+
+#[async_trait::async_trait]
+impl Reader for NatsLive {
+    async fn next(&mut self) -> BenchResult<Taken> {
+        let message = self.messages.next().await.ok_or("the NATS ordered consumer ended")??;
+        let arrived = Instant::now();
+        let seq = message.info()?.stream_sequence;
+        Ok(Taken {
+            seq,
+            payload: message.message.payload,
+            arrived,
+        })
     }
 }

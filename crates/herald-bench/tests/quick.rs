@@ -1,8 +1,8 @@
 //! The README's test command runs the benchmark's quick mode once, against a
 //! real nats-server, so the benchmark keeps working: every workload on every
 //! target must finish its own checks (N distinct messages consumed, the stream
-//! holding exactly what was acknowledged) and the table, JSON and chart must
-//! be written.
+//! holding exactly what was acknowledged, every live message received) and
+//! the table, JSON and chart must be written.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
@@ -31,7 +31,8 @@ fn quick_run_measures_every_workload_on_every_target() {
         "nats-default",
         "herald-nats",
     ];
-    let workloads = ["a", "b16", "b64", "c100", "c1000", "d", "e", "f"];
+    let workloads = ["a", "b16", "b64", "c100", "c1000", "d", "d1", "e", "f", "g50", "g2000"];
+    let catching_up = ["d", "d1", "e"];
     for target in targets {
         for workload in workloads {
             let outcome = outcomes
@@ -46,7 +47,13 @@ fn quick_run_measures_every_workload_on_every_target() {
                 outcome["seconds"].as_f64().unwrap() > 0.0,
                 "{workload} on {target}: {outcome}"
             );
-            if workload != "d" && workload != "e" {
+            if catching_up.contains(&workload) {
+                let profile = &outcome["catch_up"];
+                assert!(profile["first_tenth_per_s"].as_f64().unwrap() > 0.0, "{outcome}");
+                assert!(profile["last_tenth_per_s"].as_f64().unwrap() > 0.0, "{outcome}");
+                assert!(profile["last_over_first"].as_f64().unwrap() > 0.0, "{outcome}");
+                assert_eq!(profile["reached_s"][0].as_array().unwrap().len(), 10, "{outcome}");
+            } else {
                 assert!(outcome["latency"]["p99_ms"].as_f64().unwrap() > 0.0, "{outcome}");
             }
         }
@@ -61,6 +68,12 @@ fn quick_run_measures_every_workload_on_every_target() {
     let table = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(table.contains("| (a) 1 publisher | msgs/s |"), "{table}");
     assert!(table.contains("Herald durable / NATS sync=always"), "{table}");
+    assert!(
+        table.contains("| (d) 1 consumer catching up | last 10% / first 10% |"),
+        "{table}"
+    );
+    assert!(table.contains("| (d1) catching up, plain loop | msgs/s |"), "{table}");
+    assert!(table.contains("| (g) live, 2,000 msgs/s | p99 ms |"), "{table}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("(f) publish-to-delivery"),
@@ -71,7 +84,7 @@ fn quick_run_measures_every_workload_on_every_target() {
     assert_eq!(&chart[..8], b"\x89PNG\r\n\x1a\n", "chart.png is a PNG");
     assert!(chart.len() > 10_000, "the chart has content");
     // Progress: a line per step.
-    assert!(stderr.contains("[40/40]"), "{stderr}");
+    assert!(stderr.contains("[55/55]"), "{stderr}");
 }
 
 #[test]
