@@ -306,8 +306,12 @@ impl Consumer {
     /// The first delivery's error when one could not be acked (the others
     /// are acked still), or the whole call's error.
     pub async fn ack_all(&self, received: &[Received]) -> Result<()> {
-        let outcomes = self.settle_all(received.iter().map(|r| (r, Settle::Ack))).await?;
-        outcomes.into_iter().collect()
+        self.ack_all_outcomes(received).await?.into_iter().collect()
+    }
+
+    /// Acks every one of `received` in one call, with one result per delivery.
+    pub(crate) async fn ack_all_outcomes(&self, received: &[Received]) -> Result<Vec<Result<()>>> {
+        self.settle_all(received.iter().map(|r| (r, Settle::Ack))).await
     }
 
     /// Naks every one of `received` for redelivery after `delay`, in one call.

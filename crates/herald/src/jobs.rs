@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald_core::{
     ConsumerName, DeadLetter, Error, ErrorKind, MAX_NAK_DELAY, MAX_WAIT, Message, OutgoingMessage, Pattern, ReadRange,
-    Result, Retention, StreamConfig, StreamName, Subject, Timestamp,
+    Result, Retention, Settle, StreamConfig, StreamName, Subject, Timestamp,
 };
 
 use crate::bus::Bus;
@@ -357,7 +357,9 @@ impl Jobs {
     async fn promote_due(&self, worker: &str) -> Result<()> {
         let scheduler = self.inner.scheduler.member(worker)?;
         let now = self.inner.bus.now();
-        for received in scheduler.fetch(PROMOTE_BATCH, Duration::ZERO).await? {
+        let fetched = scheduler.fetch(PROMOTE_BATCH, Duration::ZERO).await?;
+        let mut settles = Vec::with_capacity(fetched.len());
+        for received in &fetched {
             let message = &received.message;
             let not_before = message
                 .headers
@@ -367,21 +369,22 @@ impl Jobs {
             if now.as_nanos() < not_before {
                 // A job further out than a nak may wait comes back and is
                 // deferred again.
-                let wait = Duration::from_nanos(not_before - now.as_nanos()).min(MAX_NAK_DELAY);
-                received.nak_after(wait).await?;
+                let delay = Duration::from_nanos(not_before - now.as_nanos()).min(MAX_NAK_DELAY);
+                settles.push((received, Settle::Nak { delay }));
                 continue;
             }
             let priority = message.headers.get(PRIORITY_HEADER).map_or("0", String::as_str);
             let mut ready = OutgoingMessage::new(self.subject(&format!("ready.{priority}"))?, message.payload.clone())
-                // Idempotent: a crash before the ack below moves it again, once.
+                // Idempotent: a crash before the acks below moves it again, once.
                 .id(format!("due:{}", message.seq));
             ready.headers = message.headers.clone();
             ready.headers.remove(NOT_BEFORE_HEADER);
             ready.headers.insert(JOB_ID_HEADER.to_string(), message.id.clone());
             self.inner.bus.backend().publish(ready).await?;
-            received.ack().await?;
+            settles.push((received, Settle::Ack));
         }
-        Ok(())
+        // One confirmation for the whole batch of moves and deferrals.
+        scheduler.settle_all(settles).await?.into_iter().collect()
     }
 
     /// Jobs given up on, oldest first, up to `limit`.

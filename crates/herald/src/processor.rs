@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald_core::{ConsumerConfig, ConsumerName, Delivery, Error, ErrorKind, Pattern, Result, StreamName};
+use herald_core::{ConsumerConfig, ConsumerName, Delivery, Error, ErrorKind, Pattern, Result, Settle, StreamName};
 use tokio::sync::watch;
 
 use crate::bus::Bus;
@@ -562,58 +562,149 @@ async fn work_loop(
             }
         };
         let mut batch = batch.into_iter();
+        let mut acks = Acks::default();
         while let Some(received) = batch.next() {
             if shared.stopping.load(Ordering::Relaxed) {
                 // Another worker stopped the processor: stop here too.
+                acks.flush(&shared).await?;
                 release(std::iter::once(received).chain(batch)).await;
                 return Ok(());
             }
-            let go_on = match handle(&shared, received).await {
-                Ok(go_on) => go_on,
+            let handled = match handle(&shared, received).await {
+                Ok(handled) => handled,
                 Err(err) => {
+                    let _ = acks.flush(&shared).await;
                     release(batch).await;
                     return Err(err);
                 }
             };
-            if !go_on {
-                let _ = stop_all.send(true);
-                release(batch).await;
-                shared.progress.notify_waiters();
-                return Ok(());
+            match handled {
+                Handled::Ack(received, tally) => acks.push(received, tally),
+                Handled::Settled => {}
+                Handled::Stop => {
+                    acks.flush(&shared).await?;
+                    let _ = stop_all.send(true);
+                    release(batch).await;
+                    shared.progress.notify_waiters();
+                    return Ok(());
+                }
+            }
+            if acks.due() {
+                acks.flush(&shared).await?;
             }
             shared.progress.notify_waiters();
         }
+        acks.flush(&shared).await?;
+        shared.progress.notify_waiters();
+    }
+}
+
+/// How long a handled message's ack may wait for others to go with it.
+const ACK_GATHER: Duration = Duration::from_millis(100);
+
+/// Acks of handled messages, sent together (one call, one confirmation) at
+/// the end of a batch, or once the first has waited [`ACK_GATHER`]. A
+/// message counts as processed once its ack is confirmed.
+#[derive(Default)]
+struct Acks {
+    received: Vec<Received>,
+    tallies: Vec<Tally>,
+    since: Option<tokio::time::Instant>,
+}
+
+/// Which count a handled message adds to once acked.
+#[derive(Clone, Copy)]
+enum Tally {
+    Processed,
+    Skipped,
+    Unrouted,
+}
+
+impl Acks {
+    fn push(&mut self, received: Received, tally: Tally) {
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+        self.received.push(received);
+        self.tallies.push(tally);
+    }
+
+    fn due(&self) -> bool {
+        self.since.is_some_and(|since| since.elapsed() >= ACK_GATHER)
+    }
+
+    async fn flush(&mut self, shared: &Shared) -> Result<()> {
+        let Some(first) = self.received.first() else {
+            return Ok(());
+        };
+        let consumer = first.consumer().clone();
+        self.since = None;
+        let received = std::mem::take(&mut self.received);
+        let tallies = std::mem::take(&mut self.tallies);
+        let outcomes = consumer.ack_all_outcomes(&received).await?;
+        let mut failed = None;
+        for (outcome, tally) in outcomes.into_iter().zip(tallies) {
+            match outcome {
+                Ok(()) => {
+                    let count = match tally {
+                        Tally::Processed => &shared.stats.processed,
+                        Tally::Skipped => &shared.stats.skipped,
+                        Tally::Unrouted => &shared.stats.unrouted,
+                    };
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    failed.get_or_insert(err);
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 }
 
 /// Hands back deliveries fetched and not handled: a nak with no delay makes
-/// each due again at once instead of after its lease. Its delivery count
-/// stands, as it would had the lease run out.
+/// each due again at once instead of after its lease (one call for all).
+/// Their delivery counts stand, as they would had the leases run out.
 async fn release(unhandled: impl IntoIterator<Item = Received>) {
-    let naks = unhandled.into_iter().map(|received| async move {
-        if let Err(err) = received.nak().await {
+    let unhandled: Vec<Received> = unhandled.into_iter().collect();
+    let Some(first) = unhandled.first() else {
+        return;
+    };
+    let consumer = first.consumer().clone();
+    let naks = unhandled.iter().map(|r| (r, Settle::Nak { delay: Duration::ZERO }));
+    let outcomes = match consumer.settle_all(naks).await {
+        Ok(outcomes) => outcomes,
+        Err(err) => {
+            let n = unhandled.len();
+            tracing::warn!(n, %err, "could not hand back unhandled messages; they come back after their leases");
+            return;
+        }
+    };
+    for (received, outcome) in unhandled.iter().zip(outcomes) {
+        if let Err(err) = outcome {
             let seq = received.message.seq;
             tracing::warn!(seq, %err, "could not hand back an unhandled message; it comes back after its lease");
         }
-    });
-    futures_util::future::join_all(naks).await;
+    }
 }
 
-/// Handles one message; false when the processor must stop.
-async fn handle(shared: &Shared, received: Received) -> Result<bool> {
+/// What handling one message left to do.
+enum Handled {
+    /// Handled (or skipped, or unrouted): to be acked.
+    Ack(Received, Tally),
+    /// Settled already (retried or dead-lettered).
+    Settled,
+    /// The processor must stop; the message went back.
+    Stop,
+}
+
+/// Handles one message.
+async fn handle(shared: &Shared, received: Received) -> Result<Handled> {
     let subject = received.message.subject.clone();
     let Some((_, handler)) = shared.routes.iter().find(|(p, _)| p.matches(&subject)) else {
-        received.ack().await?;
-        shared.stats.unrouted.fetch_add(1, Ordering::Relaxed);
-        return Ok(true);
+        return Ok(Handled::Ack(received, Tally::Unrouted));
     };
     let outcome = handler((*received).clone()).await;
     let error = match outcome {
-        Ok(()) => {
-            received.ack().await?;
-            shared.stats.processed.fetch_add(1, Ordering::Relaxed);
-            return Ok(true);
-        }
+        Ok(()) => return Ok(Handled::Ack(received, Tally::Processed)),
         Err(error) => error,
     };
     shared.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -632,8 +723,7 @@ async fn handle(shared: &Shared, received: Received) -> Result<bool> {
         }
         Decision::Skip => {
             tracing::warn!(%subject, seq, %error, "handler failed; message skipped");
-            received.ack().await?;
-            shared.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(Handled::Ack(received, Tally::Skipped));
         }
         Decision::DeadLetter => {
             tracing::warn!(%subject, seq, %error, "handler failed; message dead-lettered");
@@ -649,10 +739,10 @@ async fn handle(shared: &Shared, received: Received) -> Result<bool> {
             shared.stopping.store(true, Ordering::Relaxed);
             // Put back at once for the next run rather than waiting out the lease.
             received.nak().await?;
-            return Ok(false);
+            return Ok(Handled::Stop);
         }
     }
-    Ok(true)
+    Ok(Handled::Settled)
 }
 
 #[cfg(test)]
