@@ -27,6 +27,8 @@ use crate::leases::{Lease, Settled};
 
 /// How many times a batch is sent again after reconnects before giving up.
 const RESENDS: usize = 3;
+/// How often a batch waiting for its confirmation looks for a reconnect.
+const RECONNECT_CHECK: Duration = Duration::from_millis(50);
 /// The shortest pause before prefetched messages go back to JetStream.
 const MIN_IDLE: Duration = Duration::from_millis(100);
 /// The longest.
@@ -360,14 +362,27 @@ impl NatsBackend {
                     .await
                     .map_err(|e| api::closed("settling deliveries", e))?;
             }
-            self.ack_reply(&last.reply, last.body.clone()).await?;
-            if connection() == before {
-                return Ok(());
+            // A request written to a connection that then broke is never
+            // answered: the reconnect is looked for while it waits.
+            let confirm = self.ack_reply(&last.reply, last.body.clone());
+            tokio::pin!(confirm);
+            let answer = loop {
+                tokio::select! {
+                    answer = &mut confirm => break Some(answer),
+                    () = tokio::time::sleep(RECONNECT_CHECK) => {
+                        if connection() != before {
+                            break None;
+                        }
+                    }
+                }
+            };
+            match answer {
+                Some(answer) if connection() == before => return answer,
+                _ => tracing::debug!(
+                    settles = sends.len(),
+                    "reconnected while settling: sending the batch again"
+                ),
             }
-            tracing::debug!(
-                settles = sends.len(),
-                "reconnected while settling: sending the batch again"
-            );
         }
         Err(Error::new(
             ErrorKind::Closed,

@@ -5,14 +5,13 @@
 //! Whatever the call answers, every ack it reports applied must be applied on
 //! the server, as seen through a direct connection.
 //!
-//! Where the cut falls is exact; which way the call goes is not. When the
-//! client had already written the batch's confirming request into the dead
-//! socket, the request goes unanswered and the call fails as a whole (after
-//! the request timeout); when the client was still queueing acks, the rest go
-//! out on the new connection, the reconnect is noticed and the batch is sent
-//! again, and the call succeeds. 500 acks cut at the 200th go either way from
-//! run to run; 5,000 cut at the 50th usually take the second. Each test
-//! prints which way it went, and checks the server either way.
+//! Where the cut falls is exact; what the client had written into the dead
+//! socket is not. Either way the reconnect is seen (also while the batch's
+//! confirming request waits for an answer that will never come) and the
+//! batch is sent again, so the call normally succeeds; should it fail as a
+//! whole (`Timeout`, `Closed`), nothing is reported settled and settling
+//! again applies everything. Each test prints which way it went, and checks
+//! the server either way.
 
 #![allow(clippy::unwrap_used)]
 
