@@ -346,7 +346,7 @@ async fn unless_gone(backend: &NatsBackend, stream: &StreamName, err: impl std::
 
 /// What a waiting subscription was woken by.
 enum Event {
-    Pushed(StreamName, std::result::Result<async_nats::jetstream::Message, String>),
+    Pushed(Box<Pushed>),
     Woken(bool),
     Created(Option<async_nats::Message>),
     Napped,
@@ -396,14 +396,17 @@ impl LiveSubscription for Live {
                     }
                 };
                 tokio::select! {
-                    Some((stream, pushed)) = self.pushed.next(), if pushing => Event::Pushed(stream, pushed),
+                    Some(pushed) = self.pushed.next(), if pushing => Event::Pushed(Box::new(pushed)),
                     woken = wake => Event::Woken(woken.is_some()),
                     advisory = self.created.next() => Event::Created(advisory),
                     () = tokio::time::sleep(nap), if polling => Event::Napped,
                 }
             };
             match event {
-                Event::Pushed(stream, pushed) => self.pushed(stream, pushed).await?,
+                Event::Pushed(pushed) => {
+                    let (stream, pushed) = *pushed;
+                    self.pushed(stream, pushed).await?;
+                }
                 Event::Woken(true) => self.naps = 0,
                 Event::Created(Some(advisory)) => self.add_created(&advisory).await?,
                 Event::Woken(false) | Event::Created(None) => {

@@ -36,6 +36,8 @@ const CACHE_FRESH: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub(crate) struct StreamCache {
     state: RwLock<CacheState>,
+    /// A background refresh is under way.
+    refreshing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -308,8 +310,45 @@ impl NatsBackend {
         if let Some(config) = self.inner.streams.find(subject, true) {
             return Ok(Some(config));
         }
+        if let Some(config) = self.inner.streams.find(subject, false) {
+            // Known but not fresh: used as it is while the list is read again
+            // in the background, so no publish waits on a listing. JetStream
+            // routes the message by its subject itself; the config only
+            // answers the payload limit and the dedup window meanwhile.
+            self.refresh_in_background();
+            return Ok(Some(config));
+        }
         self.load_streams().await?;
         Ok(self.inner.streams.find(subject, false))
+    }
+
+    fn refresh_in_background(&self) {
+        if self
+            .inner
+            .streams
+            .refreshing
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner
+                .streams
+                .refreshing
+                .store(false, std::sync::atomic::Ordering::Release);
+            return;
+        };
+        let backend = self.clone();
+        runtime.spawn(async move {
+            if let Err(err) = backend.load_streams().await {
+                tracing::debug!(err = %herald_core::cause_chain(&err), "could not refresh the stream list");
+            }
+            backend
+                .inner
+                .streams
+                .refreshing
+                .store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 
     /// The stream for `subject`, created (named by its first token) when none

@@ -579,7 +579,7 @@ async fn work_loop(
                 }
             };
             match handled {
-                Handled::Ack(received, tally) => acks.push(received, tally),
+                Handled::Ack(received, tally) => acks.push(*received, tally),
                 Handled::Settled => {}
                 Handled::Stop => {
                     acks.flush(&shared).await?;
@@ -689,7 +689,7 @@ async fn release(unhandled: impl IntoIterator<Item = Received>) {
 /// What handling one message left to do.
 enum Handled {
     /// Handled (or skipped, or unrouted): to be acked.
-    Ack(Received, Tally),
+    Ack(Box<Received>, Tally),
     /// Settled already (retried or dead-lettered).
     Settled,
     /// The processor must stop; the message went back.
@@ -700,11 +700,11 @@ enum Handled {
 async fn handle(shared: &Shared, received: Received) -> Result<Handled> {
     let subject = received.message.subject.clone();
     let Some((_, handler)) = shared.routes.iter().find(|(p, _)| p.matches(&subject)) else {
-        return Ok(Handled::Ack(received, Tally::Unrouted));
+        return Ok(Handled::Ack(Box::new(received), Tally::Unrouted));
     };
     let outcome = handler((*received).clone()).await;
     let error = match outcome {
-        Ok(()) => return Ok(Handled::Ack(received, Tally::Processed)),
+        Ok(()) => return Ok(Handled::Ack(Box::new(received), Tally::Processed)),
         Err(error) => error,
     };
     shared.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -723,7 +723,7 @@ async fn handle(shared: &Shared, received: Received) -> Result<Handled> {
         }
         Decision::Skip => {
             tracing::warn!(%subject, seq, %error, "handler failed; message skipped");
-            return Ok(Handled::Ack(received, Tally::Skipped));
+            return Ok(Handled::Ack(Box::new(received), Tally::Skipped));
         }
         Decision::DeadLetter => {
             tracing::warn!(%subject, seq, %error, "handler failed; message dead-lettered");
