@@ -258,7 +258,7 @@ impl NatsBackend {
             .retain(|(s, _), _| s != stream);
     }
 
-    async fn nats_consumer_info(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<jc::Info> {
+    pub(crate) async fn nats_consumer_info(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<jc::Info> {
         api::call(
             &self.inner.client,
             format!("CONSUMER.INFO.{stream}.{consumer}"),

@@ -13,9 +13,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use async_nats::Subject as AckSubject;
+use bytes::Bytes;
 use herald_core::{
-    ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT, Message, OutgoingMessage, Result, Settle,
-    SettleItem, StreamBackend, StreamName, Subject, dead_letter_names, dlq,
+    ConsumerConfig, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT, Message, OutgoingMessage, Result,
+    Settle, SettleItem, StreamBackend, StreamName, Subject, dead_letter_names, dlq,
 };
 
 use crate::NatsBackend;
@@ -23,7 +25,12 @@ use crate::api;
 use crate::codec::Stored;
 use crate::consumers::{ConsumerState, Of, ack_info};
 use crate::feed::{Arrived, MAX_PREFETCH, Want};
-use crate::leases::{Lease, Settled};
+use crate::leases::{Lease, Leases, Settled};
+
+/// The bodies of JetStream's ack family.
+const ACK: Bytes = Bytes::from_static(b"+ACK");
+const NAK: Bytes = Bytes::from_static(b"-NAK");
+const WPI: Bytes = Bytes::from_static(b"+WPI");
 
 /// How many times a batch is sent again after reconnects before giving up.
 const RESENDS: usize = 3;
@@ -39,8 +46,8 @@ struct Send {
     /// Its place in the batch.
     at: usize,
     seq: u64,
-    reply: String,
-    body: String,
+    reply: AckSubject,
+    body: Bytes,
     settled: Option<Settled>,
     /// An in-progress: the lease runs this long from now.
     extend: Option<Duration>,
@@ -52,7 +59,7 @@ enum Arrival {
     /// Past Herald's delivery limit: dead-letter it, then term it.
     DeadLetter {
         message: Message,
-        reply: String,
+        reply: AckSubject,
         deliveries: u32,
     },
     /// Not deliverable (no ack subject, or waited so long that JetStream
@@ -80,30 +87,42 @@ impl NatsBackend {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         loop {
             let config = state.config();
-            let limit = config.max_ack_pending.get() as usize;
-            let prefetch = (max * 2).clamp(2, MAX_PREFETCH).min(limit);
+            let prefetch = (max * 2)
+                .clamp(2, MAX_PREFETCH)
+                .min(config.max_ack_pending.get() as usize);
             let idle = (config.lease_for(1) / 2).clamp(MIN_IDLE, MAX_IDLE);
-            let arrived = if wait.is_zero() {
-                if state.leases().in_flight(Instant::now()) >= limit {
-                    // Full: JetStream would not answer a pull until a lease ends.
-                    return Ok(Vec::new());
+            let want = Want { max, prefetch, idle };
+            let arrived = match self.take(&state, (stream, consumer), want, wait, deadline).await {
+                // No one answered the pull: a deleted consumer is told as such.
+                Err(err) if err.kind() == ErrorKind::Timeout => {
+                    self.nats_consumer_info(stream, consumer).await?;
+                    return Err(err);
                 }
-                state.feed.take_now(self, (stream, consumer), max, idle).await?
-            } else {
-                let want = Want { max, prefetch, idle };
-                state.feed.take(self, (stream, consumer), want, deadline).await?
+                arrived => arrived?,
             };
             let mut deliveries = Vec::with_capacity(arrived.len());
             let mut dead = Vec::new();
-            for a in arrived {
-                match self.arrival(stream, &state, member, a).await? {
-                    Arrival::Deliver(delivery) => deliveries.push(delivery),
-                    Arrival::DeadLetter {
-                        message,
-                        reply,
-                        deliveries,
-                    } => dead.push((message, reply, deliveries)),
-                    Arrival::Drop => {}
+            let mut restart = Vec::new();
+            {
+                let now = Instant::now();
+                let mut leases = state.leases();
+                for a in arrived {
+                    match Self::arrival(stream, &config, &mut leases, member, a, now, &mut restart)? {
+                        Arrival::Deliver(delivery) => deliveries.push(delivery),
+                        Arrival::DeadLetter {
+                            message,
+                            reply,
+                            deliveries,
+                        } => dead.push((message, reply, deliveries)),
+                        Arrival::Drop => {}
+                    }
+                }
+            }
+            let redelivered = deliveries.iter().filter(|d| d.deliveries > 1).count() as u64;
+            state.redelivered.fetch_add(redelivered, Ordering::Relaxed);
+            for reply in restart {
+                if let Err(err) = self.inner.client.publish(reply, WPI).await {
+                    tracing::debug!(%err, "could not restart the ack timer of a prefetched message");
                 }
             }
             let of = Of {
@@ -113,7 +132,7 @@ impl NatsBackend {
             };
             for (message, reply, delivered) in dead {
                 self.dead_letter(of, &message, delivered, "max_deliver reached").await?;
-                self.ack_reply(&reply, format!("+TERM {}", "max_deliver reached"))
+                self.ack_reply(reply, Bytes::from_static(b"+TERM max_deliver reached"))
                     .await?;
             }
             // Everything that came was dead-lettered: look again while time is left.
@@ -124,22 +143,45 @@ impl NatsBackend {
         }
     }
 
-    /// Turns a message that reached this process into a delivery to `member`.
-    async fn arrival(
+    /// What the feed has for a fetch: what is there now for a fetch that
+    /// does not wait, else what comes by `deadline`.
+    async fn take(
         &self,
-        stream: &StreamName,
         state: &ConsumerState,
+        names: (&StreamName, &ConsumerName),
+        want: Want,
+        wait: Duration,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Arrived>> {
+        if !wait.is_zero() {
+            return state.feed.take(self, names, want, deadline).await;
+        }
+        let limit = state.config().max_ack_pending.get() as usize;
+        if state.leases().in_flight(Instant::now()) >= limit {
+            // Full: JetStream would not answer a pull until a lease ends.
+            return Ok(Vec::new());
+        }
+        state.feed.take_now(self, names, want.max, want.idle).await
+    }
+
+    /// Turns a message that reached this process into a delivery to `member`
+    /// (under the consumer's lease lock, taken once per fetch).
+    fn arrival(
+        stream: &StreamName,
+        config: &ConsumerConfig,
+        leases: &mut Leases,
         member: &ConsumerName,
         arrived: Arrived,
+        now: Instant,
+        restart: &mut Vec<AckSubject>,
     ) -> Result<Arrival> {
         let Arrived { message, at } = arrived;
-        let Some(reply) = message.reply.as_ref().map(ToString::to_string) else {
+        let Some(reply) = message.reply.clone() else {
             return Ok(Arrival::Drop);
         };
-        let Some(ack) = ack_info(&reply) else {
+        let Some(ack) = ack_info(reply.as_str()) else {
             return Ok(Arrival::Drop);
         };
-        let config = state.config();
         let stored = Stored {
             stream,
             subject: message.subject.as_str(),
@@ -149,8 +191,7 @@ impl NatsBackend {
             payload: message.payload.clone(),
         }
         .into_message()?;
-        let now = Instant::now();
-        let deliveries = state.leases().herald_deliveries(ack.stream_seq, ack.deliveries);
+        let deliveries = leases.herald_deliveries(ack.stream_seq, ack.deliveries);
         if config.max_deliver.is_some_and(|max| deliveries > max.get()) {
             return Ok(Arrival::DeadLetter {
                 message: stored,
@@ -162,23 +203,18 @@ impl NatsBackend {
         let waited = now.saturating_duration_since(at);
         if waited + Duration::from_millis(50) >= lease {
             // JetStream's timer ran out while it waited here: it is sent again.
-            state.leases().handed_back_unseen(ack.stream_seq);
+            leases.handed_back_unseen(ack.stream_seq);
             return Ok(Arrival::Drop);
         }
         let until = if waited > lease / 10 {
             // It waited in the feed a while: JetStream's timer starts again
             // now, with the member's lease.
-            if let Err(err) = self.inner.client.publish(reply.clone(), "+WPI".into()).await {
-                tracing::debug!(%err, "could not restart the ack timer of a prefetched message");
-            }
-            Instant::now() + lease
+            restart.push(reply.clone());
+            now + lease
         } else {
             at + lease
         };
-        if deliveries > 1 {
-            state.redelivered.fetch_add(1, Ordering::Relaxed);
-        }
-        state.leases().lease(
+        leases.lease(
             ack.stream_seq,
             Lease {
                 deliveries,
@@ -187,6 +223,7 @@ impl NatsBackend {
                 until,
                 settled: None,
             },
+            now,
         );
         Ok(Arrival::Deliver(Delivery {
             message: stored,
@@ -270,7 +307,7 @@ impl NatsBackend {
                         at,
                         seq,
                         reply,
-                        body: "+ACK".into(),
+                        body: ACK,
                         settled: Some(Settled::Acked),
                         extend: None,
                     }),
@@ -278,7 +315,7 @@ impl NatsBackend {
                         at,
                         seq,
                         reply,
-                        body: "+WPI".into(),
+                        body: WPI,
                         settled: None,
                         extend: Some(config.lease_for(deliveries)),
                     }),
@@ -290,9 +327,9 @@ impl NatsBackend {
                         seq,
                         reply,
                         body: if delay.is_zero() {
-                            "-NAK".into()
+                            NAK
                         } else {
-                            format!("-NAK {{\"delay\":{}}}", api::nanos(delay))
+                            Bytes::from(format!("-NAK {{\"delay\":{}}}", api::nanos(delay)))
                         },
                         settled: Some(Settled::Other),
                         extend: None,
@@ -319,7 +356,7 @@ impl NatsBackend {
                     at,
                     seq,
                     reply,
-                    body: format!("+TERM {reason}"),
+                    body: Bytes::from(format!("+TERM {reason}")),
                     settled: Some(Settled::Other),
                     extend: None,
                 }),
@@ -336,12 +373,12 @@ impl NatsBackend {
         for send in &sends {
             if let Some(how) = send.settled {
                 leases.settle(send.seq, how, now);
-                if send.body.starts_with("+TERM") {
+                if send.body.starts_with(b"+TERM") {
                     leases.done(send.seq);
                 }
             }
             if let Some(lease) = send.extend {
-                leases.extend(send.seq, now + lease);
+                leases.extend(send.seq, now + lease, now);
             }
         }
         Ok(outcomes)
@@ -358,13 +395,13 @@ impl NatsBackend {
             };
             for send in rest {
                 client
-                    .publish(send.reply.clone(), send.body.clone().into())
+                    .publish(send.reply.clone(), send.body.clone())
                     .await
                     .map_err(|e| api::closed("settling deliveries", e))?;
             }
             // A request written to a connection that then broke is never
             // answered: the reconnect is looked for while it waits.
-            let confirm = self.ack_reply(&last.reply, last.body.clone());
+            let confirm = self.ack_reply(last.reply.clone(), last.body.clone());
             tokio::pin!(confirm);
             let answer = loop {
                 tokio::select! {
@@ -391,10 +428,10 @@ impl NatsBackend {
     }
 
     /// Sends an ack-family reply and waits for the server to confirm it.
-    pub(crate) async fn ack_reply(&self, reply: &str, body: String) -> Result<()> {
+    pub(crate) async fn ack_reply(&self, reply: AckSubject, body: Bytes) -> Result<()> {
         self.inner
             .client
-            .request(reply.to_owned(), body.into())
+            .request(reply, body)
             .await
             .map(|_| ())
             .map_err(|e| api::request_error(e, "settling a delivery"))

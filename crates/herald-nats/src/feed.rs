@@ -26,9 +26,13 @@ use crate::api;
 use crate::leases::Leases;
 
 /// The most messages a feed keeps requested ahead.
-pub(crate) const MAX_PREFETCH: usize = 1000;
+pub(crate) const MAX_PREFETCH: usize = 2000;
 /// How long one pull request stays open on the server.
 const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// A fetch holding this many keeps taking what streams in (see `Feed::fill`).
+const BULK: usize = 32;
+/// How long such a fetch waits for the next message before it returns.
+const FILL_PAUSE: Duration = Duration::from_millis(1);
 /// How often a waiting fetch checks that its pull requests survived a reconnect.
 const RECHECK: Duration = Duration::from_secs(1);
 
@@ -154,6 +158,7 @@ impl Feed {
                 // after it, says when all of it is here.
                 taken.extend(self.pull_rest(&mut receiver, backend, names, max - taken.len()).await?);
             }
+            self.fill(&mut receiver, &mut taken, max).await?;
             self.top_up(&mut receiver, prefetch, max.saturating_sub(taken.len()))
                 .await?;
             if !taken.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -173,6 +178,26 @@ impl Feed {
                 Err(_) => {}
             }
         }
+    }
+
+    /// While messages stream in (a catch-up), takes them until `max`: the
+    /// connection hands them over a socket read at a time, a fraction of a
+    /// big fetch. Only a fetch that already has [`BULK`] does so, and only
+    /// while the next comes within [`FILL_PAUSE`], so a trickle is not held.
+    async fn fill(&self, receiver: &mut Receiver, taken: &mut Vec<Arrived>, max: usize) -> Result<()> {
+        while taken.len() >= BULK && taken.len() < max && receiver.credit > 0 {
+            let Some((_, inbox)) = receiver.inbox.as_mut() else {
+                return Ok(());
+            };
+            match tokio::time::timeout(FILL_PAUSE, inbox.next()).await {
+                Ok(Some(message)) => self.receive(receiver, message)?,
+                Ok(None) => return Err(Error::new(ErrorKind::Closed, "the NATS connection closed")),
+                Err(_) => return Ok(()),
+            }
+            self.drain(receiver)?;
+            taken.extend(self.pop(max - taken.len()));
+        }
+        Ok(())
     }
 
     /// Up to `max` more that the server has now: a no-wait pull of its own,
@@ -278,13 +303,24 @@ impl Feed {
                     None => 0,
                 };
             }
-            Some(other) => {
-                tracing::warn!(
-                    status = other,
-                    description = message.description.as_deref().unwrap_or(""),
-                    "unexpected answer to a pull request"
-                );
+            // Nobody took the request: the consumer (or its leader) is not there.
+            Some(503) => {
                 receiver.credit = 0;
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("no answer to a fetch from {}", self.names),
+                ));
+            }
+            Some(other) => {
+                receiver.credit = 0;
+                return Err(Error::new(
+                    ErrorKind::Storage,
+                    format!(
+                        "fetching from {}: JetStream answered status {other} {}",
+                        self.names,
+                        message.description.as_deref().unwrap_or("")
+                    ),
+                ));
             }
         }
         Ok(())

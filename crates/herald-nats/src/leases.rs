@@ -2,11 +2,13 @@
 //! it is settled or runs out, then a record kept a while for late settles.
 //!
 //! Every operation costs O(log n) in what is held now, never in what was
-//! settled before: leases run out from a deadline-ordered set and records
-//! are forgotten from a time-ordered heap, both looked at only from the front.
+//! settled before: leases run out from a deadline-ordered heap and records
+//! are forgotten from a time-ordered one, both looked at only from the front.
+//! A settled or extended lease leaves its old heap entry behind; an entry is
+//! checked against its record when it reaches the front.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use herald_core::ConsumerName;
@@ -19,7 +21,7 @@ pub(crate) struct Lease {
     /// The delivery count Herald reports for it.
     pub(crate) deliveries: u32,
     /// JetStream's ack subject for it (emptied once settled).
-    pub(crate) reply: String,
+    pub(crate) reply: async_nats::Subject,
     pub(crate) member: ConsumerName,
     pub(crate) until: Instant,
     pub(crate) settled: Option<Settled>,
@@ -37,8 +39,11 @@ pub(crate) enum Settled {
 #[derive(Default)]
 pub(crate) struct Leases {
     records: HashMap<u64, Lease>,
-    /// Unsettled leases not yet run out, by deadline.
-    running: BTreeSet<(Instant, u64)>,
+    /// Deadlines of leases, soonest first (entries of leases settled or
+    /// extended since are stale).
+    running: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Unsettled leases not yet run out.
+    held: usize,
     /// When a record may be forgotten; a record extended since is put back.
     forget: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Per seq, deliveries JetStream counted that reached no member of this
@@ -51,11 +56,18 @@ pub(crate) struct Leases {
 impl Leases {
     /// Lets run-out leases go and forgets records past their grace.
     pub(crate) fn tick(&mut self, now: Instant) {
-        while let Some(&(until, seq)) = self.running.first() {
+        while let Some(&Reverse((until, seq))) = self.running.peek() {
             if until > now {
                 break;
             }
-            self.running.remove(&(until, seq));
+            self.running.pop();
+            if self
+                .records
+                .get(&seq)
+                .is_some_and(|r| r.settled.is_none() && r.until == until)
+            {
+                self.held -= 1;
+            }
         }
         while let Some(&Reverse((at, seq))) = self.forget.peek() {
             if at > now {
@@ -65,6 +77,9 @@ impl Leases {
             if let Some(record) = self.records.get(&seq) {
                 let expires = record.until + GRACE;
                 if expires <= now {
+                    if record.settled.is_none() && record.until > now {
+                        self.held -= 1;
+                    }
                     self.records.remove(&seq);
                 } else {
                     self.forget.push(Reverse((expires, seq)));
@@ -73,14 +88,24 @@ impl Leases {
         }
     }
 
+    /// Whether the record's lease is unsettled and not yet run out.
+    fn running(record: &Lease, now: Instant) -> bool {
+        record.settled.is_none() && record.until > now
+    }
+
     /// Leases a delivery of `seq`, replacing any earlier record of it.
-    pub(crate) fn lease(&mut self, seq: u64, lease: Lease) {
+    pub(crate) fn lease(&mut self, seq: u64, lease: Lease, now: Instant) {
+        // Run-out leases are let go first, so `held` counts what it should.
+        self.tick(now);
         if let Some(old) = self.records.get(&seq)
-            && old.settled.is_none()
+            && Self::running(old, now)
         {
-            self.running.remove(&(old.until, seq));
+            self.held -= 1;
         }
-        self.running.insert((lease.until, seq));
+        if lease.until > now {
+            self.held += 1;
+        }
+        self.running.push(Reverse((lease.until, seq)));
         self.forget.push(Reverse((lease.until + GRACE, seq)));
         self.records.insert(seq, lease);
         self.highest = self.highest.max(seq);
@@ -92,13 +117,16 @@ impl Leases {
 
     /// Marks the lease of `seq` settled.
     pub(crate) fn settle(&mut self, seq: u64, how: Settled, now: Instant) {
+        self.tick(now);
         if let Some(record) = self.records.get_mut(&seq)
             && record.settled.is_none()
         {
-            self.running.remove(&(record.until, seq));
+            if record.until > now {
+                self.held -= 1;
+            }
             record.settled = Some(how);
             record.until = now;
-            record.reply = String::new();
+            record.reply = async_nats::Subject::from_static("");
         }
         if how == Settled::Acked {
             self.unseen.remove(&seq);
@@ -111,28 +139,37 @@ impl Leases {
     }
 
     /// Extends an unsettled lease to `until`.
-    pub(crate) fn extend(&mut self, seq: u64, until: Instant) {
+    pub(crate) fn extend(&mut self, seq: u64, until: Instant, now: Instant) {
+        self.tick(now);
         if let Some(record) = self.records.get_mut(&seq)
             && record.settled.is_none()
         {
-            self.running.remove(&(record.until, seq));
+            let was = record.until > now;
             record.until = until;
-            self.running.insert((until, seq));
+            match (was, until > now) {
+                (false, true) => self.held += 1,
+                (true, false) => self.held -= 1,
+                _ => {}
+            }
+            self.running.push(Reverse((until, seq)));
         }
     }
 
     /// Leases held now (unsettled, not run out).
     pub(crate) fn in_flight(&mut self, now: Instant) -> usize {
         self.tick(now);
-        self.running.len()
+        self.held
     }
 
-    /// Leases held now, per member.
+    /// Leases held now, per member (a walk of the deadlines; for info only).
     pub(crate) fn per_member(&mut self, now: Instant) -> HashMap<ConsumerName, u64> {
         self.tick(now);
         let mut held: HashMap<ConsumerName, u64> = HashMap::new();
-        for (_, seq) in &self.running {
-            if let Some(record) = self.records.get(seq) {
+        for Reverse((until, seq)) in &self.running {
+            if let Some(record) = self.records.get(seq)
+                && record.until == *until
+                && Self::running(record, now)
+            {
                 *held.entry(record.member.clone()).or_default() += 1;
             }
         }
@@ -178,7 +215,7 @@ mod tests {
     fn lease(member: &str, until: Instant) -> Lease {
         Lease {
             deliveries: 1,
-            reply: "$JS.ACK.s.c.1.1.1.1.0".into(),
+            reply: async_nats::Subject::from_static("$JS.ACK.s.c.1.1.1.1.0"),
             member: ConsumerName::new(member).unwrap(),
             until,
             settled: None,
@@ -189,8 +226,8 @@ mod tests {
     fn a_lease_is_held_until_it_runs_out_or_is_settled() {
         let t0 = Instant::now();
         let mut leases = Leases::default();
-        leases.lease(1, lease("a", t0 + Duration::from_secs(10)));
-        leases.lease(2, lease("b", t0 + Duration::from_secs(20)));
+        leases.lease(1, lease("a", t0 + Duration::from_secs(10)), t0);
+        leases.lease(2, lease("b", t0 + Duration::from_secs(20)), t0);
         assert_eq!(leases.in_flight(t0), 2);
         leases.settle(2, Settled::Acked, t0);
         assert_eq!(leases.in_flight(t0), 1);
@@ -203,8 +240,8 @@ mod tests {
     fn an_extended_lease_runs_to_its_new_deadline_and_is_kept_for_its_grace() {
         let t0 = Instant::now();
         let mut leases = Leases::default();
-        leases.lease(1, lease("a", t0 + Duration::from_secs(10)));
-        leases.extend(1, t0 + Duration::from_secs(300));
+        leases.lease(1, lease("a", t0 + Duration::from_secs(10)), t0);
+        leases.extend(1, t0 + Duration::from_secs(300), t0);
         assert_eq!(leases.in_flight(t0 + Duration::from_secs(200)), 1);
         // Past the first deadline's grace, but not the extended one's.
         leases.tick(t0 + Duration::from_secs(10) + GRACE);
@@ -219,7 +256,7 @@ mod tests {
         let mut leases = Leases::default();
         for seq in 1..=10_000u64 {
             let now = t0 + Duration::from_millis(seq);
-            leases.lease(seq, lease("a", now + Duration::from_secs(30)));
+            leases.lease(seq, lease("a", now + Duration::from_secs(30)), now);
             leases.settle(seq, Settled::Acked, now);
             leases.tick(now);
         }
@@ -233,15 +270,37 @@ mod tests {
     fn a_redelivery_replaces_the_record_and_counts_only_what_members_saw() {
         let t0 = Instant::now();
         let mut leases = Leases::default();
-        leases.lease(7, lease("a", t0 + Duration::from_secs(10)));
+        leases.lease(7, lease("a", t0 + Duration::from_secs(10)), t0);
         leases.handed_back_unseen(7);
         let mut again = lease("b", t0 + Duration::from_secs(30));
         again.deliveries = 2;
-        leases.lease(7, again);
+        leases.lease(7, again, t0 + Duration::from_secs(11));
         assert_eq!(leases.in_flight(t0 + Duration::from_secs(15)), 1);
-        assert_eq!(leases.per_member(t0)[&ConsumerName::new("b").unwrap()], 1);
+        assert_eq!(
+            leases.per_member(t0 + Duration::from_secs(15))[&ConsumerName::new("b").unwrap()],
+            1
+        );
         assert_eq!(leases.herald_deliveries(7, 3), 2);
-        leases.settle(7, Settled::Acked, t0);
+        leases.settle(7, Settled::Acked, t0 + Duration::from_secs(16));
         assert_eq!(leases.herald_deliveries(7, 3), 3);
+        assert_eq!(leases.in_flight(t0 + Duration::from_secs(16)), 0);
+    }
+
+    #[test]
+    fn the_count_held_stays_exact_through_run_out_replaced_and_extended_leases() {
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        let mut leases = Leases::default();
+        leases.lease(1, lease("a", at(10)), t0);
+        leases.lease(2, lease("a", at(10)), t0);
+        // Seq 2 was extended twice; seq 1 ran out unnoticed, then came again.
+        leases.extend(2, at(50), at(5));
+        leases.extend(2, at(60), at(6));
+        leases.lease(1, lease("b", at(40)), at(20));
+        assert_eq!(leases.in_flight(at(30)), 2);
+        leases.settle(2, Settled::Other, at(31));
+        assert_eq!(leases.in_flight(at(31)), 1);
+        assert_eq!(leases.in_flight(at(45)), 0);
+        assert_eq!(leases.in_flight(at(70)), 0);
     }
 }
