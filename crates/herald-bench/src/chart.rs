@@ -155,7 +155,7 @@ fn panel(
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 22))
         .margin(16)
-        .x_label_area_size(40)
+        .x_label_area_size(if groups.len() > CROWDED { 57 } else { 40 })
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..groups.len() as f64, (lo..hi).log_scale())?;
     chart
@@ -175,15 +175,21 @@ fn panel(
         });
         chart.draw_series(bars)?;
     }
-    // Group names under the axis, centred on their bars.
+    // Group names under the axis, centred on their bars; in a crowded panel
+    // every other one a line lower, so neighbours do not overlap.
+    let crowded = groups.len() > CROWDED;
     for (g, (name, _, _)) in groups.iter().enumerate() {
         let (x, y) = chart.backend_coord(&(g as f64 + 0.5, lo));
         let style = TextStyle::from(("sans-serif", 14)).pos(Pos::new(HPos::Center, VPos::Top));
         let (bx, by) = area.get_base_pixel();
-        area.draw(&Text::new(name.clone(), (x - bx, y - by + 8), style))?;
+        let lower = if crowded && g % 2 == 1 { 17 } else { 0 };
+        area.draw(&Text::new(name.clone(), (x - bx, y - by + 8 + lower), style))?;
     }
     Ok(())
 }
+
+/// More groups than this in a panel and their names take two rows.
+const CROWDED: usize = 8;
 
 fn format_axis(v: f64) -> String {
     if v >= 1e6 {

@@ -128,6 +128,26 @@ pub fn run(options: Options, reenter: &[OsString]) -> BenchResult<Report> {
     Ok(report)
 }
 
+/// Writes the table and the chart of a saved run (its `report.json`) again
+/// into `out`, without running anything: for a chart drawn by a newer
+/// version, or a run copied from another machine.
+///
+/// # Errors
+///
+/// The file cannot be read or is not a report; the chart cannot be drawn.
+pub fn redraw(report_json: &Path, out: &Path) -> BenchResult<()> {
+    let report: Report = serde_json::from_slice(&std::fs::read(report_json)?)?;
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("report.md"), report.markdown())?;
+    chart::draw(&report, &out.join("chart.png"))?;
+    println!(
+        "wrote {} and {}",
+        out.join("report.md").display(),
+        out.join("chart.png").display()
+    );
+    Ok(())
+}
+
 /// The child side: runs every workload of the plan on one target and writes
 /// the outcomes where the spec says.
 ///

@@ -18,6 +18,10 @@ use herald_bench::plan::Options;
 struct Cli {
     #[command(flatten)]
     options: Options,
+    /// Draws the table and chart of a saved run (a `report.json`) into
+    /// `--out` again, running nothing.
+    #[arg(long, value_name = "REPORT_JSON")]
+    redraw: Option<PathBuf>,
     /// Internal: run one target as a child process.
     #[arg(long = "child-spec", hide = true)]
     child_spec: Option<PathBuf>,
@@ -25,9 +29,10 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome = match cli.child_spec {
-        Some(spec) => herald_bench::child(&spec),
-        None => herald_bench::run(cli.options, &[]).map(|_| ()),
+    let outcome = match (cli.child_spec, cli.redraw) {
+        (Some(spec), _) => herald_bench::child(&spec),
+        (None, Some(report)) => herald_bench::redraw(&report, &cli.options.out),
+        (None, None) => herald_bench::run(cli.options, &[]).map(|_| ()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
