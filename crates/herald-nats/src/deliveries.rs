@@ -39,7 +39,7 @@ const RECONNECT_CHECK: Duration = Duration::from_millis(50);
 /// The shortest pause before prefetched messages go back to JetStream.
 const MIN_IDLE: Duration = Duration::from_millis(100);
 /// The longest.
-const MAX_IDLE: Duration = Duration::from_secs(30);
+const MAX_IDLE: Duration = Duration::from_secs(5);
 
 /// What is sent for one settle.
 struct Send {
