@@ -1,6 +1,8 @@
 //! Each Backend method as one protocol operation.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,11 +14,11 @@ use herald_core::{
     ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, Delivery, Error, ErrorKind, Headers, LiveSubscription,
     MAX_WAIT, Message, OutgoingMessage, Pattern, PublishAck, Purge, ReadFrom, ReadRange, Reply, ReplySink, Request,
     RequestBackend, Responder, Result, Settle, SettleItem, StreamBackend, StreamConfig, StreamInfo, StreamName,
-    Subject, SubscriptionBackend,
+    Subject, SubscriptionBackend, Timestamp,
 };
 use tokio::sync::mpsc;
 
-use crate::{Incoming, RemoteBackend};
+use crate::{Behind, Incoming, RemoteBackend};
 
 fn messages(wire: Vec<WireMessage>) -> Result<Vec<Message>> {
     wire.into_iter().map(WireMessage::into_message).collect()
@@ -283,15 +285,72 @@ impl ConsumerBackend for RemoteBackend {
 struct RemoteSubscription {
     backend: RemoteBackend,
     sub: u64,
-    messages: mpsc::UnboundedReceiver<Result<Message>>,
+    messages: mpsc::Receiver<Result<Message>>,
+    /// Payload bytes waiting in `messages`.
+    queued: Arc<AtomicUsize>,
+}
+
+impl RemoteSubscription {
+    fn taken(&self, item: &Result<Message>) {
+        if let Ok(message) = item {
+            self.queued.fetch_sub(message.payload.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Subscribes again after what this reader got, under a new number (so
+    /// nothing still on its way for the old one can be mistaken for new).
+    async fn take_up(&mut self, behind: Behind) -> Result<()> {
+        let sub = self.backend.next_number();
+        let from = Some(behind.from.unwrap_or(ReadFrom::Time(behind.started)));
+        let (messages, queued) = self.backend.register_subscription(
+            sub,
+            behind.pattern.clone(),
+            behind.from,
+            behind.started,
+            behind.last.clone(),
+        );
+        self.sub = sub;
+        self.messages = messages;
+        self.queued = queued;
+        self.backend
+            .call::<()>(Op::Subscribe {
+                sub,
+                pattern: behind.pattern,
+                from,
+                resume: behind.last,
+            })
+            .await
+    }
 }
 
 #[async_trait]
 impl LiveSubscription for RemoteSubscription {
     async fn next(&mut self) -> Result<Message> {
-        match self.messages.recv().await {
-            Some(item) => item,
-            None => Err(Error::new(ErrorKind::Closed, "the subscription ended")),
+        loop {
+            match self.messages.try_recv() {
+                Ok(item) => {
+                    self.taken(&item);
+                    return item;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return Err(Error::new(ErrorKind::Closed, "the subscription ended"));
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            // Fell behind and read all it held: take it up again.
+            if let Some(behind) = self.backend.take_behind(self.sub) {
+                self.take_up(behind).await?;
+                continue;
+            }
+            // A subscription falls behind only with messages queued, so
+            // this wait ends.
+            return match self.messages.recv().await {
+                Some(item) => {
+                    self.taken(&item);
+                    item
+                }
+                None => Err(Error::new(ErrorKind::Closed, "the subscription ended")),
+            };
         }
     }
 }
@@ -317,11 +376,13 @@ impl SubscriptionBackend for RemoteBackend {
     ) -> Result<Box<dyn LiveSubscription>> {
         let sub = self.next_number();
         // Registered first: the server may push messages before it answers.
-        let messages = self.register_subscription(sub, pattern.clone(), from, resume.clone());
+        let (messages, queued) =
+            self.register_subscription(sub, pattern.clone(), from, Timestamp::now(), resume.clone());
         let subscription = RemoteSubscription {
             backend: self.clone(),
             sub,
             messages,
+            queued,
         };
         self.call::<()>(Op::Subscribe {
             sub,
@@ -338,7 +399,7 @@ impl SubscriptionBackend for RemoteBackend {
 struct RemoteResponder {
     backend: RemoteBackend,
     responder: u64,
-    requests: mpsc::UnboundedReceiver<Incoming>,
+    requests: mpsc::Receiver<Incoming>,
 }
 
 impl Drop for RemoteResponder {

@@ -198,6 +198,19 @@ async fn reconnect(weak: Weak<Inner>, options: ConnectOptions) {
     }
 }
 
+/// A subscription's reader fell behind: the server stops sending it.
+fn stop_sending(inner: &Inner, sub: u64) {
+    tracing::debug!(
+        sub,
+        "a subscription's reader fell behind; it takes up again once it has read what it holds"
+    );
+    let id = inner.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    inner.send(ClientFrame {
+        id,
+        op: Op::Unsubscribe { sub },
+    });
+}
+
 fn dispatch(inner: &Inner, frame: ServerFrame) {
     match frame {
         ServerFrame::Hello { .. } => {}
@@ -206,10 +219,16 @@ fn dispatch(inner: &Inner, frame: ServerFrame) {
         ServerFrame::Error { id: None, error } => {
             tracing::warn!(message = %error.message, "the server could not read a frame");
         }
-        ServerFrame::Message { sub, message } => inner.to_subscription(sub, message.into_message()),
+        ServerFrame::Message { sub, message } => {
+            if let Some(behind) = inner.to_subscription(sub, message.into_message()) {
+                stop_sending(inner, behind);
+            }
+        }
         ServerFrame::SubError { sub, error } => {
             let lagged = error.kind == ErrorKind::Lagged;
-            inner.to_subscription(sub, Err(Error::from(error)));
+            if let Some(behind) = inner.to_subscription(sub, Err(Error::from(error))) {
+                stop_sending(inner, behind);
+            }
             if !lagged {
                 lock(&inner.subscriptions).remove(&sub);
             }
@@ -228,8 +247,9 @@ fn dispatch(inner: &Inner, frame: ServerFrame) {
                 headers,
                 body,
             };
-            if sender.is_none_or(|s| s.send(incoming).is_err()) {
-                // Nobody here serves it any more: let the requester know now.
+            if sender.is_none_or(|s| s.try_send(incoming).is_err()) {
+                // Nobody here serves it any more, or its responder has more
+                // waiting than it holds: let the requester know now.
                 let id = inner.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 inner.send(ClientFrame {
                     id,

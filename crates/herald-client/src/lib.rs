@@ -26,7 +26,7 @@ mod backend;
 mod connection;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +48,17 @@ pub const MAX_IN_FLIGHT: usize = 256;
 /// How long a call waits for a lost connection to come back, unless
 /// [`ConnectOptions::reconnect_wait`] says otherwise.
 pub const RECONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// The most payload bytes one subscription holds for its reader (beyond one
+/// message, which is always taken): past it the subscription falls behind
+/// (see [`Inner::to_subscription`]).
+pub const SUBSCRIPTION_BUFFER_BYTES: usize = 8 << 20;
+/// The most requests one responder holds unread; past it a request is
+/// turned away at once (its requester is told nobody took it) rather than
+/// queued without bound.
+pub const RESPONDER_BUFFER: usize = 1024;
+/// The most messages one subscription holds for its reader.
+pub const SUBSCRIPTION_BUFFER_MESSAGES: usize = 4096;
 
 /// A bus on a Herald server, through its WebSocket protocol.
 #[derive(Clone)]
@@ -84,16 +95,29 @@ struct Pending {
 
 /// A live subscription, as needed to re-attach it.
 pub(crate) struct SubState {
-    tx: mpsc::UnboundedSender<Result<Message>>,
+    tx: mpsc::Sender<Result<Message>>,
+    /// Payload bytes waiting in `tx` for the reader.
+    queued: Arc<AtomicUsize>,
     pattern: Pattern,
     from: Option<ReadFrom>,
     started: Timestamp,
-    /// The last seq delivered, per stream.
+    /// The last seq handed to the reader's queue, per stream.
     last: HashMap<StreamName, u64>,
+    /// The reader fell behind: the server was told to stop, and what comes
+    /// meanwhile is dropped; the reader takes it up again from `last`.
+    behind: bool,
+}
+
+/// Where a subscription that fell behind takes up again.
+pub(crate) struct Behind {
+    pub(crate) pattern: Pattern,
+    pub(crate) from: Option<ReadFrom>,
+    pub(crate) started: Timestamp,
+    pub(crate) last: HashMap<StreamName, u64>,
 }
 
 struct RespState {
-    tx: mpsc::UnboundedSender<Incoming>,
+    tx: mpsc::Sender<Incoming>,
     pattern: Pattern,
 }
 
@@ -275,26 +299,54 @@ impl RemoteBackend {
         sub: u64,
         pattern: Pattern,
         from: Option<ReadFrom>,
+        started: Timestamp,
         seen: HashMap<StreamName, u64>,
-    ) -> mpsc::UnboundedReceiver<Result<Message>> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ) -> (mpsc::Receiver<Result<Message>>, Arc<AtomicUsize>) {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER_MESSAGES);
+        let queued = Arc::new(AtomicUsize::new(0));
         let state = SubState {
             tx,
+            queued: queued.clone(),
             pattern,
             from,
-            started: Timestamp::now(),
+            started,
             last: seen,
+            behind: false,
         };
         lock(&self.inner.subscriptions).insert(sub, state);
-        rx
+        (rx, queued)
+    }
+
+    /// A subscription whose reader fell behind and has read everything it
+    /// held: forgotten here, with where to take it up again.
+    pub(crate) fn take_behind(&self, sub: u64) -> Option<Behind> {
+        let mut subscriptions = lock(&self.inner.subscriptions);
+        if !subscriptions.get(&sub).is_some_and(|s| s.behind) {
+            return None;
+        }
+        let state = subscriptions.remove(&sub)?;
+        Some(Behind {
+            pattern: state.pattern,
+            from: state.from,
+            started: state.started,
+            last: state.last,
+        })
+    }
+
+    /// Payload bytes this client holds for subscription readers.
+    pub fn buffered_bytes(&self) -> usize {
+        lock(&self.inner.subscriptions)
+            .values()
+            .map(|s| s.queued.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub(crate) fn forget_subscription(&self, sub: u64) {
         lock(&self.inner.subscriptions).remove(&sub);
     }
 
-    pub(crate) fn register_responder(&self, responder: u64, pattern: Pattern) -> mpsc::UnboundedReceiver<Incoming> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub(crate) fn register_responder(&self, responder: u64, pattern: Pattern) -> mpsc::Receiver<Incoming> {
+        let (tx, rx) = mpsc::channel(RESPONDER_BUFFER);
         lock(&self.inner.responders).insert(responder, RespState { tx, pattern });
         rx
     }
@@ -333,19 +385,47 @@ impl Inner {
 
     /// Delivers a subscription's message unless it was delivered before a
     /// reconnect (or precedes a subscription that started "from now").
-    fn to_subscription(&self, sub: u64, message: Result<Message>) {
+    ///
+    /// The reader's queue is bounded ([`SUBSCRIPTION_BUFFER_MESSAGES`],
+    /// [`SUBSCRIPTION_BUFFER_BYTES`]). A reader that lets it fill falls
+    /// behind: the server is told to stop sending (the returned sub is to be
+    /// unsubscribed), what still comes is dropped, and once the reader has
+    /// read what it holds it subscribes again after the last seq it got, so
+    /// it misses nothing and this client never holds more than the bound.
+    fn to_subscription(&self, sub: u64, message: Result<Message>) -> Option<u64> {
         let mut subscriptions = lock(&self.subscriptions);
-        let Some(state) = subscriptions.get_mut(&sub) else {
-            return;
-        };
-        if let Ok(m) = &message {
-            let last = state.last.entry(m.stream.clone()).or_insert(0);
-            if m.seq <= *last || (state.from.is_none() && m.time < state.started) {
-                return;
-            }
-            *last = m.seq;
+        let state = subscriptions.get_mut(&sub)?;
+        if state.behind {
+            return None;
         }
-        let _ = state.tx.send(message);
+        let size = match &message {
+            Ok(m) => {
+                let last = state.last.get(&m.stream).copied().unwrap_or(0);
+                if m.seq <= last || (state.from.is_none() && m.time < state.started) {
+                    return None;
+                }
+                m.payload.len()
+            }
+            Err(_) => 0,
+        };
+        let queued = state.queued.load(Ordering::Relaxed);
+        // One message is always taken, however big, so a reader that fell
+        // behind always has something to read.
+        let room = queued == 0 || queued + size <= SUBSCRIPTION_BUFFER_BYTES;
+        let seq = message.as_ref().ok().map(|m| (m.stream.clone(), m.seq));
+        let sent = room && state.tx.try_send(message).is_ok();
+        if !sent {
+            if state.tx.is_closed() {
+                return None;
+            }
+            state.behind = true;
+            return Some(sub);
+        }
+        state.queued.fetch_add(size, Ordering::Relaxed);
+        if let Some((stream, seq)) = seq {
+            state.last.insert(stream, seq);
+        }
+        None
     }
 
     /// The connection dropped: calls that cannot be repeated fail now; the rest
@@ -376,7 +456,8 @@ impl Inner {
     /// subscriptions and responders, then the calls still waiting.
     fn restore(&self) -> Vec<ClientFrame> {
         let mut frames = Vec::new();
-        for (sub, state) in lock(&self.subscriptions).iter() {
+        // One that fell behind is taken up by its reader, not here.
+        for (sub, state) in lock(&self.subscriptions).iter().filter(|(_, s)| !s.behind) {
             let from = Some(state.from.unwrap_or(ReadFrom::Time(state.started)));
             frames.push(ClientFrame {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),

@@ -45,6 +45,11 @@ pub use events::{Envelope, Event, Meta};
 /// How to reach a Herald server (feature `remote`), for [`Bus::connect_with`].
 #[cfg(feature = "remote")]
 pub use herald_client::ConnectOptions;
+/// The Backend traits on a Herald server (feature `remote`), for a bus made
+/// with [`Bus::from_backend`] when the client itself is wanted too (its
+/// `buffered_bytes`, say).
+#[cfg(feature = "remote")]
+pub use herald_client::{RESPONDER_BUFFER, RemoteBackend, SUBSCRIPTION_BUFFER_BYTES};
 pub use herald_core::{
     Backend, Bytes, ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_MAX_PAYLOAD, DeadLetter, Delivery, Discard, Durability, Error, ErrorDetail, ErrorKind, Headers,
