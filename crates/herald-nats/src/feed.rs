@@ -201,7 +201,11 @@ impl Feed {
     }
 
     /// Up to `max` more that the server has now: a no-wait pull of its own,
-    /// then what reached the feed ahead of its answer.
+    /// and what reached the feed ahead of its answer. The feed's requests
+    /// are served first on the server, so what they were sent is older and
+    /// on the connection ahead of that answer: it is taken first, and what
+    /// the no-wait pull got waits behind it, so members get messages in
+    /// order.
     async fn pull_rest(
         &self,
         receiver: &mut Receiver,
@@ -211,17 +215,13 @@ impl Feed {
     ) -> Result<Vec<Arrived>> {
         let at = Instant::now();
         let (stream, consumer) = names;
-        let mut taken: Vec<Arrived> = backend
-            .pull_now(stream, consumer, max)
-            .await?
-            .into_iter()
-            .map(|message| Arrived { message, at })
-            .collect();
-        // Requests of the feed come first on the server: what they were
-        // sent is on the connection ahead of the answer just read.
+        let pulled = backend.pull_now(stream, consumer, max).await?;
         self.drain(receiver)?;
-        taken.extend(self.pop(max - taken.len()));
-        Ok(taken)
+        self.buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(pulled.into_iter().map(|message| Arrived { message, at }));
+        Ok(self.pop(max))
     }
 
     /// Up to `max` messages available now, without waiting for more: what

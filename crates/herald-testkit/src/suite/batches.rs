@@ -115,3 +115,18 @@ pub async fn a_lost_lease_in_a_batch_leaves_the_rest_applied(bus: &TestBus) {
     b.ack_all(&theirs).await.unwrap();
     assert_eq!(a.info().await.unwrap().ack_floor, 3);
 }
+
+/// Fetches smaller than the backlog take the oldest first, in order, each
+/// message once, whatever a backend fetches ahead.
+pub async fn small_fetches_take_the_backlog_oldest_first(bus: &TestBus) {
+    publish_n(bus, "c.x", 10).await;
+    let consumer = bus.consumer("c", "small").create().await.unwrap();
+    let mut seqs = Vec::new();
+    for _ in 0..3 {
+        let got = consumer.fetch(3, LONG).await.unwrap();
+        seqs.extend(got.iter().map(|d| d.message.seq));
+        consumer.ack_all(&got).await.unwrap();
+    }
+    assert_eq!(seqs, (1..=9).collect::<Vec<u64>>());
+    assert_eq!(consumer.info().await.unwrap().ack_floor, 9);
+}

@@ -140,6 +140,7 @@ macro_rules! conformance_tests {
             batches::a_batch_may_repeat_an_ack,
             batches::a_batch_mixes_ack_nak_with_a_delay_and_term,
             batches::a_lost_lease_in_a_batch_leaves_the_rest_applied,
+            batches::small_fetches_take_the_backlog_oldest_first,
             settling::settling_a_seq_the_filter_skipped_is_lease_lost,
             settling::settling_a_seq_never_delivered_is_lease_lost,
             settling::settling_another_members_lease_is_lease_lost,
