@@ -366,18 +366,34 @@ impl NatsBackend {
         if info.num_ack_pending != handed_back || seen_up_to >= info.delivered.stream_sequence {
             return Ok(());
         }
-        // Deliveries sent before the move no longer count.
+        let what = format!("moving consumer `{consumer}` of `{stream}` back to what its members saw");
+        self.move_to(stream, consumer, state, seen_up_to + 1, &what).await?;
+        state.leases().forget_unseen();
+        Ok(())
+    }
+
+    /// Moves the consumer to deliver from `seq` on (JetStream's reset). The
+    /// feed's open requests are cut first: what was prefetched belongs to the
+    /// consumer's past, and nothing sent after the move may land there.
+    async fn move_to(
+        &self,
+        stream: &StreamName,
+        consumer: &ConsumerName,
+        state: &ConsumerState,
+        seq: u64,
+        what: &str,
+    ) -> Result<()> {
         state.feed.forget().await;
+        // JetStream's answer carries the consumer's info; only its success matters.
         #[derive(Deserialize)]
         struct Reset {}
         let _: Reset = api::call(
             &self.inner.client,
             format!("CONSUMER.RESET.{stream}.{consumer}"),
-            &ResetRequest { seq: seen_up_to + 1 },
-            &format!("moving consumer `{consumer}` of `{stream}` back to what its members saw"),
+            &ResetRequest { seq },
+            what,
         )
         .await?;
-        state.leases().forget_unseen();
         Ok(())
     }
 
@@ -596,17 +612,8 @@ impl ConsumerBackend for NatsBackend {
                 }
             }
         };
-        // What was prefetched belongs to the consumer's past.
-        state.feed.forget().await;
-        #[derive(Deserialize)]
-        struct Reset {}
-        let _: Reset = api::call(
-            &self.inner.client,
-            format!("CONSUMER.RESET.{stream}.{consumer}"),
-            &ResetRequest { seq },
-            &format!("resetting consumer `{consumer}` of `{stream}`"),
-        )
-        .await?;
+        let what = format!("resetting consumer `{consumer}` of `{stream}`");
+        self.move_to(stream, consumer, &state, seq, &what).await?;
         state.leases().clear();
         self.consumer_info(stream, consumer).await
     }
