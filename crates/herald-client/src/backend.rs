@@ -256,12 +256,7 @@ impl ConsumerBackend for RemoteBackend {
             })
             .await?;
         // An answer that does not match the batch item for item confirms none of it.
-        if outcomes.len() != asked {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!("the server answered {} settles for a batch of {asked}", outcomes.len()),
-            ));
-        }
+        SettleItem::check_answered(asked, outcomes.len(), "the server")?;
         Ok(outcomes
             .into_iter()
             .map(|outcome| match outcome {

@@ -383,6 +383,22 @@ impl SettleItem {
         SettleItem::new(seq, deliveries, Settle::Ack)
     }
 
+    /// Checks that a batch of `asked` settles was answered item for item by
+    /// `who`: an answer of another length confirms none of it.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Internal`] when `answered` is not `asked`.
+    pub fn check_answered(asked: usize, answered: usize, who: &str) -> Result<(), Error> {
+        if answered == asked {
+            return Ok(());
+        }
+        Err(Error::new(
+            crate::ErrorKind::Internal,
+            format!("{who} answered {answered} settles for a batch of {asked}"),
+        ))
+    }
+
     /// Checks a whole batch before any of it is applied: its size and every
     /// settle on its own.
     ///

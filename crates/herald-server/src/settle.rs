@@ -4,7 +4,7 @@
 //! (docs/protocol.md, docs/http.md).
 
 use herald_core::wire::SettleOutcome;
-use herald_core::{Backend, ConsumerName, Error, ErrorKind, Result, SettleItem, StreamName};
+use herald_core::{Backend, ConsumerName, Result, SettleItem, StreamName};
 
 /// Settles `items` for `member`, checking the whole batch first so that an
 /// invalid one changes nothing, whatever the backend.
@@ -26,12 +26,7 @@ pub(crate) async fn batch(
     SettleItem::validate_batch(&items)?;
     let asked = items.len();
     let results = backend.settle_batch(stream, consumer, member, items).await?;
-    if results.len() != asked {
-        return Err(Error::new(
-            ErrorKind::Internal,
-            format!("the backend answered {} settles for a batch of {asked}", results.len()),
-        ));
-    }
+    SettleItem::check_answered(asked, results.len(), "the backend")?;
     Ok(results
         .iter()
         .map(|result| result.as_ref().err().map(crate::wire_error))

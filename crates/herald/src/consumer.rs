@@ -286,12 +286,7 @@ impl Consumer {
                 .backend
                 .settle_batch(&holder.stream, &holder.name, &holder.member, items)
                 .await?;
-            if answers.len() != at.len() {
-                return Err(Error::new(
-                    ErrorKind::Storage,
-                    format!("settled {} deliveries but was answered for {}", at.len(), answers.len()),
-                ));
-            }
+            SettleItem::check_answered(at.len(), answers.len(), "the backend")?;
             for (i, answer) in at.into_iter().zip(answers) {
                 outcomes[i] = Some(answer);
             }
