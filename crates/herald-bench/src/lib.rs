@@ -42,6 +42,7 @@ pub const CHILD_FLAG: &str = "--child-spec";
 
 /// What a child process is asked to do.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ChildSpec {
     plan: Plan,
     target: Target,

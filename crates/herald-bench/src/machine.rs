@@ -12,6 +12,7 @@ use crate::report::nearest_rank;
 
 /// The disk's figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Machine {
     /// CPUs available to the benchmark.
     pub cores: usize,
@@ -25,6 +26,7 @@ pub struct Machine {
 
 /// Percentiles of one append-and-fdatasync, in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FsyncLatency {
     /// Median.
     pub p50_ms: f64,

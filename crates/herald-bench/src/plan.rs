@@ -176,6 +176,7 @@ impl Workload {
 
 /// The benchmark's command line.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Options {
     /// A smoke run of well under a minute: small counts, one round.
     #[arg(long)]
@@ -228,6 +229,7 @@ fn pick<T: Clone>(given: &[T], all: &[T]) -> Vec<T> {
 
 /// The sizes of one round, resolved from the options.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// The options it came from.
     pub options: Options,

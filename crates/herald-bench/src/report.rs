@@ -11,6 +11,7 @@ use crate::plan::{Plan, Target, Workload};
 
 /// What one workload measured on one target.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Outcome {
     /// The workload.
     pub workload: Workload,
@@ -59,6 +60,7 @@ impl Outcome {
 
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Latency {
     /// Median.
     pub p50_ms: f64,
@@ -100,6 +102,7 @@ impl Latency {
 /// first take that reached 10%, the last from the last take at or below 90%
 /// to the N-th distinct message. Each covers at least a tenth.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CatchUp {
     /// Per round, seconds from the start until 10%, 20%, ... 100% of the
     /// distinct messages had been taken.
@@ -118,6 +121,7 @@ pub struct CatchUp {
 
 /// Messages taken in a span of time.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Window {
     /// Distinct messages taken in it.
     pub messages: u64,
@@ -183,6 +187,7 @@ impl CatchUp {
 
 /// What a child process sends back: a round of one target.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RoundResult {
     pub(crate) outcomes: Vec<Outcome>,
     pub(crate) peak_rss_bytes: Option<u64>,
@@ -190,6 +195,7 @@ pub(crate) struct RoundResult {
 
 /// The whole run.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Report {
     /// When it ran (seconds since the Unix epoch).
     pub started_unix: u64,
@@ -612,5 +618,22 @@ mod tests {
         assert_eq!(group_thousands(999), "999");
         assert_eq!(group_thousands(1000), "1,000");
         assert_eq!(group_thousands(1234567), "1,234,567");
+    }
+}
+
+#[cfg(test)]
+mod saved_reports {
+    use super::Report;
+
+    /// `--redraw` reads a saved report: the one in the docs reads, and a
+    /// field it does not know is refused rather than ignored.
+    #[test]
+    fn a_saved_report_reads_back_and_an_unknown_field_is_refused() {
+        let saved = include_str!("../../../docs/performance/report.json");
+        let report: Report = serde_json::from_str(saved).expect("the docs' report reads");
+        assert!(!report.plan.targets.is_empty());
+        let typo = saved.replacen('{', "{\"plann\": null,", 1);
+        let err = serde_json::from_str::<Report>(&typo).unwrap_err();
+        assert!(err.to_string().contains("plann"), "{err}");
     }
 }
