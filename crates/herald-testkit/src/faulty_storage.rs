@@ -21,6 +21,11 @@
 //! A failed `write` changes nothing; a failed `sync_data` leaves every pending operation
 //! pending.
 //!
+//! A *full disk* ([`fill_after`](FaultyStorage::fill_after)) refuses every write and every
+//! `set_len` that grows the file with `ENOSPC`, as a file system with no free blocks (or a
+//! copy-on-write one, which needs new blocks even to overwrite) does, until
+//! [`free_space`](FaultyStorage::free_space). Reads, shrinking and syncs still work.
+//!
 //! # Examples
 //!
 //! Take a crash image at every sync point and check that redb recovers from it:
@@ -80,6 +85,11 @@ struct Disk {
     writes_before_failure: Option<u64>,
     /// Syncs that still succeed before one fails.
     syncs_before_failure: Option<u64>,
+    /// Writes that still succeed before the disk is full.
+    writes_before_full: Option<u64>,
+    full: bool,
+    /// How many `write` calls were made, failed ones included.
+    writes: u64,
     dead: bool,
 }
 
@@ -87,6 +97,17 @@ impl Disk {
     fn check_alive(&self) -> io::Result<()> {
         if self.dead {
             return Err(io::Error::other("faulty storage: the disk is dead"));
+        }
+        Ok(())
+    }
+
+    /// Fails with `ENOSPC` if the disk is full, or fills up now.
+    fn check_space(&mut self) -> io::Result<()> {
+        if Disk::countdown_fires(&mut self.writes_before_full) {
+            self.full = true;
+        }
+        if self.full {
+            return Err(no_space());
         }
         Ok(())
     }
@@ -245,6 +266,12 @@ fn write_clipped(image: &mut [u8], offset: usize, data: &[u8]) {
     }
 }
 
+/// What a full disk answers: `ENOSPC`, as the operating system reports it.
+fn no_space() -> io::Error {
+    const ENOSPC: i32 = 28;
+    io::Error::from_raw_os_error(ENOSPC)
+}
+
 /// The in-memory range of `len` bytes at `offset`, or an error if it does not fit in memory.
 fn byte_range(offset: u64, len: usize) -> io::Result<Range<usize>> {
     let offset = usize::try_from(offset).map_err(|_| {
@@ -329,6 +356,37 @@ impl FaultyStorage {
     /// [`fail_sync_after(0)`](Self::fail_sync_after).
     pub fn fail_next_sync(&self) {
         self.fail_sync_after(0);
+    }
+
+    /// Fills the disk after `successes` more writes have succeeded (`0`: at once): from then
+    /// on every write, and every `set_len` that grows the file, fails with `ENOSPC` and
+    /// changes nothing, until [`free_space`](Self::free_space). Replaces any countdown to a
+    /// full disk armed before.
+    pub fn fill_after(&self, successes: u64) {
+        self.disk().writes_before_full = Some(successes);
+    }
+
+    /// Frees space on a [full](Self::fill_after) disk, and disarms a countdown to one:
+    /// writes succeed again.
+    pub fn free_space(&self) {
+        let mut disk = self.disk();
+        disk.full = false;
+        disk.writes_before_full = None;
+    }
+
+    /// Disarms every injected fault: the write and sync countdowns, a full disk, a dead disk.
+    pub fn clear_faults(&self) {
+        let mut disk = self.disk();
+        disk.writes_before_failure = None;
+        disk.syncs_before_failure = None;
+        disk.writes_before_full = None;
+        disk.full = false;
+        disk.dead = false;
+    }
+
+    /// How many times `write` has been called, failed calls included.
+    pub fn write_count(&self) -> u64 {
+        self.disk().writes
     }
 
     /// Kills the disk: from now on every `len`, `read`, `write`, `set_len` and `sync_data`
@@ -458,6 +516,9 @@ impl StorageBackend for FaultyStorage {
                 "faulty storage: length does not fit in memory",
             )
         })?;
+        if len > disk.current.len() && disk.full {
+            return Err(no_space());
+        }
         disk.current.resize(len, 0);
         disk.pending.push(Pending::SetLen(len));
         Ok(())
@@ -487,10 +548,12 @@ impl StorageBackend for FaultyStorage {
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut disk = self.disk();
         disk.check_alive()?;
+        disk.writes += 1;
         let offset = byte_range(offset, data.len())?.start;
         if Disk::countdown_fires(&mut disk.writes_before_failure) {
             return Err(io::Error::other("faulty storage: injected write failure"));
         }
+        disk.check_space()?;
         write_growing(&mut disk.current, offset, data);
         disk.pending.push(Pending::Write {
             offset,
@@ -620,6 +683,38 @@ mod tests {
         storage.write(3, &[4]).unwrap();
         assert_eq!(storage.current_image(), vec![1, 2, 0, 4]);
         assert_eq!(storage.pending_ops(), 3);
+    }
+
+    #[test]
+    fn a_full_disk_refuses_writes_and_growth_with_enospc_until_space_is_freed() {
+        let storage = FaultyStorage::from_image(vec![7; 4]);
+        storage.fill_after(1);
+        storage.write(0, &[1]).unwrap();
+        let refused = storage.write(1, &[2]).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::StorageFull, "{refused}");
+        assert_eq!(refused.raw_os_error(), Some(28));
+        assert_eq!(storage.set_len(8).unwrap_err().kind(), io::ErrorKind::StorageFull);
+        // Shrinking, reading and syncing need no space.
+        storage.set_len(3).unwrap();
+        storage.sync_data().unwrap();
+        assert_eq!(storage.durable_image(), vec![1, 7, 7]);
+        assert_eq!(storage.write_count(), 2);
+        storage.free_space();
+        storage.write(3, &[4]).unwrap();
+        assert_eq!(storage.current_image(), vec![1, 7, 7, 4]);
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_commit_with_enospc_and_the_database_reopens() {
+        let storage = FaultyStorage::new();
+        let db = redb::Builder::new().create_with_backend(storage.clone()).unwrap();
+        commit_key(&db, 0, Durability::Immediate).unwrap();
+        storage.fill_after(0);
+        let err = commit_key(&db, 1, Durability::Immediate).unwrap_err();
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        drop(db);
+        storage.clear_faults();
+        assert_eq!(keys_in(storage.current_image()).unwrap(), vec![0]);
     }
 
     #[test]
