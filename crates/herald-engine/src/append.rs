@@ -277,6 +277,7 @@ impl Writer {
             };
             let start = arena.len();
             encode::encode_record(
+                (id, seq),
                 &NewRecord {
                     subject,
                     id: msg_id,

@@ -28,8 +28,53 @@ impl Engine {
         })
     }
 
+    /// What `consumer_info` answers: the consumer's state and its backlog, read now.
+    fn consumer_info_of(&self, stream: &StreamName, runtime: &ConsumerRuntime) -> Result<ConsumerInfo> {
+        let (reader, _txn) = self.reader(stream)?;
+        let state = runtime.lock();
+        let outstanding: Vec<u64> = state
+            .in_flight
+            .keys()
+            .chain(state.retry.keys())
+            .chain(state.dead_lettering.iter())
+            .copied()
+            .collect();
+        let config = &state.config;
+        let ahead = reader
+            .count_from(state.next_seq, |s| config.wants(s))
+            .map_err(storage)?;
+        let oldest_seq = match outstanding.iter().min() {
+            Some(seq) => Some(*seq),
+            None => reader
+                .scan(state.next_seq, |s| config.wants(s), 1, usize::MAX)
+                .map_err(storage)?
+                .0
+                .first()
+                .map(|m| m.seq),
+        };
+        let oldest = match oldest_seq {
+            Some(seq) => reader
+                .time_of(seq)
+                .map_err(storage)?
+                .map(|t| self.inner.clock.now().since(t)),
+            None => None,
+        };
+        Ok(state.info(stream, ahead + outstanding.len() as u64, oldest))
+    }
+
     /// The seq a consumer starts at, and first deliveries queued up front.
     fn resolve_start(
+        &self,
+        stream: &StreamName,
+        config: &ConsumerConfig,
+        start: StartPolicy,
+    ) -> Result<(u64, Vec<u64>)> {
+        crate::error::unpanicked("reading where a consumer starts", || {
+            self.resolve_start_unguarded(stream, config, start)
+        })
+    }
+
+    fn resolve_start_unguarded(
         &self,
         stream: &StreamName,
         config: &ConsumerConfig,
@@ -240,36 +285,7 @@ impl ConsumerBackend for Engine {
 
     async fn consumer_info(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<ConsumerInfo> {
         let runtime = self.consumer(stream, consumer)?;
-        let (reader, _txn) = self.reader(stream)?;
-        let state = runtime.lock();
-        let outstanding: Vec<u64> = state
-            .in_flight
-            .keys()
-            .chain(state.retry.keys())
-            .chain(state.dead_lettering.iter())
-            .copied()
-            .collect();
-        let config = &state.config;
-        let ahead = reader
-            .count_from(state.next_seq, |s| config.wants(s))
-            .map_err(storage)?;
-        let oldest_seq = match outstanding.iter().min() {
-            Some(seq) => Some(*seq),
-            None => reader
-                .scan(state.next_seq, |s| config.wants(s), 1, usize::MAX)
-                .map_err(storage)?
-                .0
-                .first()
-                .map(|m| m.seq),
-        };
-        let oldest = match oldest_seq {
-            Some(seq) => reader
-                .time_of(seq)
-                .map_err(storage)?
-                .map(|t| self.inner.clock.now().since(t)),
-            None => None,
-        };
-        Ok(state.info(stream, ahead + outstanding.len() as u64, oldest))
+        crate::error::unpanicked("reading a consumer's backlog", || self.consumer_info_of(stream, &runtime))
     }
 
     async fn list_consumers(&self, stream: &StreamName) -> Result<Vec<ConsumerInfo>> {
@@ -307,12 +323,12 @@ impl ConsumerBackend for Engine {
             let woken = runtime.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let pass = {
+            let pass = crate::error::unpanicked("reading messages to deliver", || {
                 let (reader, _txn) = self.reader(stream)?;
                 runtime
                     .pass(&reader, member, max, Instant::now(), self.inner.clock.now(), last_seq)
-                    .map_err(Error::from)?
-            };
+                    .map_err(Error::from)
+            })?;
             for (message, deliveries) in pass.exhausted {
                 let reason = format!("max_deliver reached after {deliveries} deliveries");
                 self.dead_letter(&runtime, message, deliveries, &reason).await?;

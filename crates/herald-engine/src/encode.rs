@@ -7,8 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, StoreResult};
 
-/// The record format version; bumped on any incompatible change.
-const RECORD_VERSION: u8 = 1;
+/// The record format version; bumped on any incompatible change. Version 2
+/// ends each record with its checksum.
+const RECORD_VERSION: u8 = 2;
+/// Records written before checksums: still read, with nothing to verify.
+const UNCHECKED_VERSION: u8 = 1;
+/// A CRC-32 of the record's key and body, big-endian, after the payload.
+const CHECKSUM_LEN: usize = 4;
 const FLAG_EXPLICIT_ID: u8 = 1;
 const FLAG_EXPIRES: u8 = 2;
 const FLAG_CONTENT_TYPE: u8 = 4;
@@ -25,9 +30,15 @@ pub(crate) struct NewRecord<'a> {
     pub(crate) payload: &'a [u8],
 }
 
+/// The key a record is stored under: (stream id, seq). The checksum covers
+/// it, so a record found under another key than its own is caught too.
+pub(crate) type RecordKey = (u32, u64);
+
 /// Appends an encoded record to `out`: version, flags, time, [expires],
-/// subject, id, [content type], headers, then the payload to the end.
-pub(crate) fn encode_record(r: &NewRecord<'_>, out: &mut Vec<u8>) {
+/// subject, id, [content type], headers, the payload, then the checksum of
+/// `key` and all that.
+pub(crate) fn encode_record(key: RecordKey, r: &NewRecord<'_>, out: &mut Vec<u8>) {
+    let start = out.len();
     let mut flags = 0;
     if r.explicit_id {
         flags |= FLAG_EXPLICIT_ID;
@@ -58,6 +69,43 @@ pub(crate) fn encode_record(r: &NewRecord<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(v.as_bytes());
     }
     out.extend_from_slice(r.payload);
+    let sum = checksum(key, &out[start..]);
+    out.extend_from_slice(&sum.to_be_bytes());
+}
+
+fn checksum((stream, seq): RecordKey, body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&stream.to_be_bytes());
+    hasher.update(&seq.to_be_bytes());
+    hasher.update(body);
+    hasher.finalize()
+}
+
+/// The record's body (all but its checksum), once the checksum holds for the
+/// key it was found under.
+fn verified(key: RecordKey, buf: &[u8]) -> StoreResult<&[u8]> {
+    match buf.first() {
+        Some(&RECORD_VERSION) => {
+            let Some(split) = buf.len().checked_sub(CHECKSUM_LEN) else {
+                return Err(corrupt_at(key, "the record is truncated"));
+            };
+            let (body, sum) = buf.split_at(split);
+            if checksum(key, body).to_be_bytes()[..] != sum[..] {
+                return Err(corrupt_at(
+                    key,
+                    "its checksum does not match: the data file is damaged",
+                ));
+            }
+            Ok(body)
+        }
+        Some(&UNCHECKED_VERSION) => Ok(buf),
+        Some(version) => Err(corrupt_at(key, &format!("unknown record version {version}"))),
+        None => Err(corrupt_at(key, "the record is empty")),
+    }
+}
+
+fn corrupt_at((stream, seq): RecordKey, reason: &str) -> EngineError {
+    corrupt(&format!("seq {seq} of stream #{stream}: {reason}"))
 }
 
 fn put_str16(out: &mut Vec<u8>, s: &str) {
@@ -118,11 +166,9 @@ fn corrupt(reason: &str) -> EngineError {
     }
 }
 
+/// Decodes the head of a verified body; the version was checked by [`verified`].
 fn head_of<'a>(r: &mut Reader<'a>) -> StoreResult<(RecordHead<'a>, u8)> {
-    let version = r.take(1)?[0];
-    if version != RECORD_VERSION {
-        return Err(corrupt(&format!("unknown record version {version}")));
-    }
+    r.take(1)?;
     let flags = r.take(1)?[0];
     let time = Timestamp(r.u64()?);
     let expires = if flags & FLAG_EXPIRES != 0 {
@@ -144,14 +190,21 @@ fn head_of<'a>(r: &mut Reader<'a>) -> StoreResult<(RecordHead<'a>, u8)> {
     ))
 }
 
-/// Decodes the fixed part of a record.
-pub(crate) fn decode_head(buf: &[u8]) -> StoreResult<RecordHead<'_>> {
-    head_of(&mut Reader { buf, pos: 0 }).map(|(head, _)| head)
+/// Decodes the fixed part of the record stored under `key`, once verified.
+pub(crate) fn decode_head(key: RecordKey, buf: &[u8]) -> StoreResult<RecordHead<'_>> {
+    let body = verified(key, buf)?;
+    head_of(&mut Reader { buf: body, pos: 0 }).map(|(head, _)| head)
 }
 
-/// Decodes a whole record into a [`Message`]; the payload shares `buf`.
-pub(crate) fn decode_message(stream: &StreamName, seq: u64, buf: Bytes) -> StoreResult<Message> {
-    let mut r = Reader { buf: &buf, pos: 0 };
+/// Decodes the whole record stored under `key` into a [`Message`] of `stream`,
+/// once verified; the payload shares `buf`.
+pub(crate) fn decode_message(stream: &StreamName, key: RecordKey, buf: Bytes) -> StoreResult<Message> {
+    let body_len = verified(key, &buf)?.len();
+    let seq = key.1;
+    let mut r = Reader {
+        buf: &buf[..body_len],
+        pos: 0,
+    };
     let (head, flags) = head_of(&mut r)?;
     let content_type = if flags & FLAG_CONTENT_TYPE != 0 {
         Some(r.str16()?.to_string())
@@ -180,7 +233,7 @@ pub(crate) fn decode_message(stream: &StreamName, seq: u64, buf: Bytes) -> Store
     };
     let payload_start = r.pos;
     Ok(Message {
-        payload: buf.slice(payload_start..),
+        payload: buf.slice(payload_start..body_len),
         ..message
     })
 }
@@ -276,12 +329,12 @@ mod tests {
                 headers: &headers, payload: &payload,
             };
             let mut buf = Vec::new();
-            encode_record(&rec, &mut buf);
-            let head = decode_head(&buf).unwrap();
+            encode_record((3, 9), &rec, &mut buf);
+            let head = decode_head((3, 9), &buf).unwrap();
             prop_assert_eq!(head.subject, subject.as_str());
             prop_assert_eq!(head.explicit_id, explicit);
             let stream = StreamName::new("s").unwrap();
-            let msg = decode_message(&stream, 9, Bytes::from(buf)).unwrap();
+            let msg = decode_message(&stream, (3, 9), Bytes::from(buf)).unwrap();
             prop_assert_eq!(msg.seq, 9);
             prop_assert_eq!(msg.id, id);
             prop_assert_eq!(msg.time, Timestamp(time));
@@ -299,12 +352,47 @@ mod tests {
                 content_type: Some("text/plain"), headers: &headers, payload: &payload,
             };
             let mut buf = Vec::new();
-            encode_record(&rec, &mut buf);
+            encode_record((1, 1), &rec, &mut buf);
             let fixed = buf.len() - payload.len();
             let cut = cut.min(fixed - 1);
             let stream = StreamName::new("s").unwrap();
-            prop_assert!(decode_message(&stream, 1, Bytes::copy_from_slice(&buf[..cut])).is_err());
+            prop_assert!(decode_message(&stream, (1, 1), Bytes::copy_from_slice(&buf[..cut])).is_err());
         }
+
+        #[test]
+        fn any_flipped_bit_or_other_key_is_caught(
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+            bit in any::<prop::sample::Index>(),
+        ) {
+            let headers = Headers::from([("k".to_string(), "v".to_string())]);
+            let rec = NewRecord {
+                subject: "a.b", id: "id", explicit_id: true, time: Timestamp(5), expires: None,
+                content_type: None, headers: &headers, payload: &payload,
+            };
+            let mut buf = Vec::new();
+            encode_record((2, 40), &rec, &mut buf);
+            let stream = StreamName::new("s").unwrap();
+            prop_assert!(decode_message(&stream, (2, 40), Bytes::copy_from_slice(&buf)).is_ok());
+            // The same record under another key is someone else's.
+            prop_assert!(decode_head((2, 41), &buf).is_err());
+            prop_assert!(decode_head((3, 40), &buf).is_err());
+            let bit = bit.index(buf.len() * 8);
+            buf[bit / 8] ^= 1 << (bit % 8);
+            let err = decode_message(&stream, (2, 40), Bytes::from(buf)).unwrap_err();
+            prop_assert!(err.to_string().contains("seq 40 of stream #2"), "{}", err);
+        }
+    }
+
+    #[test]
+    fn records_written_before_checksums_are_still_read() {
+        // Version 1: no checksum; subject `a`, id `i`, no headers, payload `p`.
+        let mut old = vec![1, 0];
+        old.extend_from_slice(&7u64.to_be_bytes());
+        old.extend_from_slice(&[0, 1, b'a', 0, 1, b'i', 0, 0, b'p']);
+        let stream = StreamName::new("s").unwrap();
+        let msg = decode_message(&stream, (1, 4), Bytes::from(old)).unwrap();
+        assert_eq!((msg.seq, msg.subject.as_str(), msg.id.as_str()), (4, "a", "i"));
+        assert_eq!(&msg.payload[..], b"p");
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub struct EngineBuilder {
     auto_create_streams: bool,
     queue_capacity: usize,
     cache_bytes: usize,
+    verify_on_open: bool,
     ack_before_commit: bool,
 }
 
@@ -105,6 +106,7 @@ impl Default for EngineBuilder {
             auto_create_streams: true,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            verify_on_open: true,
             ack_before_commit: false,
         }
     }
@@ -156,6 +158,18 @@ impl EngineBuilder {
         self
     }
 
+    /// Whether opening verifies the checksum of every page the data file's
+    /// trees use (default: yes). A damaged page then fails the open with
+    /// [`ErrorKind::Storage`] instead of being found, or missed, later: the
+    /// per-message checksum catches a damaged message when it is read, but a
+    /// damaged index page can hide messages without reading any of them. The
+    /// check reads the whole file (about 1 s per GB on a local SSD); turn it off
+    /// for very large data files whose disk is trusted.
+    pub fn verify_on_open(mut self, verify: bool) -> Self {
+        self.verify_on_open = verify;
+        self
+    }
+
     /// Answers publishes *before* their commit. Breaks durability on purpose: it
     /// exists only as the positive control of the crash tests, which must catch it
     /// losing acknowledged messages.
@@ -172,8 +186,13 @@ impl EngineBuilder {
     ///
     /// [`ErrorKind::Storage`] when the directory or database cannot be opened.
     pub fn open(self) -> Result<Engine> {
+        crate::error::unpanicked("opening the data file", || self.open_unguarded())
+    }
+
+    fn open_unguarded(self) -> Result<Engine> {
         let mut builder = redb::Builder::new();
         builder.set_cache_size(self.cache_bytes);
+        builder.set_check_integrity_on_open(self.verify_on_open);
         let db = match self.storage {
             Storage::Dir(dir) => {
                 create_atomically(&builder, &dir)?;
@@ -343,7 +362,7 @@ impl Engine {
     /// Runs a blocking read off the async threads.
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(Engine) -> Result<T> + Send + 'static) -> Result<T> {
         let engine = self.clone();
-        tokio::task::spawn_blocking(move || f(engine))
+        tokio::task::spawn_blocking(move || crate::error::unpanicked("reading", || f(engine)))
             .await
             .map_err(|e| Error::new(ErrorKind::Internal, "a read task failed").with_source(e))?
     }
@@ -356,8 +375,12 @@ impl Engine {
     /// [`ErrorKind::StreamNotFound`].
     pub fn watch_head(&self, stream: &StreamName) -> Result<watch::Receiver<u64>> {
         let meta = self.meta(stream)?;
-        let txn = self.inner.db.begin_read().map_err(storage)?;
-        let last = self.info(&meta, &txn)?.state.last_seq;
+        let last = crate::error::unpanicked("reading a stream's state", || {
+            let txn = self.inner.db.begin_read().map_err(storage)?;
+            self.info(&meta, &txn)
+        })?
+        .state
+        .last_seq;
         Ok(self.inner.notifier.subscribe(meta.id, last))
     }
 
@@ -383,24 +406,28 @@ impl StreamBackend for Engine {
 
     async fn stream_info(&self, stream: &StreamName) -> Result<StreamInfo> {
         let meta = self.meta(stream)?;
-        let txn = self.inner.db.begin_read().map_err(storage)?;
-        self.info(&meta, &txn)
+        crate::error::unpanicked("reading a stream's state", || {
+            let txn = self.inner.db.begin_read().map_err(storage)?;
+            self.info(&meta, &txn)
+        })
     }
 
     async fn list_streams(&self) -> Result<Vec<StreamInfo>> {
         let catalog = self.inner.catalog.snapshot();
-        let txn = self.inner.db.begin_read().map_err(storage)?;
-        let mut infos = Vec::with_capacity(catalog.len());
-        for meta in catalog.values() {
-            match self.info(meta, &txn) {
-                Ok(info) => infos.push(info),
-                // Deleted between the catalog snapshot and the read: not listed.
-                Err(err) if err.kind() == ErrorKind::StreamNotFound => {}
-                Err(err) => return Err(err),
+        crate::error::unpanicked("reading the streams' state", || {
+            let txn = self.inner.db.begin_read().map_err(storage)?;
+            let mut infos = Vec::with_capacity(catalog.len());
+            for meta in catalog.values() {
+                match self.info(meta, &txn) {
+                    Ok(info) => infos.push(info),
+                    // Deleted between the catalog snapshot and the read: not listed.
+                    Err(err) if err.kind() == ErrorKind::StreamNotFound => {}
+                    Err(err) => return Err(err),
+                }
             }
-        }
-        infos.sort_by(|a, b| a.config.name.cmp(&b.config.name));
-        Ok(infos)
+            infos.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+            Ok(infos)
+        })
     }
 
     async fn delete_stream(&self, stream: &StreamName) -> Result<()> {
@@ -431,8 +458,11 @@ impl StreamBackend for Engine {
     async fn get_message(&self, stream: &StreamName, seq: u64) -> Result<Message> {
         // A point read is a few B-tree lookups in a read transaction: cheaper than
         // a hop to the blocking pool.
-        let (reader, _txn) = self.reader(stream)?;
-        reader.get(seq).map_err(Error::from)?.ok_or_else(|| {
+        let found = crate::error::unpanicked("reading a message", || {
+            let (reader, _txn) = self.reader(stream)?;
+            reader.get(seq).map_err(Error::from)
+        })?;
+        found.ok_or_else(|| {
             Error::new(
                 ErrorKind::MessageNotFound,
                 format!("no message at seq {seq} in stream `{stream}`"),
@@ -441,8 +471,11 @@ impl StreamBackend for Engine {
     }
 
     async fn last_message(&self, stream: &StreamName, subject: &Subject) -> Result<Message> {
-        let (reader, _txn) = self.reader(stream)?;
-        reader.last_of(subject).map_err(Error::from)?.ok_or_else(|| {
+        let found = crate::error::unpanicked("reading a message", || {
+            let (reader, _txn) = self.reader(stream)?;
+            reader.last_of(subject).map_err(Error::from)
+        })?;
+        found.ok_or_else(|| {
             Error::new(
                 ErrorKind::MessageNotFound,
                 format!("no message for subject `{subject}` in stream `{stream}`"),

@@ -38,13 +38,19 @@ pub enum EngineError {
     /// The writer thread has stopped (the engine is closed or failed).
     #[error("the engine's writer has stopped")]
     WriterGone,
+    /// The storage layer gave up (panicked) while doing `what`: redb does so on
+    /// some damaged pages instead of reporting them. What it said is logged.
+    #[error("the data file may be damaged: the storage layer failed while {what}")]
+    Damaged {
+        /// What the engine was doing.
+        what: &'static str,
+    },
 }
 
 impl From<EngineError> for Error {
     fn from(err: EngineError) -> Self {
         let kind = match err {
             EngineError::WriterGone => ErrorKind::Closed,
-            EngineError::Corrupt { .. } => ErrorKind::Storage,
             _ => ErrorKind::Storage,
         };
         // This layer's words are the message and its cause the source, so a
@@ -58,9 +64,33 @@ impl From<EngineError> for Error {
             EngineError::Storage(cause) => error.with_source(cause),
             EngineError::Commit(cause) => error.with_source(cause),
             EngineError::Io(cause) => error.with_source(cause),
-            EngineError::Corrupt { .. } | EngineError::WriterGone => error,
+            EngineError::Corrupt { .. } | EngineError::WriterGone | EngineError::Damaged { .. } => error,
         }
     }
+}
+
+/// Runs `f`, turning a panic inside it into [`EngineError::Damaged`]. redb
+/// panics on some damaged pages (a malformed allocator state, an offset out of
+/// its page) instead of returning an error; bytes on disk must never stop the
+/// engine or its caller. What the panic said goes to the log, not the caller.
+pub(crate) fn unpanicked<T, E: From<EngineError>>(what: &'static str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => {
+            log_damage(what, &*panic);
+            Err(E::from(EngineError::Damaged { what }))
+        }
+    }
+}
+
+/// Logs what a panic in the storage layer said.
+pub(crate) fn log_damage(what: &str, panic: &(dyn std::any::Any + Send)) {
+    let said = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = said, "the storage layer failed while {what}; the data file may be damaged");
 }
 
 /// Shorthand for storage results inside the engine.

@@ -47,7 +47,7 @@ impl Reader {
         let Some(guard) = self.messages.get((self.id, seq))? else {
             return Ok(None);
         };
-        let msg = encode::decode_message(&self.stream, seq, Bytes::copy_from_slice(guard.value()))?;
+        let msg = encode::decode_message(&self.stream, (self.id, seq), Bytes::copy_from_slice(guard.value()))?;
         Ok(self.live(msg.expires).then_some(msg))
     }
 
@@ -63,7 +63,7 @@ impl Reader {
         if !self.indexed {
             for item in self.messages.range((self.id, 0)..(self.id, seq))?.rev() {
                 let (k, v) = item?;
-                let head = encode::decode_head(v.value())?;
+                let head = encode::decode_head(k.value(), v.value())?;
                 if head.subject == subject.as_str() && self.live(head.expires) {
                     return self.get(k.value().1);
                 }
@@ -91,7 +91,7 @@ impl Reader {
             let probe = match self.messages.range((self.id, mid)..(self.id, hi))?.next() {
                 Some(item) => {
                     let (k, v) = item?;
-                    Some((k.value().1, encode::decode_head(v.value())?.time))
+                    Some((k.value().1, encode::decode_head(k.value(), v.value())?.time))
                 }
                 None => None,
             };
@@ -122,13 +122,13 @@ impl Reader {
         }
         for item in self.messages.range((self.id, start)..=(self.id, u64::MAX))? {
             let (k, v) = item?;
-            let head = encode::decode_head(v.value())?;
+            let head = encode::decode_head(k.value(), v.value())?;
             if !self.live(head.expires) || !matches_any(&range.filter, head.subject) {
                 continue;
             }
             out.push(encode::decode_message(
                 &self.stream,
-                k.value().1,
+                k.value(),
                 Bytes::copy_from_slice(v.value()),
             )?);
             if out.len() >= range.limit {
@@ -196,11 +196,11 @@ impl Reader {
             let (k, v) = item?;
             let seq = k.value().1;
             next = seq + 1;
-            let head = encode::decode_head(v.value())?;
+            let head = encode::decode_head((self.id, seq), v.value())?;
             if self.live(head.expires) && wants(head.subject) {
                 out.push(encode::decode_message(
                     &self.stream,
-                    seq,
+                    (self.id, seq),
                     Bytes::copy_from_slice(v.value()),
                 )?);
             }
@@ -212,8 +212,8 @@ impl Reader {
     pub(crate) fn count_from(&self, from: u64, wants: impl Fn(&str) -> bool) -> StoreResult<u64> {
         let mut n = 0;
         for item in self.messages.range((self.id, from)..=(self.id, u64::MAX))? {
-            let (_, v) = item?;
-            let head = encode::decode_head(v.value())?;
+            let (k, v) = item?;
+            let head = encode::decode_head(k.value(), v.value())?;
             if self.live(head.expires) && wants(head.subject) {
                 n += 1;
             }
@@ -224,7 +224,7 @@ impl Reader {
     /// The time of the message at `seq`, if held.
     pub(crate) fn time_of(&self, seq: u64) -> StoreResult<Option<Timestamp>> {
         match self.messages.get((self.id, seq))? {
-            Some(g) => Ok(Some(encode::decode_head(g.value())?.time)),
+            Some(g) => Ok(Some(encode::decode_head((self.id, seq), g.value())?.time)),
             None => Ok(None),
         }
     }

@@ -78,7 +78,7 @@ pub(crate) fn load(db: &Database, now: Timestamp) -> StoreResult<Loaded> {
             let mut recent = Vec::new();
             for item in messages.range((meta.id, 0)..=(meta.id, u64::MAX))?.rev() {
                 let (key, value) = item?;
-                let head = encode::decode_head(value.value())?;
+                let head = encode::decode_head(key.value(), value.value())?;
                 if head.time < cutoff {
                     break;
                 }

@@ -82,7 +82,7 @@ impl Writer {
             let first = entry.state.first_seq;
             if entry.meta.config.retention != herald_core::Retention::Limits {
                 let subject = match tables.messages.get((entry.id(), first))? {
-                    Some(guard) => crate::encode::decode_head(guard.value())?.subject.to_string(),
+                    Some(guard) => crate::encode::decode_head((entry.id(), first), guard.value())?.subject.to_string(),
                     None => break,
                 };
                 if !self.registry.all_settled(entry.id(), first, &subject) {

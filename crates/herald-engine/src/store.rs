@@ -223,7 +223,7 @@ impl<'t> Tables<'t> {
                 return Ok(false);
             };
             let record = guard.value();
-            let head = encode::decode_head(record)?;
+            let head = encode::decode_head((id, seq), record)?;
             (record.len() as u64, head.subject.to_string(), head.expires)
         };
         if entry.meta.config.indexes_subjects() {
@@ -298,7 +298,7 @@ impl<'t> Tables<'t> {
     fn previous_of(&self, stream: u32, subject: &str, before: u64) -> StoreResult<u64> {
         for item in self.messages.range((stream, 0)..(stream, before))?.rev() {
             let (k, v) = item?;
-            if encode::decode_head(v.value())?.subject == subject {
+            if encode::decode_head(k.value(), v.value())?.subject == subject {
                 return Ok(k.value().1);
             }
         }
@@ -311,7 +311,7 @@ impl<'t> Tables<'t> {
         let mut seqs = Vec::new();
         for item in self.messages.range((stream, 0)..(stream, before))? {
             let (k, v) = item?;
-            if encode::decode_head(v.value())?.subject == subject {
+            if encode::decode_head(k.value(), v.value())?.subject == subject {
                 seqs.push(k.value().1);
             }
         }
@@ -325,7 +325,7 @@ impl<'t> Tables<'t> {
         let next = match self.messages.range((id, from)..=(id, u64::MAX))?.next() {
             Some(item) => {
                 let (k, v) = item?;
-                Some((k.value().1, encode::decode_head(v.value())?.time))
+                Some((k.value().1, encode::decode_head(k.value(), v.value())?.time))
             }
             None => None,
         };

@@ -53,13 +53,13 @@ impl EngineSubscription {
                 match self.from {
                     None => info.state.last_seq + 1,
                     Some(ReadFrom::Seq(seq)) => seq,
-                    Some(ReadFrom::Time(time)) => {
+                    Some(ReadFrom::Time(time)) => crate::error::unpanicked("reading a subscription's start", || {
                         let (reader, _txn) = self.engine.reader(&meta.config.name)?;
                         reader
                             .seq_at_time(time, info.state.first_seq, info.state.last_seq)
-                            .map_err(Error::from)?
-                            .unwrap_or(info.state.last_seq + 1)
-                    }
+                            .map_err(Error::from)
+                    })?
+                    .unwrap_or(info.state.last_seq + 1),
                 }
             } else {
                 // Created after the subscription: everything in it is new.

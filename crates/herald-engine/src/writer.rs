@@ -417,7 +417,11 @@ impl Writer {
         };
         let mut done = Vec::with_capacity(batch.len());
         let mut queue = batch.into_iter();
-        let outcome = self.run_transaction(&mut queue, maintain, &dirty_consumers, &mut done);
+        // A panic in the storage layer (redb meeting a damaged page) fails this
+        // batch like a failed commit, instead of stopping the writer for good.
+        let outcome = crate::error::unpanicked("writing", || {
+            self.run_transaction(&mut queue, maintain, &dirty_consumers, &mut done)
+        });
         if maintain {
             self.next_maintenance = now + MAINTENANCE_INTERVAL;
         }
@@ -461,7 +465,7 @@ impl Writer {
                     request.fail(failed());
                 }
                 // The in-memory view ran ahead of the failed commit: go back to disk.
-                if let Err(reload) = self.reload() {
+                if let Err(reload) = crate::error::unpanicked("reloading", || self.reload()) {
                     // Keep going: the next batch retries, and fails while the disk does.
                     tracing::error!(error = %herald_core::cause_chain(&reload), "reloading after a failed commit failed");
                 }
