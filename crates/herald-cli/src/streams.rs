@@ -365,7 +365,7 @@ fn dead_letters_of(stream: &StreamName, config: &StreamConfig) -> Option<String>
     // Stream names hold no dots: the last token is the consumer.
     let (_, consumer) = subject.as_str().rsplit_once('.')?;
     let consumer = ConsumerName::new(consumer).ok()?;
-    let (dlq, dlq_subject) = dead_letter_names(stream, &consumer);
+    let (dlq, dlq_subject) = dead_letter_names(stream, &consumer).ok()?;
     (dlq == config.name && dlq_subject == subject.as_str()).then(|| consumer.to_string())
 }
 

@@ -242,18 +242,8 @@ impl ConsumerConfig {
     /// when the dead-letter stream's name would be too long.
     pub fn validate_on(&self, stream: &StreamName) -> Result<(), Error> {
         self.validate()?;
-        if self.dead_letter == DeadLetter::PerConsumer && dead_letter_stream(stream, &self.name).is_none() {
-            let (family, body) = dead_letter_family(stream);
-            return Err(Error::new(
-                crate::ErrorKind::InvalidName,
-                format!(
-                    "consumer `{}` on stream `{stream}`: its dead-letter stream `${family}-{body}-{}` would be over \
-                     the {} characters a stream name may have; give it a shorter name, or discard its dead letters",
-                    self.name,
-                    self.name,
-                    crate::MAX_RESERVED_NAME_LEN
-                ),
-            ));
+        if self.dead_letter == DeadLetter::PerConsumer {
+            dead_letter_names(stream, &self.name)?;
         }
         Ok(())
     }
@@ -303,15 +293,25 @@ impl ConsumerConfig {
 /// (`$`) streams, `$dlqr-…` and `$dlqr.…` with the stream's `$` dropped, so
 /// the two families never share a name.
 ///
-/// # Panics
+/// # Errors
 ///
-/// When the stream's name would be over the limit, which
-/// [`ConsumerConfig::validate_on`] refuses when the consumer is created,
-/// before any of its messages can be dead-lettered.
-pub fn dead_letter_names(stream: &StreamName, consumer: &ConsumerName) -> (StreamName, String) {
+/// [`crate::ErrorKind::InvalidName`] when the stream's name would be over the
+/// limit (a long consumer name on a long-named stream), which
+/// [`ConsumerConfig::validate_on`] refuses when such a consumer is created.
+pub fn dead_letter_names(stream: &StreamName, consumer: &ConsumerName) -> Result<(StreamName, String), Error> {
     let (family, body) = dead_letter_family(stream);
-    let name = StreamName::new(format!("${family}-{body}-{consumer}")).expect("reserved names allow 140 characters");
-    (name, format!("${family}.{body}.{consumer}"))
+    let name = StreamName::new(format!("${family}-{body}-{consumer}")).map_err(|_| {
+        Error::new(
+            crate::ErrorKind::InvalidName,
+            format!(
+                "consumer `{consumer}` on stream `{stream}`: its dead-letter stream `${family}-{body}-{consumer}` \
+                 would be over the {} characters a stream name may have; give it a shorter name, or discard its \
+                 dead letters",
+                crate::MAX_RESERVED_NAME_LEN
+            ),
+        )
+    })?;
+    Ok((name, format!("${family}.{body}.{consumer}")))
 }
 
 /// The name of a consumer's dead-letter stream, if it can have one (the
@@ -690,17 +690,27 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_letter_name_over_the_limit_is_an_invalid_name_not_a_panic() {
+        let stream = StreamName::new(format!("${}", "s".repeat(140))).unwrap();
+        let err = dead_letter_names(&stream, &ConsumerName::new("c").unwrap()).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidName);
+        assert!(err.to_string().contains("give it a shorter name"), "{err}");
+    }
+
+    #[test]
     fn dead_letter_names_exist_for_user_and_reserved_streams_and_never_collide() {
         let consumer = ConsumerName::new("c".repeat(64)).unwrap();
         let user = StreamName::new("s".repeat(64)).unwrap();
         let reserved = StreamName::new(format!("${}", "s".repeat(64))).unwrap();
-        let (user_dlq, user_subject) = dead_letter_names(&user, &consumer);
-        let (reserved_dlq, reserved_subject) = dead_letter_names(&reserved, &consumer);
+        let (user_dlq, user_subject) = dead_letter_names(&user, &consumer).unwrap();
+        let (reserved_dlq, reserved_subject) = dead_letter_names(&reserved, &consumer).unwrap();
         assert!(user_dlq.is_reserved() && reserved_dlq.is_reserved());
         assert_ne!(user_dlq, reserved_dlq);
         assert_ne!(user_subject, reserved_subject);
         assert_eq!(
-            dead_letter_names(&StreamName::new("$kv-a").unwrap(), &ConsumerName::new("w").unwrap()).1,
+            dead_letter_names(&StreamName::new("$kv-a").unwrap(), &ConsumerName::new("w").unwrap())
+                .unwrap()
+                .1,
             "$dlqr.kv-a.w"
         );
     }

@@ -174,7 +174,7 @@ impl From<&OutgoingMessage> for WireOutgoing {
             // Whole milliseconds, rounded up; zero stays zero (and is refused).
             ttl_ms: m.ttl.map(|t| {
                 let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
-                if t > Duration::from_millis(ms) { ms + 1 } else { ms }
+                if t > Duration::from_millis(ms) { ms.saturating_add(1) } else { ms }
             }),
         }
     }
@@ -640,6 +640,12 @@ pub enum ServerFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_ttl_travels_without_overflow() {
+        let message = OutgoingMessage::new(Subject::new("a.b").unwrap(), "x").ttl(Duration::MAX);
+        assert_eq!(WireOutgoing::from(&message).ttl_ms, Some(u64::MAX));
+    }
 
     #[test]
     fn payloads_travel_as_text_or_base64() {

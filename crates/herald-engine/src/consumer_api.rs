@@ -121,7 +121,7 @@ impl Engine {
         let seq = message.seq;
         let target = runtime.lock().config.dead_letter.clone();
         if target == DeadLetter::PerConsumer {
-            let (_, subject) = dead_letter_names(&runtime.stream, &runtime.name);
+            let (_, subject) = dead_letter_names(&runtime.stream, &runtime.name)?;
             let mut letter = OutgoingMessage::new(Subject::new(subject)?, message.payload.clone())
                 // The id makes a retried dead-lettering idempotent.
                 .id(format!("dlq:{}:{}:{seq}", runtime.stream, runtime.name));

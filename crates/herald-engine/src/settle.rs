@@ -71,7 +71,10 @@ impl Writer {
             }
         }
         if config.dead_letter == DeadLetter::PerConsumer {
-            let (name, subject) = dead_letter_names(&runtime.stream, &runtime.name);
+            let (name, subject) = match dead_letter_names(&runtime.stream, &runtime.name) {
+                Ok(names) => names,
+                Err(err) => return Ok(Err(err)),
+            };
             if !self.names.contains_key(&name) {
                 let dlq = StreamConfig::with_name(name)
                     .subjects([subject])

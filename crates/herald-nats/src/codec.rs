@@ -27,6 +27,14 @@ pub(crate) const SEQUENCE: &str = "Nats-Sequence";
 pub(crate) const TIME_STAMP: &str = "Nats-Time-Stamp";
 pub(crate) const NUM_PENDING: &str = "Nats-Num-Pending";
 
+/// Whether a header is in JetStream's own `Nats-` namespace, in any case
+/// (compared as bytes: a name may hold characters of several bytes).
+fn is_jetstream_header(name: &str) -> bool {
+    name.as_bytes()
+        .get(..5)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"nats-"))
+}
+
 /// The headers of `message` as JetStream takes them, all but its id (which
 /// depends on the stream: see [`with_id`]). Encoding is also the check that
 /// the headers can travel, so it is done once, before anything is created.
@@ -38,7 +46,7 @@ pub(crate) const NUM_PENDING: &str = "Nats-Num-Pending";
 pub(crate) fn encode(message: &OutgoingMessage) -> Result<HeaderMap> {
     let mut headers = HeaderMap::new();
     for (name, value) in &message.headers {
-        if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
+        if is_jetstream_header(name) {
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
                 format!("header `{name}` is in JetStream's reserved `Nats-` namespace"),
@@ -142,7 +150,7 @@ impl Stored<'_> {
                 MSG_ID | HERALD_ID => id = Some(value.to_owned()),
                 CONTENT_TYPE => content_type = Some(value.to_owned()),
                 TTL => expires = parse_ttl(value).map(|ttl| self.time.saturating_add(ttl)),
-                _ if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") => {}
+                _ if is_jetstream_header(name) => {}
                 _ => {
                     headers.insert(name.to_owned(), value.to_owned());
                 }
@@ -207,6 +215,17 @@ mod tests {
         let subject = Subject::new("a.b").unwrap();
         let message = OutgoingMessage::new(subject, "x").header("Nats-Expected-Stream", "other");
         assert_eq!(encode(&message).unwrap_err().kind(), ErrorKind::InvalidRequest);
+        let subject = Subject::new("a.b").unwrap();
+        let message = OutgoingMessage::new(subject, "x").header("nats-é", "v");
+        assert_eq!(encode(&message).unwrap_err().kind(), ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn a_header_name_of_several_byte_characters_is_not_cut_inside_one() {
+        // `é` is bytes 4 and 5: a slice at byte 5 would panic.
+        let subject = Subject::new("a.b").unwrap();
+        let message = OutgoingMessage::new(subject, "x").header("abcdé", "v");
+        let _ = encode(&message);
     }
 
     #[test]

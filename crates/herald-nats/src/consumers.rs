@@ -284,11 +284,14 @@ impl NatsBackend {
         };
         let dead_lettered = match config.dead_letter {
             DeadLetter::PerConsumer => {
-                let (dlq, _) = dead_letter_names(stream, &name);
-                match self.stream_info(&dlq).await {
-                    Ok(info) => info.state.last_seq,
-                    Err(err) if err.kind() == ErrorKind::StreamNotFound => 0,
-                    Err(err) => return Err(err),
+                // A consumer whose dead-letter stream could not be named never had one.
+                match dead_letter_names(stream, &name) {
+                    Ok((dlq, _)) => match self.stream_info(&dlq).await {
+                        Ok(info) => info.state.last_seq,
+                        Err(err) if err.kind() == ErrorKind::StreamNotFound => 0,
+                        Err(err) => return Err(err),
+                    },
+                    Err(_) => 0,
                 }
             }
             DeadLetter::Discard => state.discarded.load(Ordering::Relaxed),
@@ -470,7 +473,7 @@ impl ConsumerBackend for NatsBackend {
     async fn create_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo> {
         config.validate_on(stream)?;
         if config.dead_letter == DeadLetter::PerConsumer {
-            let (name, subject) = dead_letter_names(stream, &config.name);
+            let (name, subject) = dead_letter_names(stream, &config.name)?;
             // The stream must exist before its dead-letter stream is made.
             self.stream_config(stream).await?;
             let dlq = StreamConfig::with_name(name).subjects([subject])?;

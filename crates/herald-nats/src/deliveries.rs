@@ -87,7 +87,8 @@ impl NatsBackend {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         loop {
             let config = state.config();
-            let prefetch = (max * 2)
+            let prefetch = max
+                .saturating_mul(2)
                 .clamp(2, MAX_PREFETCH)
                 .min(config.max_ack_pending.get() as usize);
             let idle = (config.lease_for(1) / 2).clamp(MIN_IDLE, MAX_IDLE);
@@ -449,7 +450,7 @@ impl NatsBackend {
             state.discarded.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let (_, subject) = dead_letter_names(stream, consumer);
+        let (_, subject) = dead_letter_names(stream, consumer)?;
         let mut letter = OutgoingMessage::new(Subject::new(subject)?, message.payload.clone())
             .id(format!("dlq:{stream}:{consumer}:{}", message.seq));
         letter.headers = message.headers.clone();

@@ -874,7 +874,12 @@ impl StreamBackend for NatsBackend {
         } else {
             let count = unique.len() as u64;
             let last = self.atomic_batch(&config, unique).await?;
-            let first_seq = last + 1 - count;
+            let first_seq = (last + 1).checked_sub(count).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("JetStream answered a batch of {count} with last seq {last}"),
+                )
+            })?;
             (0..count)
                 .map(|i| PublishAck {
                     stream: config.name.clone(),

@@ -283,7 +283,7 @@ impl Bus {
         consumer: impl AsRef<str>,
         limit: usize,
     ) -> Result<Vec<Message>> {
-        let (dlq, _) = dead_letter_names(&StreamName::new(stream)?, &ConsumerName::new(consumer)?);
+        let (dlq, _) = dead_letter_names(&StreamName::new(stream)?, &ConsumerName::new(consumer)?)?;
         self.backend.read_range(&dlq, ReadRange::from_seq(1, limit)).await
     }
 
@@ -296,7 +296,7 @@ impl Bus {
     /// `InvalidName`, `StreamNotFound`, and any publish error (what was replayed
     /// before it stays replayed and removed).
     pub async fn replay_dead_letters(&self, stream: impl AsRef<str>, consumer: impl AsRef<str>) -> Result<u64> {
-        let (dlq, _) = dead_letter_names(&StreamName::new(stream)?, &ConsumerName::new(consumer)?);
+        let (dlq, _) = dead_letter_names(&StreamName::new(stream)?, &ConsumerName::new(consumer)?)?;
         let mut replayed = 0;
         loop {
             let letters = self.backend.read_range(&dlq, ReadRange::from_seq(1, 256)).await?;
@@ -328,7 +328,7 @@ impl Bus {
     ///
     /// `InvalidName`, `StreamNotFound`.
     pub async fn purge_dead_letters(&self, stream: impl AsRef<str>, consumer: impl AsRef<str>) -> Result<u64> {
-        let (dlq, _) = dead_letter_names(&StreamName::new(stream)?, &ConsumerName::new(consumer)?);
+        let (dlq, _) = dead_letter_names(&StreamName::new(stream)?, &ConsumerName::new(consumer)?)?;
         self.backend.purge_stream(&dlq, Purge::all()).await
     }
 

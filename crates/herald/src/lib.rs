@@ -64,7 +64,7 @@ pub use herald_engine::{DATA_FILE, Engine, ManualClock};
 pub use herald_nats as nats;
 pub use jobs::{Job, Jobs, JobsBuilder, NewJob};
 pub use kv::{Kv, KvBuilder, Lease};
-pub use processor::{Backoff, ErrorStrategy, Exhausted, Processor, ProcessorBuilder};
+pub use processor::{Backoff, ErrorStrategy, Exhausted, MAX_CONCURRENCY, Processor, ProcessorBuilder};
 pub use service::{Incoming, Service, ServiceHandle};
 pub use sourcing::{Aggregate, CommandError, Loaded, Repository};
 pub use subscription::Subscription;

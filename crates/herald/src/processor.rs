@@ -77,10 +77,17 @@ impl Backoff {
         let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
         let base = self.initial.as_secs_f64() * self.multiplier.powi(exponent);
         let capped = base.min(self.max.as_secs_f64());
-        let shortened = capped * (1.0 - self.jitter * fastrand::f64());
-        Duration::from_secs_f64(shortened.max(0.0))
+        // The fields are public: a jitter outside 0..=1 (or not a number) is read as none.
+        let jitter = if (0.0..=1.0).contains(&self.jitter) { self.jitter } else { 0.0 };
+        let shortened = capped * (1.0 - jitter * fastrand::f64());
+        // No float a Duration cannot hold (an infinite multiplier, a max of
+        // Duration::MAX rounding up past it) may panic: such a wait is the max.
+        Duration::try_from_secs_f64(shortened.max(0.0)).map_or(self.max, |wait| wait.min(self.max))
     }
 }
+
+/// The most workers a processor runs: 4,096, each a task with its own member.
+pub const MAX_CONCURRENCY: usize = 4096;
 
 /// What to do once retries are used up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,9 +266,10 @@ impl ProcessorBuilder {
         self
     }
 
-    /// Workers handling messages at once (default 1, which keeps the order).
+    /// Workers handling messages at once (default 1, which keeps the order;
+    /// at most [`MAX_CONCURRENCY`]).
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n.max(1);
+        self.concurrency = n.clamp(1, MAX_CONCURRENCY);
         self
     }
 
@@ -748,6 +756,26 @@ async fn handle(shared: &Shared, received: Received) -> Result<Handled> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_backoff_setting_panics_a_wait_beyond_a_duration() {
+        let huge = Backoff::new(3, Duration::MAX).jitter(0.0).max(Duration::MAX);
+        assert_eq!(huge.delay(5), Duration::MAX);
+        let mut odd = Backoff::new(3, Duration::from_secs(1)).jitter(0.0);
+        odd.multiplier = f64::INFINITY;
+        assert_eq!(odd.delay(2), odd.max);
+        for jitter in [f64::NEG_INFINITY, f64::NAN, 7.0] {
+            let mut wild = Backoff::new(3, Duration::from_secs(1)).jitter(0.0);
+            wild.jitter = jitter;
+            assert_eq!(wild.delay(1), Duration::from_secs(1), "jitter {jitter}");
+        }
+        assert_eq!(
+            ProcessorBuilder::new(crate::Bus::memory().unwrap(), "s".into(), "c".into())
+                .concurrency(usize::MAX)
+                .concurrency,
+            MAX_CONCURRENCY
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap_and_jitter_only_shortens() {

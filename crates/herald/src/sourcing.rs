@@ -186,7 +186,7 @@ impl<A: Aggregate> Repository<A> {
         loop {
             let page = self
                 .bus
-                .read_subject(self.stream.as_str(), subject.as_str(), version + 1, PAGE)
+                .read_subject(self.stream.as_str(), subject.as_str(), version.saturating_add(1), PAGE)
                 .await?;
             let full = page.len() == PAGE;
             for message in page {
