@@ -361,3 +361,42 @@ fn an_invalid_log_filter_or_format_is_refused_naming_its_setting() {
     let stderr = fails(&["--log-format", "xml"], None);
     assert!(stderr.contains("'--log-format <FORMAT>'"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_runs_and_purges_are_logged_with_what_they_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = common::herald();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+        .arg(dir.path().join("data"));
+    let (mut server, url, log) = common::serve_logged(command);
+    let bus = Bus::connect(url.as_str()).await.unwrap();
+    bus.create_stream(herald::StreamConfig::new("sessions").unwrap())
+        .await
+        .unwrap();
+    let brief = herald::OutgoingMessage::new(herald::Subject::new("sessions.a").unwrap(), "secret payload")
+        .ttl(Duration::from_millis(1));
+    bus.publish_message(brief).await.unwrap();
+    // The maintenance timer (every second) deletes it and says so.
+    let (line, run) = expect_log(&log, "retention removed messages whose TTL passed");
+    assert_eq!(run["level"], "INFO", "{line}");
+    assert_eq!(
+        (&run["stream"], &run["removed"], &run["left"]),
+        (&"sessions".into(), &1.into(), &0.into()),
+        "{line}"
+    );
+    assert!(!line.contains("secret payload"), "a payload in the log: {line}");
+
+    for i in 0..3 {
+        bus.publish("sessions.b", format!("kept {i}")).await.unwrap();
+    }
+    assert_eq!(bus.purge_stream("sessions", herald::Purge::all()).await.unwrap(), 3);
+    let (line, purge) = expect_log(&log, "stream purged");
+    assert_eq!(
+        (&purge["stream"], &purge["removed"]),
+        (&"sessions".into(), &3.into()),
+        "{line}"
+    );
+    drop(bus);
+    assert!(common::terminate(&mut server).success());
+}

@@ -174,7 +174,11 @@ impl From<&OutgoingMessage> for WireOutgoing {
             // Whole milliseconds, rounded up; zero stays zero (and is refused).
             ttl_ms: m.ttl.map(|t| {
                 let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
-                if t > Duration::from_millis(ms) { ms.saturating_add(1) } else { ms }
+                if t > Duration::from_millis(ms) {
+                    ms.saturating_add(1)
+                } else {
+                    ms
+                }
             }),
         }
     }

@@ -285,7 +285,9 @@ impl ConsumerBackend for Engine {
 
     async fn consumer_info(&self, stream: &StreamName, consumer: &ConsumerName) -> Result<ConsumerInfo> {
         let runtime = self.consumer(stream, consumer)?;
-        crate::error::unpanicked("reading a consumer's backlog", || self.consumer_info_of(stream, &runtime))
+        crate::error::unpanicked("reading a consumer's backlog", || {
+            self.consumer_info_of(stream, &runtime)
+        })
     }
 
     async fn list_consumers(&self, stream: &StreamName) -> Result<Vec<ConsumerInfo>> {

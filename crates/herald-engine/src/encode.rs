@@ -91,10 +91,7 @@ fn verified(key: RecordKey, buf: &[u8]) -> StoreResult<&[u8]> {
             };
             let (body, sum) = buf.split_at(split);
             if checksum(key, body).to_be_bytes()[..] != sum[..] {
-                return Err(corrupt_at(
-                    key,
-                    "its checksum does not match: the data file is damaged",
-                ));
+                return Err(corrupt_at(key, "its checksum does not match: the data file is damaged"));
             }
             Ok(body)
         }

@@ -73,7 +73,10 @@ impl From<EngineError> for Error {
 /// panics on some damaged pages (a malformed allocator state, an offset out of
 /// its page) instead of returning an error; bytes on disk must never stop the
 /// engine or its caller. What the panic said goes to the log, not the caller.
-pub(crate) fn unpanicked<T, E: From<EngineError>>(what: &'static str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+pub(crate) fn unpanicked<T, E: From<EngineError>>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(panic) => {
@@ -90,7 +93,10 @@ pub(crate) fn log_damage(what: &str, panic: &(dyn std::any::Any + Send)) {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)");
-    tracing::error!(panic = said, "the storage layer failed while {what}; the data file may be damaged");
+    tracing::error!(
+        panic = said,
+        "the storage layer failed while {what}; the data file may be damaged"
+    );
 }
 
 /// Shorthand for storage results inside the engine.

@@ -25,6 +25,7 @@ impl Writer {
             // Publishes over a limit were refused; owed messages are never dropped.
             return Ok(());
         }
+        let before = entry.state.messages;
         if let Some(max) = config.max_msgs_per_subject {
             let all: Vec<String>;
             let names: Vec<&str> = match written {
@@ -60,6 +61,11 @@ impl Writer {
                 tables.delete(entry, first)?;
             }
         }
+        self.retired(
+            entry.id(),
+            crate::writer::Retired::Limits,
+            before - entry.state.messages,
+        );
         Ok(())
     }
 
@@ -82,7 +88,9 @@ impl Writer {
             let first = entry.state.first_seq;
             if entry.meta.config.retention != herald_core::Retention::Limits {
                 let subject = match tables.messages.get((entry.id(), first))? {
-                    Some(guard) => crate::encode::decode_head((entry.id(), first), guard.value())?.subject.to_string(),
+                    Some(guard) => crate::encode::decode_head((entry.id(), first), guard.value())?
+                        .subject
+                        .to_string(),
                     None => break,
                 };
                 if !self.registry.all_settled(entry.id(), first, &subject) {
@@ -92,6 +100,7 @@ impl Writer {
             tables.delete(entry, first)?;
             deleted += 1;
         }
+        self.retired(entry.id(), crate::writer::Retired::Age, deleted);
         Ok(deleted)
     }
 
@@ -123,7 +132,9 @@ impl Writer {
             match self.streams.get(&id) {
                 Some(entry) => {
                     let mut entry = entry.clone();
-                    tables.delete(&mut entry, seq)?;
+                    if tables.delete(&mut entry, seq)? {
+                        self.retired(id, crate::writer::Retired::Ttl, 1);
+                    }
                     self.streams.insert(id, entry);
                     self.touch(id);
                 }
@@ -181,6 +192,7 @@ impl Writer {
                 }
             }
         }
+        self.retired(id, crate::writer::Retired::Purge, count);
         self.streams.insert(id, entry);
         self.touch(id);
         self.batch.durable = true;

@@ -115,7 +115,9 @@ impl Writer {
         let mut changed = false;
         for &seq in seqs {
             let subject = match tables.messages.get((stream_id, seq))? {
-                Some(guard) => encode::decode_head((stream_id, seq), guard.value())?.subject.to_string(),
+                Some(guard) => encode::decode_head((stream_id, seq), guard.value())?
+                    .subject
+                    .to_string(),
                 None => continue,
             };
             let delete = match retention {

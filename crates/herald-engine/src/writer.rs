@@ -5,7 +5,7 @@
 //! each request and wakes readers: group commit. A failed commit fails every
 //! request in it and acknowledges none. docs/semantics.md states the promises.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -245,6 +245,61 @@ pub(crate) struct BatchMarks {
     pub(crate) new_consumers: Vec<Arc<ConsumerRuntime>>,
     /// Consumers deleted in this batch, unregistered once it commits.
     pub(crate) dropped_consumers: Vec<(u32, ConsumerName)>,
+    /// Messages retention deleted in this batch, per stream and rule: logged
+    /// once it commits.
+    pub(crate) retired: BTreeMap<(u32, Retired), u64>,
+}
+
+/// Which rule deleted messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Retired {
+    /// `max_age`, on the maintenance timer.
+    Age,
+    /// Message TTLs, on the maintenance timer or before an expectation.
+    Ttl,
+    /// `max_msgs`, `max_bytes` or `max_msgs_per_subject`, on a publish.
+    Limits,
+    /// A purge someone asked for.
+    Purge,
+}
+
+impl Writer {
+    /// Counts `n` messages of stream `id` deleted by `rule` in this batch.
+    pub(crate) fn retired(&mut self, id: u32, rule: Retired, n: u64) {
+        if n > 0 {
+            *self.batch.retired.entry((id, rule)).or_default() += n;
+        }
+    }
+
+    /// Logs what retention deleted in a batch that committed: the timer's runs
+    /// at info, the limits (a message dropped for nearly every publish to a
+    /// full stream) at debug.
+    fn log_retired(&mut self) {
+        for ((id, rule), removed) in std::mem::take(&mut self.batch.retired) {
+            let Some(entry) = self.streams.get(&id) else { continue };
+            let stream = entry.meta.config.name.as_str();
+            let left = entry.state.messages;
+            match rule {
+                Retired::Age => tracing::info!(
+                    stream,
+                    removed,
+                    left,
+                    max_age = ?entry.meta.config.max_age,
+                    "retention removed messages older than the stream's max_age"
+                ),
+                Retired::Ttl => tracing::info!(stream, removed, left, "retention removed messages whose TTL passed"),
+                Retired::Limits => {
+                    tracing::debug!(
+                        stream,
+                        removed,
+                        left,
+                        "retention removed messages over the stream's limits"
+                    )
+                }
+                Retired::Purge => tracing::info!(stream, removed, left, "stream purged"),
+            }
+        }
+    }
 }
 
 /// The next request if one arrives within `wait`, yielding the CPU in
@@ -438,6 +493,7 @@ impl Writer {
                         runtime.wake.notify_waiters();
                     }
                 }
+                self.log_retired();
                 for id in std::mem::take(&mut self.batch.deleted) {
                     self.notifier.forget(id);
                 }

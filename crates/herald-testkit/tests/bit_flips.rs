@@ -166,7 +166,9 @@ fn without_the_open_check_a_damaged_message_is_still_never_served_and_nothing_pa
     let (answers, bad) = flip_trials(false, 600, Answer::Untyped);
     assert!(bad.is_empty(), "{} flips went wrong:\n{}", bad.len(), bad.join("\n"));
     assert!(
-        answers.get(&Answer::RefusedAtRead).copied().unwrap_or(0) + answers.get(&Answer::RefusedAtOpen).copied().unwrap_or(0) > 0,
+        answers.get(&Answer::RefusedAtRead).copied().unwrap_or(0)
+            + answers.get(&Answer::RefusedAtOpen).copied().unwrap_or(0)
+            > 0,
         "no flip was caught: {answers:?}"
     );
 }

@@ -63,14 +63,31 @@ async fn a_full_disk_is_a_typed_error_for_the_client_and_its_cause_in_the_log() 
     let addr = listener.local_addr().unwrap();
     tokio::spawn(herald_server::Server::new(bus.clone()).serve(listener, std::future::pending()));
 
-    let (status, _) = post(addr, "/v1/messages", r#"{"subject": "orders.new", "payload": "before"}"#).await;
+    let (status, _) = post(
+        addr,
+        "/v1/messages",
+        r#"{"subject": "orders.new", "payload": "before"}"#,
+    )
+    .await;
     assert_eq!(status, 200);
     disk.fill_after(0);
-    let (status, body) = post(addr, "/v1/messages", r#"{"subject": "orders.new", "payload": "refused"}"#).await;
+    let (status, body) = post(
+        addr,
+        "/v1/messages",
+        r#"{"subject": "orders.new", "payload": "refused"}"#,
+    )
+    .await;
     assert_eq!(status, 500, "{body}");
-    assert_eq!((&body["kind"], &body["code"]), (&"storage".into(), &5001.into()), "{body}");
+    assert_eq!(
+        (&body["kind"], &body["code"]),
+        (&"storage".into(), &5001.into()),
+        "{body}"
+    );
     let told = body["message"].as_str().unwrap();
-    assert!(told.contains("details are in its log") && !told.contains("space"), "{told}");
+    assert!(
+        told.contains("details are in its log") && !told.contains("space"),
+        "{told}"
+    );
 
     let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     let line = log

@@ -20,9 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use herald::{
-    Bus, DeadLetter, Engine, ErrorKind, OutgoingMessage, Purge, ReadFrom, ReadRange, StreamConfig,
-};
+use herald::{Bus, DeadLetter, Engine, ErrorKind, OutgoingMessage, Purge, ReadFrom, ReadRange, StreamConfig};
 use herald_testkit::faulty_storage::FaultyStorage;
 
 /// Where the fault is injected in one run.
@@ -155,7 +153,10 @@ async fn workload(bus: &Bus, out: &mut Outcome) {
         if let Some(acks) = out.call("publish_batch", bus.publish_batch(batch)).await {
             for (ack, id) in acks.into_iter().zip(ids) {
                 let payload = out.offered[&id].clone();
-                out.acked.entry("keep".into()).or_default().insert(ack.seq, (id, payload));
+                out.acked
+                    .entry("keep".into())
+                    .or_default()
+                    .insert(ack.seq, (id, payload));
             }
         }
     }
@@ -186,8 +187,15 @@ async fn workload(bus: &Bus, out: &mut Outcome) {
         let id = format!("g{i}");
         out.publish(bus, "gone", id.clone(), payload(&id)).await;
     }
-    let through = out.acked.get("gone").and_then(|m| m.keys().last().copied()).unwrap_or(0);
-    let purged = out.call("purge", bus.purge_stream("gone", Purge::all())).await.is_some();
+    let through = out
+        .acked
+        .get("gone")
+        .and_then(|m| m.keys().last().copied())
+        .unwrap_or(0);
+    let purged = out
+        .call("purge", bus.purge_stream("gone", Purge::all()))
+        .await
+        .is_some();
     out.purge = Some((through, purged));
     out.publish(bus, "gone", "g-after".into(), payload("g-after")).await;
     out.publish(bus, "dropped", "d0".into(), payload("d0")).await;
@@ -197,7 +205,9 @@ async fn workload(bus: &Bus, out: &mut Outcome) {
 
 /// Opens a bus on `disk`; the error, if opening failed.
 fn open(disk: &FaultyStorage) -> Result<Bus, herald::Error> {
-    Ok(Bus::from_engine(Engine::builder().storage_backend(disk.clone()).open()?))
+    Ok(Bus::from_engine(
+        Engine::builder().storage_backend(disk.clone()).open()?,
+    ))
 }
 
 /// How the engine under test answers publishes.
@@ -259,7 +269,10 @@ async fn check_image(image_name: &str, image: Vec<u8>, out: &Outcome) -> Vec<Str
                 for m in messages {
                     match out.offered.get(&m.id) {
                         Some(p) if p[..] == m.payload[..] => {}
-                        _ => broken.push(format!("{image_name}: {stream} seq {} is not a message that was published", m.seq)),
+                        _ => broken.push(format!(
+                            "{image_name}: {stream} seq {} is not a message that was published",
+                            m.seq
+                        )),
                     }
                     held.insert(m.seq, (m.id.clone(), m.payload.to_vec()));
                 }
@@ -284,7 +297,9 @@ async fn check_image(image_name: &str, image: Vec<u8>, out: &Outcome) -> Vec<Str
             };
             match held.get(seq) {
                 Some((held_id, held_payload)) if held_id == id && held_payload == payload => {}
-                Some(_) => broken.push(format!("{image_name}: {stream} seq {seq} holds another message than {id}")),
+                Some(_) => broken.push(format!(
+                    "{image_name}: {stream} seq {seq} holds another message than {id}"
+                )),
                 None if retired => {}
                 None => broken.push(format!("{image_name}: acknowledged {id} ({stream} seq {seq}) is lost")),
             }
@@ -301,7 +316,10 @@ async fn check_image(image_name: &str, image: Vec<u8>, out: &Outcome) -> Vec<Str
     if out.consumer
         && let Err(err) = bus.consumer_info("keep", "c").await
     {
-        broken.push(format!("{image_name}: the acknowledged consumer is gone: {}", cause_chain(&err)));
+        broken.push(format!(
+            "{image_name}: the acknowledged consumer is gone: {}",
+            cause_chain(&err)
+        ));
     }
     if let Err(err) = bus.publish("keep.after", "after").await {
         broken.push(format!(
@@ -328,7 +346,9 @@ async fn check(fault: Fault, out: &Outcome, disk: &FaultyStorage) -> Vec<String>
         (Fault::None, None) | (_, None) => {}
         (_, Some((kind, chain))) => {
             if *kind != ErrorKind::Storage || !names_the_fault(fault, chain) {
-                broken.push(format!("the first error is not the storage's, with its cause: {kind:?} {chain}"));
+                broken.push(format!(
+                    "the first error is not the storage's, with its cause: {kind:?} {chain}"
+                ));
             }
         }
     }
@@ -380,7 +400,10 @@ async fn control() -> (u64, u64) {
 async fn an_io_error_at_every_write_loses_nothing_acknowledged() {
     let (writes, _) = control().await;
     let felt = sweep_honest("I/O error at every write", (0..=writes).map(Fault::Write)).await;
-    assert!(felt as u64 * 4 >= writes * 3, "the faults were felt in {felt} of {writes} runs");
+    assert!(
+        felt as u64 * 4 >= writes * 3,
+        "the faults were felt in {felt} of {writes} runs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,14 +411,20 @@ async fn an_io_error_at_every_fsync_loses_nothing_acknowledged() {
     let (_, syncs) = control().await;
     let felt = sweep_honest("I/O error at every fsync", (0..=syncs).map(Fault::Sync)).await;
     // Some syncs answer no call: the one of a clean close, say.
-    assert!(felt as u64 * 4 >= syncs * 3, "the faults were felt in {felt} of {syncs} runs");
+    assert!(
+        felt as u64 * 4 >= syncs * 3,
+        "the faults were felt in {felt} of {syncs} runs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_at_every_write_loses_nothing_acknowledged() {
     let (writes, _) = control().await;
     let felt = sweep_honest("full disk from every write", (0..=writes).map(Fault::Full)).await;
-    assert!(felt as u64 * 4 >= writes * 3, "the faults were felt in {felt} of {writes} runs");
+    assert!(
+        felt as u64 * 4 >= writes * 3,
+        "the faults were felt in {felt} of {writes} runs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

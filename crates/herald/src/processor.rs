@@ -78,7 +78,11 @@ impl Backoff {
         let base = self.initial.as_secs_f64() * self.multiplier.powi(exponent);
         let capped = base.min(self.max.as_secs_f64());
         // The fields are public: a jitter outside 0..=1 (or not a number) is read as none.
-        let jitter = if (0.0..=1.0).contains(&self.jitter) { self.jitter } else { 0.0 };
+        let jitter = if (0.0..=1.0).contains(&self.jitter) {
+            self.jitter
+        } else {
+            0.0
+        };
         let shortened = capped * (1.0 - jitter * fastrand::f64());
         // No float a Duration cannot hold (an infinite multiplier, a max of
         // Duration::MAX rounding up past it) may panic: such a wait is the max.
