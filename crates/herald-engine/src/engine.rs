@@ -163,8 +163,9 @@ impl EngineBuilder {
     /// [`ErrorKind::Storage`] instead of being found, or missed, later: the
     /// per-message checksum catches a damaged message when it is read, but a
     /// damaged index page can hide messages without reading any of them. The
-    /// check reads the whole file (about 1 s per GB on a local SSD); turn it off
-    /// for very large data files whose disk is trusted.
+    /// check reads every page in use: 1.4 s more to open a 2.2 GB data file
+    /// (1 GB of messages, file cached in memory, measured 2026-12-08). Turn it
+    /// off for very large data files whose disk is trusted.
     pub fn verify_on_open(mut self, verify: bool) -> Self {
         self.verify_on_open = verify;
         self
