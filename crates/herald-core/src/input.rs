@@ -52,9 +52,20 @@ where
         .map_err(|e| invalid_input(what, &e.path().to_string(), &e.into_inner().to_string()))
 }
 
+/// 128: how deep lists and objects may nest in JSON input, serde_json's own
+/// bound (it keeps a hostile input from overflowing the parser's stack).
+pub const MAX_JSON_DEPTH: usize = 128;
+
 /// An `InvalidRequest` for a parser's complaint `message` at `path` in `what`.
 pub fn invalid_input(what: &str, path: &str, message: &str) -> Error {
     let message = strip_position(message);
+    if message == "recursion limit exceeded" {
+        // The path would be the 128 steps down; the depth says it all.
+        return Error::new(
+            ErrorKind::InvalidRequest,
+            format!("{what}: nested too deeply: lists and objects go {MAX_JSON_DEPTH} levels deep at most"),
+        );
+    }
     let said = describe(message);
     // The path ends in the unknown field itself, which the sentence names;
     // `?` stands for a place the parser could not name.
@@ -266,6 +277,16 @@ mod tests {
         assert_eq!(message::<Inner>("{} x"), "body: more text after the JSON value");
         let said = message::<Inner>(r#"{"max_deliver": 1} 2"#);
         assert!(!said.contains("line"), "{said}");
+    }
+
+    #[test]
+    fn deep_nesting_is_said_in_a_sentence_not_a_path() {
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        let said = message::<serde_json::Value>(&deep);
+        assert_eq!(
+            said,
+            "body: nested too deeply: lists and objects go 128 levels deep at most"
+        );
     }
 
     #[test]
