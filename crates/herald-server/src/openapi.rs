@@ -136,6 +136,9 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
     security(()),
     responses((status = 200, description = "This document, OpenAPI 3.1", content_type = "application/json", body = Object))
 )]
-pub(crate) async fn document(Extension(document): Extension<Arc<utoipa::openapi::OpenApi>>) -> Response {
+pub(crate) async fn document(
+    _: crate::rest::NoQuery,
+    Extension(document): Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> Response {
     axum::Json(document.as_ref()).into_response()
 }

@@ -85,6 +85,17 @@ async fn the_served_document_passes_openapi_spec_validator() {
 }
 
 #[tokio::test]
+async fn the_document_refuses_a_query_parameter_as_every_route_does() {
+    let (addr, _) = document().await;
+    for query in ["format=yaml", "%FF=1"] {
+        let answer = common::get(addr, &format!("/v1/openapi.json?{query}"), &[]).await;
+        let said: String = answer.text().chars().take(200).collect();
+        assert_eq!(answer.status, 400, "{query}: {said}");
+        assert_eq!(answer.json()["code"], 1004, "{query}");
+    }
+}
+
+#[tokio::test]
 async fn every_route_is_documented_and_every_documented_operation_is_served() {
     let (addr, document) = document().await;
     let paths = document["paths"].as_object().unwrap();

@@ -62,13 +62,57 @@ fn parse_pairs<T: DeserializeOwned>(what: &str, pairs: &[(String, String)]) -> R
 
 /// Parses a query string, strictly.
 fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query).map_err(|_| invalid("the query string is not valid URL encoding"))?;
+    let pairs = query_pairs(query)?;
     let kept: Vec<(String, String)> = pairs
         .into_iter()
         .filter(|(name, _)| name != ACCESS_TOKEN_PARAM)
         .collect();
     parse_pairs("query", &kept)
+}
+
+/// The `name=value` pairs of a query string, decoded strictly: a `%` that
+/// starts no escape, or bytes that are not UTF-8 once decoded, are refused
+/// rather than read as something else (`%FF` would otherwise become U+FFFD,
+/// a valid subject).
+fn query_pairs(query: &str) -> Result<Vec<(String, String)>, Error> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = decode(name).ok_or_else(|| {
+                invalid(format!(
+                    "query: the parameter name `{name}` is not valid URL encoding of UTF-8"
+                ))
+            })?;
+            let value = decode(value).ok_or_else(|| {
+                invalid(format!(
+                    "query: the value of `{name}` is not valid URL encoding of UTF-8"
+                ))
+            })?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// One part of a query string, percent-decoded with `+` for a space;
+/// `None` for a bad escape or bytes that are not UTF-8.
+fn decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        rest = tail;
+        match first {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = rest.get(..2).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+                bytes.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                rest = &rest[2..];
+            }
+            byte => bytes.push(byte),
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 impl FromRequest<AppState> for RawBody {
@@ -157,5 +201,43 @@ fn body_too_large(size: Option<u64>, limit: usize) -> Error {
             limit: limit as u64,
         }),
         None => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_query_is_decoded_strictly() {
+        let pairs = query_pairs("pattern=orders.%3E&limit=10&&note=a+b%20c&flag").unwrap();
+        let expected = [
+            ("pattern", "orders.>"),
+            ("limit", "10"),
+            ("note", "a b c"),
+            ("flag", ""),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(pairs, expected);
+        assert_eq!(query_pairs("subject=caf%C3%A9").unwrap()[0].1, "café");
+        for bad in [
+            "subject=%FF",
+            "filter=%FF%FE",
+            "%zz=1",
+            "limit=%2",
+            "limit=%+1",
+            "a=%C3",
+        ] {
+            let err = query_pairs(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{bad}");
+            assert!(
+                err.message().contains("not valid URL encoding of UTF-8"),
+                "{bad}: {err}"
+            );
+        }
     }
 }
