@@ -48,6 +48,11 @@ pub(crate) struct Serve {
     /// is closed, in ms [default: 10000].
     #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
     header_read_timeout_ms: Option<u64>,
+    /// The largest request head (request line and headers together) the
+    /// server reads: bytes, or with a unit (32KiB); a bigger one is answered
+    /// 431 [default: 16KiB; 1KiB to 256KiB].
+    #[arg(long, env = "HERALD_MAX_HEADER_BYTES", value_name = "SIZE", value_parser = parse_bytes)]
+    max_header_bytes: Option<NonZeroUsize>,
     /// How long a connection may stay silent between requests before it is
     /// closed, in ms [default: 60000].
     #[arg(long, env = "HERALD_IDLE_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -121,6 +126,7 @@ struct FileLimits {
     max_connections: Option<usize>,
     max_connections_per_peer: Option<NonZeroUsize>,
     header_read_timeout_ms: Option<NonZeroU64>,
+    max_header_bytes: Option<NonZeroUsize>,
     idle_timeout_ms: Option<NonZeroU64>,
     max_subscriptions: Option<usize>,
     max_in_flight: Option<usize>,
@@ -175,6 +181,11 @@ impl Serve {
                 self.header_read_timeout_ms
                     .or(file.limits.header_read_timeout_ms.map(NonZeroU64::get))
                     .map_or(defaults.header_read_timeout, Duration::from_millis),
+            )
+            .max_header_bytes(
+                self.max_header_bytes
+                    .or(file.limits.max_header_bytes)
+                    .map_or(defaults.max_header_bytes, NonZeroUsize::get),
             )
             .idle_timeout(
                 self.idle_timeout_ms
@@ -393,6 +404,7 @@ fn log_start(settings: &Settings, addr: SocketAddr) {
         max_connections = limits.max_connections,
         max_connections_per_peer = %per_peer,
         header_read_timeout_ms = millis(limits.header_read_timeout),
+        max_header_bytes = limits.max_header_bytes,
         idle_timeout_ms = millis(limits.idle_timeout),
         max_subscriptions = limits.max_subscriptions,
         max_in_flight = limits.max_in_flight,

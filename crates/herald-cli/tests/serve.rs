@@ -189,7 +189,11 @@ async fn connection_limits_and_timeouts_come_from_the_file_the_environment_and_f
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("herald.toml");
-    std::fs::write(&file, "[limits]\nmax_connections_per_peer = 1\n").unwrap();
+    std::fs::write(
+        &file,
+        "[limits]\nmax_connections_per_peer = 1\nmax_header_bytes = 2048\n",
+    )
+    .unwrap();
     let mut command = common::herald();
     command
         .args([
@@ -237,6 +241,19 @@ async fn connection_limits_and_timeouts_come_from_the_file_the_environment_and_f
     // A connection that sends nothing is closed (the environment's header timeout).
     let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
     assert!(closed(&mut silent).await.is_empty());
+    // A head over 2 KiB (the file) is refused with the error object.
+    let mut heavy = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nhost: herald\r\nx-filler: {}\r\n\r\n",
+        "f".repeat(3000)
+    );
+    heavy.write_all(head.as_bytes()).await.unwrap();
+    let answer = String::from_utf8(closed(&mut heavy).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(
+        answer.contains(r#""code":1006"#) && answer.contains("2048 bytes"),
+        "{answer}"
+    );
     assert!(common::terminate(&mut server).success());
 }
 

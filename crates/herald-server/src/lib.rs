@@ -23,6 +23,7 @@ mod rest;
 mod settle;
 mod sse;
 mod tls;
+mod unparsed;
 mod ws;
 
 pub use auth::{Access, Permissions, Token, new_token_secret, token_hash};
@@ -38,7 +39,8 @@ use herald_core::Backend;
 use tokio::sync::{mpsc, watch};
 
 /// The server's limits. Defaults: 1 MiB payloads, 1,024 connections (no
-/// limit per peer address), 10 s for a request's headers, 60 s of silence
+/// limit per peer address), 16 KiB for a request's head (its request line
+/// and headers), 10 s for a request's headers, 60 s of silence
 /// between requests, 1,024 subscriptions and responders per connection, 256
 /// operations in flight per connection, 4,096 frames and 16 MiB queued per
 /// connection, and 5 s for a subscriber to make room in a full queue.
@@ -61,6 +63,12 @@ pub struct Limits {
     /// (or, for a new connection's first request, from the accept): a
     /// connection that sends half a request, or nothing, is closed after it.
     pub header_read_timeout: std::time::Duration,
+    /// The largest request head [`Server::serve`] reads, in bytes: the
+    /// request line and every header together (and at most 100 headers).
+    /// A bigger one is answered 431 with the error object (1006) and its
+    /// connection closed. A raw publish carries its message headers here, so
+    /// larger message headers go in a JSON publish.
+    pub max_header_bytes: usize,
     /// How long a connection may stay silent between requests before it is
     /// closed. A request in hand (a long poll, an SSE tail) is never idle;
     /// WebSocket sessions are not subject to it.
@@ -81,6 +89,18 @@ pub struct Limits {
     pub slow_consumer_timeout: std::time::Duration,
 }
 
+/// 16 KiB: room for a bearer token, cookies a browser adds and a raw
+/// publish's message headers, far from what a client that sends 64 KiB of
+/// headers could be up to.
+const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// 1 KiB: a request line and a token always fit.
+const MIN_MAX_HEADER_BYTES: usize = 1024;
+
+/// 256 KiB: under hyper's own read buffer (about 400 KiB), so that this
+/// limit, not hyper's, is the one that refuses.
+const MAX_MAX_HEADER_BYTES: usize = 256 * 1024;
+
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
@@ -88,6 +108,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_connections_per_peer: None,
             header_read_timeout: std::time::Duration::from_secs(10),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             idle_timeout: std::time::Duration::from_secs(60),
             max_subscriptions: 1024,
             max_in_flight: 256,
@@ -120,6 +141,14 @@ impl Limits {
     /// Sets [`header_read_timeout`](Limits::header_read_timeout).
     pub fn header_read_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_header_bytes`](Limits::max_header_bytes) (at least 1 KiB,
+    /// at most 256 KiB: hyper reads no more than about 400 KiB whatever is
+    /// set).
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes.clamp(MIN_MAX_HEADER_BYTES, MAX_MAX_HEADER_BYTES);
         self
     }
 

@@ -4,14 +4,15 @@
 //! it is watched, so that a request whose headers do not arrive in time, or a
 //! connection silent between requests for too long, is closed; and it is
 //! served by hyper, with upgrades for WebSocket sessions, until it closes or
-//! the server stops.
+//! the server stops. A request hyper cannot read is answered with the error
+//! object all the same ([`crate::unparsed`]).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
@@ -151,6 +152,8 @@ impl Connection {
             io,
             clock: clock.clone(),
             _pass: pass,
+            max_header_bytes: self.limits.max_header_bytes,
+            typed_answer: None,
         };
         let app = self.app.clone();
         let serving = clock.clone();
@@ -170,6 +173,7 @@ impl Connection {
         // The clock below times headers and idleness; hyper's own header
         // timer would also cut keep-alive connections idle for its 30 s.
         builder.header_read_timeout(None);
+        builder.max_header_size(self.limits.max_header_bytes);
         let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
         tokio::pin!(conn);
         tracing::debug!(%peer, "connection opened");
@@ -350,11 +354,47 @@ impl http_body::Body for Tracked {
 }
 
 /// The socket, telling the connection's clock when bytes arrive or leave,
-/// and holding its places under the connection limits.
+/// holding its places under the connection limits, and putting the error
+/// object into hyper's bare answers to requests it could not read.
 struct Watched<I> {
     io: I,
     clock: Arc<Watch>,
     _pass: Pass,
+    max_header_bytes: usize,
+    /// A typed answer sent in place of hyper's bare one, and how much of it
+    /// is out.
+    typed_answer: Option<(Vec<u8>, usize)>,
+}
+
+impl<I: AsyncWrite + Unpin> Watched<I> {
+    /// Writes out the typed answer, if one is waiting.
+    fn poll_typed_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((answer, sent)) = &mut self.typed_answer {
+            if *sent == answer.len() {
+                self.typed_answer = None;
+                break;
+            }
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &answer[*sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *sent += n;
+            lock(&self.clock.clock).last_io = Instant::now();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `data` whole when it is hyper's bare answer to a request it
+    /// could not read, queueing the typed answer in its place.
+    fn replaced(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Option<Poll<io::Result<usize>>> {
+        let answer = crate::unparsed::typed(data, self.max_header_bytes)?;
+        self.typed_answer = Some((answer, 0));
+        // What cannot go out now goes out on the flush hyper sends next.
+        Some(match self.poll_typed_answer(cx) {
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            _ => Poll::Ready(Ok(data.len())),
+        })
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
@@ -369,30 +409,47 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.io).poll_write(cx, data);
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_typed_answer(cx))?;
+        if let Some(replaced) = this.replaced(cx, data) {
+            return replaced;
+        }
+        let written = Pin::new(&mut this.io).poll_write(cx, data);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            lock(&self.clock.clock).last_io = Instant::now();
+            lock(&this.clock.clock).last_io = Instant::now();
         }
         written
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_typed_answer(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_typed_answer(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        let this = self.get_mut();
+        ready!(this.poll_typed_answer(cx))?;
+        // hyper queues a bare answer as one buffer of its own.
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty())
+            && let Some(replaced) = this.replaced(cx, first)
+        {
+            return replaced;
+        }
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            lock(&self.clock.clock).last_io = Instant::now();
+            lock(&this.clock.clock).last_io = Instant::now();
         }
         written
     }

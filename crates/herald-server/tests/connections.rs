@@ -215,3 +215,44 @@ async fn a_request_stalled_mid_body_does_not_hold_a_stopping_server() {
     stop.send(()).unwrap();
     tokio::time::timeout(PATIENCE, serving).await.unwrap().unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_head_over_the_limit_and_one_that_is_not_http_are_answered_with_the_error_object() {
+    let addr = server(Limits::default().max_header_bytes(4096)).await;
+    let send = async |bytes: Vec<u8>| {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        socket.write_all(&bytes).await.unwrap();
+        let (got, _) = until_closed(&mut socket).await;
+        String::from_utf8(got).unwrap()
+    };
+    let head = |filler: usize| {
+        format!(
+            "GET /healthz HTTP/1.1\r\nhost: herald\r\nconnection: close\r\nx-filler: {}\r\n\r\n",
+            "f".repeat(filler)
+        )
+        .into_bytes()
+    };
+    // Just under the limit: served.
+    assert!(send(head(3900)).await.starts_with("HTTP/1.1 200"));
+    let cases = [
+        (head(5000), "431", 1006, "4096 bytes"),
+        (b"GARBAGE\r\n\r\n".to_vec(), "400", 1004, "not valid HTTP/1.1"),
+        (
+            b"POST /v1/messages HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n".to_vec(),
+            "400",
+            1004,
+            "not valid HTTP/1.1",
+        ),
+    ];
+    for (bytes, status, code, said) in cases {
+        let answer = send(bytes).await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
+        assert!(head.contains("content-type: application/json"), "{answer}");
+        let error: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(error["code"], code, "{answer}");
+        assert!(error["message"].as_str().unwrap().contains(said), "{answer}");
+    }
+    // The server goes on serving.
+    assert_eq!(common::get(addr, "/healthz", &[]).await.status, 200);
+}
