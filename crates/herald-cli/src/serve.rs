@@ -44,6 +44,11 @@ pub(crate) struct Serve {
     /// limit per peer].
     #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_PEER")]
     max_connections_per_peer: Option<NonZeroUsize>,
+    /// WebSocket sessions and live tails open at once with one access
+    /// token, at most; past it the next is answered 429 [default: no limit
+    /// per token].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_TOKEN")]
+    max_connections_per_token: Option<NonZeroUsize>,
     /// How long a request's headers may take to arrive before the connection
     /// is closed, in ms [default: 10000].
     #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -125,6 +130,7 @@ struct FileLimits {
     max_payload: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_peer: Option<NonZeroUsize>,
+    max_connections_per_token: Option<NonZeroUsize>,
     header_read_timeout_ms: Option<NonZeroU64>,
     max_header_bytes: Option<NonZeroUsize>,
     idle_timeout_ms: Option<NonZeroU64>,
@@ -177,6 +183,7 @@ impl Serve {
                 defaults.max_connections,
             ))
             .max_connections_per_peer(self.max_connections_per_peer.or(file.limits.max_connections_per_peer))
+            .max_connections_per_token(self.max_connections_per_token.or(file.limits.max_connections_per_token))
             .header_read_timeout(
                 self.header_read_timeout_ms
                     .or(file.limits.header_read_timeout_ms.map(NonZeroU64::get))
@@ -393,6 +400,9 @@ fn log_start(settings: &Settings, addr: SocketAddr) {
     let per_peer = limits
         .max_connections_per_peer
         .map_or_else(|| "no limit".to_owned(), |n| n.to_string());
+    let per_token = limits
+        .max_connections_per_token
+        .map_or_else(|| "no limit".to_owned(), |n| n.to_string());
     tracing::info!(
         listen = %addr,
         data_dir = %settings.data_dir.display(),
@@ -403,6 +413,7 @@ fn log_start(settings: &Settings, addr: SocketAddr) {
         max_payload = limits.max_payload,
         max_connections = limits.max_connections,
         max_connections_per_peer = %per_peer,
+        max_connections_per_token = %per_token,
         header_read_timeout_ms = millis(limits.header_read_timeout),
         max_header_bytes = limits.max_header_bytes,
         idle_timeout_ms = millis(limits.idle_timeout),

@@ -191,7 +191,7 @@ async fn connection_limits_and_timeouts_come_from_the_file_the_environment_and_f
     let file = dir.path().join("herald.toml");
     std::fs::write(
         &file,
-        "[limits]\nmax_connections_per_peer = 1\nmax_header_bytes = 2048\n",
+        "[limits]\nmax_connections_per_peer = 1\nmax_header_bytes = 2048\nmax_connections_per_token = 3\n",
     )
     .unwrap();
     let mut command = common::herald();
@@ -288,7 +288,8 @@ fn the_json_log_gives_the_settings_and_token_names_but_no_secret() {
     let mut command = common::herald();
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--config"])
-        .arg(&file);
+        .arg(&file)
+        .env("HERALD_MAX_CONNECTIONS_PER_TOKEN", "4");
     let (mut server, url, log) = common::serve_logged(command);
     let (line, start) = expect_log(&log, "serving");
     let addr = url.trim_start_matches("ws://").trim_end_matches("/v1/ws");
@@ -300,6 +301,8 @@ fn the_json_log_gives_the_settings_and_token_names_but_no_secret() {
     assert_eq!(start["auto_create_streams"], true, "{line}");
     assert_eq!(start["max_payload"], 1024 * 1024, "{line}");
     assert_eq!(start["idle_timeout_ms"], 60_000, "{line}");
+    assert_eq!(start["max_header_bytes"], 16 * 1024, "{line}");
+    assert_eq!(start["max_connections_per_token"], "4", "{line}");
     assert!(start["data_dir"].as_str().unwrap().ends_with("data"), "{line}");
     for secret in [secret, "hrd_ops-secret"] {
         assert!(!line.contains(secret), "a secret in the log: {line}");

@@ -256,6 +256,11 @@ impl Caller {
         lock(&self.consuming).contains(&(stream.clone(), consumer.clone()))
     }
 
+    /// The name of the token it presented; `None` on a server without tokens.
+    pub(crate) fn token_name(&self) -> Option<&str> {
+        self.token.as_deref().map(|t| t.name.as_str())
+    }
+
     /// The token's name, for logs.
     pub(crate) fn name(&self) -> &str {
         self.token.as_ref().map_or("anonymous", |t| t.name.as_str())

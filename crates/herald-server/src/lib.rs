@@ -23,6 +23,7 @@ mod rest;
 mod settle;
 mod sse;
 mod tls;
+mod token_places;
 mod unparsed;
 mod ws;
 
@@ -39,7 +40,7 @@ use herald_core::Backend;
 use tokio::sync::{mpsc, watch};
 
 /// The server's limits. Defaults: 1 MiB payloads, 1,024 connections (no
-/// limit per peer address), 16 KiB for a request's head (its request line
+/// limit per peer address or per token), 16 KiB for a request's head (its request line
 /// and headers), 10 s for a request's headers, 60 s of silence
 /// between requests, 1,024 subscriptions and responders per connection, 256
 /// operations in flight per connection, 4,096 frames and 16 MiB queued per
@@ -59,6 +60,12 @@ pub struct Limits {
     /// `max_connections` applies. Behind a proxy every client shares its
     /// address, so set this only where clients connect directly.
     pub max_connections_per_peer: Option<std::num::NonZeroUsize>,
+    /// WebSocket sessions and live tails (`/v1/tail`) open at once with one
+    /// access token, at most; `None`: no limit per token. Past it the
+    /// upgrade or the tail is answered 429 with the error object (1004), and
+    /// the others of that token go on. Without access tokens it does not
+    /// apply.
+    pub max_connections_per_token: Option<std::num::NonZeroUsize>,
     /// How long a request's headers may take to arrive, from its first byte
     /// (or, for a new connection's first request, from the accept): a
     /// connection that sends half a request, or nothing, is closed after it.
@@ -107,6 +114,7 @@ impl Default for Limits {
             max_payload: 1024 * 1024,
             max_connections: 1024,
             max_connections_per_peer: None,
+            max_connections_per_token: None,
             header_read_timeout: std::time::Duration::from_secs(10),
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             idle_timeout: std::time::Duration::from_secs(60),
@@ -135,6 +143,12 @@ impl Limits {
     /// Sets [`max_connections_per_peer`](Limits::max_connections_per_peer).
     pub fn max_connections_per_peer(mut self, n: Option<std::num::NonZeroUsize>) -> Self {
         self.max_connections_per_peer = n;
+        self
+    }
+
+    /// Sets [`max_connections_per_token`](Limits::max_connections_per_token).
+    pub fn max_connections_per_token(mut self, n: Option<std::num::NonZeroUsize>) -> Self {
+        self.max_connections_per_token = n;
         self
     }
 
@@ -202,6 +216,8 @@ struct AppState {
     keyring: Arc<auth::Keyring>,
     metrics: Arc<metrics::Metrics>,
     connections: Arc<tokio::sync::Semaphore>,
+    /// WebSocket sessions and tails each token holds.
+    token_places: Arc<token_places::TokenPlaces>,
     /// Turns true when the server is stopping: WebSocket sessions close.
     stopping: watch::Receiver<bool>,
     /// Held by every session until it has finished, so [`Server::serve`] can wait for them.
@@ -281,6 +297,7 @@ impl Server {
         let state = AppState {
             backend: self.bus.backend().clone(),
             connections: Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections)),
+            token_places: Arc::new(token_places::TokenPlaces::new(self.limits.max_connections_per_token)),
             limits: Arc::new(self.limits),
             keyring: Arc::new(self.access.into()),
             metrics,

@@ -63,6 +63,7 @@ pub(crate) struct TailQuery {
         (status = 200, content_type = "text/event-stream", body = String,
          description = "Events `message` (id: the tail's position, `<stream>:<seq>` per stream; data: a WireMessage as JSON) and `error` (data: a WireError as JSON), and keep-alive comments"),
         (status = 400, description = "Invalid pattern, both `from_seq` and `from_time`, or a malformed Last-Event-ID", body = WireError),
+        (status = 429, description = "The token holds as many WebSocket sessions and tails as the server allows one token (1004)", body = WireError),
     )
 )]
 pub(crate) async fn tail(
@@ -73,6 +74,10 @@ pub(crate) async fn tail(
 ) -> ApiResult<Response> {
     caller.check(&state.backend, Action::Subscribe(&query.pattern)).await?;
     let asked = start_of(&query)?;
+    let place = match state.token_places.take(&caller) {
+        Ok(place) => place,
+        Err(error) => return Ok(crate::with_status(axum::http::StatusCode::TOO_MANY_REQUESTS, &error)),
+    };
     let position = match last_event_id(&headers)? {
         Some(position) => position,
         // A tail of new messages only remembers when it started, so that a
@@ -101,6 +106,7 @@ pub(crate) async fn tail(
         metrics: state.metrics.clone(),
         position,
         ended: false,
+        _place: place,
     };
     let events = events(tail).take_until(stopped(state.stopping.clone()));
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
@@ -174,6 +180,8 @@ struct Tail {
     metrics: Arc<Metrics>,
     position: Position,
     ended: bool,
+    /// The token's place, held as long as the tail runs.
+    _place: Option<crate::token_places::TokenPlace>,
 }
 
 impl Tail {
@@ -274,6 +282,7 @@ mod tests {
                 sent: BTreeMap::new(),
             },
             ended: false,
+            _place: None,
         };
         let mut events = Box::pin(events(tail));
         for taken in 1..=3 {

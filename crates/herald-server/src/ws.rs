@@ -41,11 +41,19 @@ pub(crate) async fn upgrade(
         );
         return crate::with_status(StatusCode::SERVICE_UNAVAILABLE, &Error::new(ErrorKind::Closed, reason));
     };
+    let place = match state.token_places.take(&caller) {
+        Ok(place) => place,
+        Err(error) => return crate::with_status(StatusCode::TOO_MANY_REQUESTS, &error),
+    };
     // Room for the largest payload as base64 (or escaped text) inside a JSON
     // frame; anything bigger is refused by closing the connection.
     ws.max_message_size(state.limits.max_body())
         .max_frame_size(state.limits.max_body())
-        .on_upgrade(move |socket| connection(state, caller, socket, permit))
+        .on_upgrade(move |socket| async move {
+            // The token's place is held for the session's life.
+            let _place = place;
+            connection(state, caller, socket, permit).await;
+        })
 }
 
 /// How long a session closed for being slow waits for the client's close.

@@ -256,3 +256,54 @@ async fn a_head_over_the_limit_and_one_that_is_not_http_are_answered_with_the_er
     // The server goes on serving.
     assert_eq!(common::get(addr, "/healthz", &[]).await.status, 200);
 }
+
+/// Opens a WebSocket session with `token`; the refusal's status and body when refused.
+async fn session(addr: SocketAddr, token: &str) -> Result<common::Socket, (u16, serde_json::Value)> {
+    use tokio_tungstenite::tungstenite::{Error, client::IntoClientRequest};
+    let mut request = format!("ws://{addr}/v1/ws").into_client_request().unwrap();
+    let bearer = format!("Bearer {token}");
+    request.headers_mut().insert("authorization", bearer.parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            Err((response.status().as_u16(), serde_json::from_slice(&body).unwrap()))
+        }
+        Err(err) => panic!("{err}"),
+    }
+}
+
+#[tokio::test]
+async fn one_token_holds_at_most_its_share_of_sessions_and_tails() {
+    use herald_server::{Access, Token};
+    let access = Access::Tokens(vec![
+        Token::new("a", "a-secret").admin(),
+        Token::new("b", "b-secret").admin(),
+    ]);
+    let limits = Limits::default().max_connections_per_token(NonZeroUsize::new(2));
+    let server = herald_server::Server::new(herald::Bus::memory().unwrap())
+        .access(access)
+        .limits(limits);
+    let addr = common::start(server).await;
+    let tail = common::events(addr, "/v1/tail?pattern=a.%3E", &[("authorization", "Bearer a-secret")]).await;
+    assert_eq!(tail.status, 200);
+    let _first = session(addr, "a-secret").await.unwrap();
+    // Token `a` holds its two places: a third session and a second tail are refused.
+    let (status, error) = session(addr, "a-secret").await.err().unwrap();
+    assert_eq!((status, &error["code"]), (429, &serde_json::json!(1004)), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("max_connections_per_token"),
+        "{error}"
+    );
+    let refused = common::events(addr, "/v1/tail?pattern=a.%3E", &[("authorization", "Bearer a-secret")]).await;
+    assert_eq!((refused.status, refused.json()["code"].as_u64()), (429, Some(1004)));
+    // Another token is not held back, and plain requests take no place.
+    let _other = session(addr, "b-secret").await.unwrap();
+    let streams = common::get(addr, "/v1/streams", &[("authorization", "Bearer a-secret")]).await;
+    assert_eq!(streams.status, 200);
+    // A tail that ends gives its place back.
+    drop(tail);
+    tokio::time::timeout(PATIENCE, async { while session(addr, "a-secret").await.is_err() {} })
+        .await
+        .expect("the tail's place given back");
+}
