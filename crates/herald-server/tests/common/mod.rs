@@ -130,10 +130,26 @@ pub async fn request_head_only(addr: SocketAddr, method: &str, path: &str, lengt
 /// Sends `body` in chunks of `chunk` bytes (no declared length) while reading
 /// the response, so a server that stops reading part way can still be heard.
 pub async fn request_chunked(addr: SocketAddr, method: &str, path: &str, body: Vec<u8>, chunk: usize) -> Response {
+    request_chunked_with(addr, method, path, &[], body, chunk).await
+}
+
+/// [`request_chunked`] with more headers.
+pub async fn request_chunked_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    chunk: usize,
+) -> Response {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
-    let head =
-        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n");
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
     let sender = tokio::spawn(async move {
         writer.write_all(head.as_bytes()).await?;
         for part in body.chunks(chunk) {
