@@ -77,8 +77,10 @@ pub struct Limits {
     /// larger message headers go in a JSON publish.
     pub max_header_bytes: usize,
     /// How long a connection may stay silent between requests before it is
-    /// closed. A request in hand (a long poll, an SSE tail) is never idle;
-    /// WebSocket sessions are not subject to it.
+    /// closed. A request in hand (a long poll, an SSE tail) is never idle,
+    /// except while its body is still arriving: a body that stops arriving
+    /// for this long closes the connection too. WebSocket sessions are not
+    /// subject to it.
     pub idle_timeout: std::time::Duration,
     /// Live subscriptions plus responders per connection at most.
     pub max_subscriptions: usize,

@@ -1,8 +1,9 @@
 //! The accept loop of [`Server::serve`](crate::Server::serve). Every accepted
 //! socket counts against the connection limits (all connections, and
 //! optionally those of one peer address) and is refused at once past them;
-//! it is watched, so that a request whose headers do not arrive in time, or a
-//! connection silent between requests for too long, is closed; and it is
+//! it is watched, so that a request whose headers do not arrive in time, a
+//! request whose body stops arriving, or a connection silent between
+//! requests for too long, is closed; and it is
 //! served by hyper, with upgrades for WebSocket sessions, until it closes or
 //! the server stops. A request hyper cannot read is answered with the error
 //! object all the same ([`crate::unparsed`]).
@@ -160,10 +161,13 @@ impl Connection {
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let mut app = app.clone();
             let guard = Serving::start(&serving);
+            let arriving = serving.clone();
             // Who asked, for the log (a refused token names its peer).
             request.extensions_mut().insert(ConnectInfo(peer));
             async move {
-                let response = app.call(request.map(Body::new)).await?;
+                let response = app
+                    .call(request.map(|body| Body::new(Arriving::new(body, &arriving))))
+                    .await?;
                 // A request is in hand until its whole answer is out (an SSE
                 // tail for as long as it lasts).
                 Ok::<_, std::convert::Infallible>(response.map(|body| Body::new(Tracked { body, _guard: guard })))
@@ -232,6 +236,8 @@ struct Watch {
 struct Clock {
     /// Requests whose answers are not out yet.
     in_hand: usize,
+    /// Requests in hand whose bodies are still arriving.
+    bodies_arriving: usize,
     /// Since when it has been waiting for a request (accepted, or its last
     /// answer went out), with nothing in hand.
     waiting_since: Instant,
@@ -249,6 +255,7 @@ impl Default for Clock {
         let now = Instant::now();
         Clock {
             in_hand: 0,
+            bodies_arriving: 0,
             waiting_since: now,
             served_one: false,
             partial_since: None,
@@ -261,7 +268,9 @@ impl Clock {
     /// When the connection is next due to close, if it stays as it is.
     fn deadline(&self, header_read: Duration, idle: Duration) -> Option<Instant> {
         if self.in_hand > 0 {
-            return None;
+            // A request being answered is never idle, unless its body stops
+            // arriving (a client holding the connection by never finishing it).
+            return (self.bodies_arriving > 0).then(|| self.last_io + idle);
         }
         Some(match (self.partial_since, self.served_one) {
             // Headers begun and not finished.
@@ -278,6 +287,9 @@ impl Clock {
         let deadline = self.deadline(header_read, idle)?;
         if Instant::now() < deadline {
             return None;
+        }
+        if self.in_hand > 0 {
+            return Some("a request's body stopped arriving for longer than the idle timeout");
         }
         Some(match (self.partial_since, self.served_one) {
             (Some(_), _) | (None, false) => "a request's headers did not arrive within the header read timeout",
@@ -324,6 +336,62 @@ impl Drop for Serving {
         if idle {
             self.0.changed.notify_one();
         }
+    }
+}
+
+/// A request body, counted as arriving until it ends, fails or is dropped
+/// (a handler that answers without reading it).
+struct Arriving {
+    body: Incoming,
+    /// The connection's clock, while the body is counted.
+    counted: Option<Arc<Watch>>,
+}
+
+impl Arriving {
+    fn new(body: Incoming, watch: &Arc<Watch>) -> Arriving {
+        let counted = (!http_body::Body::is_end_stream(&body)).then(|| {
+            lock(&watch.clock).bodies_arriving += 1;
+            watch.changed.notify_one();
+            watch.clone()
+        });
+        Arriving { body, counted }
+    }
+
+    fn arrived(&mut self) {
+        if let Some(watch) = self.counted.take() {
+            lock(&watch.clock).bodies_arriving -= 1;
+            watch.changed.notify_one();
+        }
+    }
+}
+
+impl Drop for Arriving {
+    fn drop(&mut self) {
+        self.arrived();
+    }
+}
+
+impl http_body::Body for Arriving {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) || self.body.is_end_stream() {
+            self.arrived();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -1940,6 +1940,24 @@ async fn slow(tally: &mut Tally) {
             format!("an idle connection lasted {lasted:?}, not the {idle:?} idle timeout"),
         );
     }
+    // A request whose body stops arriving: closed at the idle timeout after its last byte.
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"POST /v1/messages HTTP/1.1\r\nhost: h\r\ncontent-length: 1000\r\n\r\n{\"subject\": ")
+        .await
+        .unwrap();
+    let sent = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(idle * 3, socket.read_to_end(&mut got)).await;
+    let lasted = sent.elapsed();
+    tally.row(class).attempts += 1;
+    if lasted < idle || lasted > idle + slack || !got.is_empty() {
+        tally.row(class).accepted += 1;
+        tally.broken(
+            class,
+            format!("a stalled body held its connection {lasted:?} (answered {got:?}), not the {idle:?} idle timeout"),
+        );
+    }
     // Others are served all along.
     let good = common::get(addr, "/healthz", &[]).await;
     if good.status != 200 {

@@ -127,6 +127,24 @@ async fn a_keep_alive_connection_idle_past_the_idle_timeout_is_closed_and_a_long
 }
 
 #[tokio::test]
+async fn a_request_whose_body_stops_arriving_is_closed_after_the_idle_timeout() {
+    let idle = Duration::from_millis(300);
+    let addr = server(Limits::default().idle_timeout(idle)).await;
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    let head = "POST /v1/messages HTTP/1.1\r\nhost: herald\r\ncontent-length: 100\r\n\r\n{\"subject\"";
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let sent = Instant::now();
+    let (got, closed) = until_closed(&mut stalled).await;
+    assert!(got.is_empty(), "answered: {}", String::from_utf8_lossy(&got));
+    assert!(closed - sent >= idle, "closed before the idle timeout");
+    assert_eq!(metric(addr, "herald_connections_timed_out_total").await, 1);
+    // A body that arrives whole is read as usual.
+    let stream = serde_json::json!({"name": "q", "subjects": ["q.>"]});
+    let created = common::send_json(addr, "POST", "/v1/streams", &[], &stream).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+}
+
+#[tokio::test]
 async fn connections_past_the_cap_are_refused_while_open_ones_are_served() {
     let addr = server(Limits::default().max_connections(3)).await;
     let mut kept = Vec::new();
