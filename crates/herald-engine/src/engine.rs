@@ -204,7 +204,7 @@ impl EngineBuilder {
                 .map_err(storage)?,
             Storage::Custom(open) => open(&builder).map_err(storage)?,
         };
-        let db = Arc::new(db);
+        let db = Arc::new(Db(Some(db)));
         crate::recovery::create_tables(&db).map_err(Error::from)?;
         let notifier = Arc::new(Notifier::default());
         let catalog = Arc::new(Catalog::default());
@@ -244,6 +244,28 @@ impl EngineBuilder {
     }
 }
 
+/// The database, closed without letting a panic out: redb's close can panic
+/// on a damaged page, and no bytes on disk may take the process down.
+pub(crate) struct Db(Option<Database>);
+
+impl std::ops::Deref for Db {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        self.0.as_ref().expect("the database is taken only when it is dropped")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(db) = self.0.take()
+            && let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)))
+        {
+            crate::error::log_damage("closing the data file", &*panic);
+        }
+    }
+}
+
 /// The embedded engine: streams on redb with group commit.
 ///
 /// Cheap to clone; the writer thread stops and the database closes when the
@@ -254,7 +276,7 @@ pub struct Engine {
 }
 
 pub(crate) struct Inner {
-    pub(crate) db: Arc<Database>,
+    pub(crate) db: Arc<Db>,
     tx: Option<flume::Sender<Request>>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) notifier: Arc<Notifier>,

@@ -11,7 +11,13 @@ use herald_core::{Error, ErrorKind};
 pub enum EngineError {
     /// redb could not open or create the database.
     #[error("cannot open the database")]
-    Open(#[from] redb::DatabaseError),
+    Open(#[source] redb::DatabaseError),
+    /// Opening found a page whose checksum does not match.
+    #[error(
+        "the data file is damaged: a page failed its checksum when it was opened; restore the data directory \
+         from a backup, or open it without the check to read what is intact"
+    )]
+    FailedCheck(#[source] redb::DatabaseError),
     /// A transaction could not begin.
     #[error("cannot begin a transaction")]
     Transaction(#[from] redb::TransactionError),
@@ -58,13 +64,22 @@ impl From<EngineError> for Error {
         // cause: the CLI looks for redb's "already open").
         let error = Error::new(kind, err.to_string());
         match err {
-            EngineError::Open(cause) => error.with_source(cause),
+            EngineError::Open(cause) | EngineError::FailedCheck(cause) => error.with_source(cause),
             EngineError::Transaction(cause) => error.with_source(cause),
             EngineError::Table(cause) => error.with_source(cause),
             EngineError::Storage(cause) => error.with_source(cause),
             EngineError::Commit(cause) => error.with_source(cause),
             EngineError::Io(cause) => error.with_source(cause),
             EngineError::Corrupt { .. } | EngineError::WriterGone | EngineError::Damaged { .. } => error,
+        }
+    }
+}
+
+impl From<redb::DatabaseError> for EngineError {
+    fn from(err: redb::DatabaseError) -> Self {
+        match err {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => EngineError::FailedCheck(err),
+            err => EngineError::Open(err),
         }
     }
 }

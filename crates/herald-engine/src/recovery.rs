@@ -78,7 +78,21 @@ pub(crate) fn load(db: &Database, now: Timestamp) -> StoreResult<Loaded> {
             let mut recent = Vec::new();
             for item in messages.range((meta.id, 0)..=(meta.id, u64::MAX))?.rev() {
                 let (key, value) = item?;
-                let head = encode::decode_head(key.value(), value.value())?;
+                // A damaged message must not keep the whole bus from opening:
+                // it stays where it is, and a read of it says it is damaged.
+                // Its id is missing from the window, so a publish repeating
+                // it is not recognised as a duplicate.
+                let head = match encode::decode_head(key.value(), value.value()) {
+                    Ok(head) => head,
+                    Err(damage) => {
+                        tracing::error!(
+                            stream = %meta.config.name,
+                            error = %damage,
+                            "a damaged message was left out of the duplicate window"
+                        );
+                        continue;
+                    }
+                };
                 if head.time < cutoff {
                     break;
                 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use herald_core::{
     ConsumerName, Error, ErrorKind, OutgoingMessage, PublishAck, Purge, Result, StreamConfig, StreamInfo, StreamName,
 };
-use redb::{Database, Durability};
+use redb::Durability;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
@@ -210,7 +210,7 @@ pub(crate) struct WriterOptions {
 
 /// The writer's state: the committed view of every stream plus the dedup windows.
 pub(crate) struct Writer {
-    pub(crate) db: Arc<Database>,
+    pub(crate) db: Arc<crate::engine::Db>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) catalog: Arc<Catalog>,
@@ -320,7 +320,7 @@ fn poll_for(rx: &flume::Receiver<Request>, wait: Duration) -> Option<Request> {
 
 impl Writer {
     pub(crate) fn new(
-        db: Arc<Database>,
+        db: Arc<crate::engine::Db>,
         clock: Arc<dyn Clock>,
         notifier: Arc<Notifier>,
         catalog: Arc<Catalog>,

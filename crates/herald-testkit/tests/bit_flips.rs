@@ -172,3 +172,53 @@ fn without_the_open_check_a_damaged_message_is_still_never_served_and_nothing_pa
         "no flip was caught: {answers:?}"
     );
 }
+
+#[test]
+fn one_damaged_message_is_named_when_read_and_the_rest_stays_readable() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut image = runtime.block_on(data_file());
+    let needle = payload("orders", 137);
+    let at = image
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .expect("the payload is in the file");
+    image[at + 3] ^= 0x20;
+
+    // As shipped: the open check finds the damaged page.
+    let err = open(image.clone(), true).err().expect("the damaged file was opened");
+    assert_eq!(err.kind(), ErrorKind::Storage);
+    assert!(err.to_string().contains("the data file is damaged"), "{err}");
+
+    // Without the check the bus opens, and only that message is refused.
+    runtime.block_on(async {
+        let bus = open(image, false).unwrap();
+        let err = bus.get("orders", 137).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Storage);
+        let chain = format!(
+            "{err}: {}",
+            std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        assert!(
+            chain.contains("seq 137") && chain.contains("checksum does not match"),
+            "{chain}"
+        );
+        let err = bus.read("orders", ReadRange::from_seq(100, 100)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Storage);
+        assert_eq!(
+            bus.get("orders", 136).await.unwrap().payload[..],
+            payload("orders", 136)[..]
+        );
+        let after = bus.read("orders", ReadRange::from_seq(138, 1_000)).await.unwrap();
+        assert_eq!(after.len() as u64, MESSAGES - 137);
+        assert_eq!(
+            bus.read("audit", ReadRange::from_seq(1, 1_000)).await.unwrap().len() as u64,
+            MESSAGES
+        );
+    });
+}
