@@ -189,7 +189,9 @@ fn one_damaged_message_is_named_when_read_and_the_rest_stays_readable() {
     image[at + 3] ^= 0x20;
 
     // As shipped: the open check finds the damaged page.
-    let err = open(image.clone(), true).err().expect("the damaged file was opened");
+    let Err(err) = open(image.clone(), true) else {
+        panic!("the damaged file was opened");
+    };
     assert_eq!(err.kind(), ErrorKind::Storage);
     assert!(err.to_string().contains("the data file is damaged"), "{err}");
 
