@@ -224,6 +224,15 @@ impl Serve {
                     .or(file.limits.slow_consumer_timeout_ms)
                     .map_or(defaults.slow_consumer_timeout, Duration::from_millis),
             );
+        if let Err(invalid) = limits.validate() {
+            bail!(
+                "{} is {}; it must be from {} to {}",
+                self.limit_setting(invalid.field()),
+                invalid.value(),
+                invalid.range().start(),
+                invalid.range().end()
+            );
+        }
         let tls = match (self.tls_cert, self.tls_key, file.tls) {
             (Some(cert), Some(key), _) => Some((cert, key)),
             (_, _, Some(tls)) => Some((base.join(tls.cert), base.join(tls.key))),
@@ -258,6 +267,31 @@ impl Serve {
             log,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })
+    }
+}
+
+impl Serve {
+    /// A server limit as the user set it: its flag and variable, or its key
+    /// in the config file. The flags and variables are the fields' names
+    /// (`--max-in-flight`, `HERALD_MAX_IN_FLIGHT`); a default is always
+    /// valid, so a limit not set by flag is the file's.
+    fn limit_setting(&self, field: &str) -> String {
+        let by_flag = match field {
+            "max_connections" => self.max_connections.is_some(),
+            "max_in_flight" => self.max_in_flight.is_some(),
+            "outbound_buffer" => self.outbound_buffer.is_some(),
+            "outbound_bytes" => self.outbound_bytes.is_some(),
+            "max_header_bytes" => self.max_header_bytes.is_some(),
+            _ => false,
+        };
+        match &self.config {
+            Some(file) if !by_flag => format!("`{field}` under [limits] in {}", file.display()),
+            _ => format!(
+                "--{} (or HERALD_{})",
+                field.replace('_', "-"),
+                field.to_ascii_uppercase()
+            ),
+        }
     }
 }
 
@@ -321,7 +355,11 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
     } else {
         herald_server::Access::Tokens(settings.tokens)
     };
-    let mut server = herald_server::Server::new(bus).limits(settings.limits).access(access);
+    // Checked with the settings: refused there, naming the flag or the key.
+    let mut server = herald_server::Server::new(bus)
+        .limits(settings.limits)
+        .context("the server's limits")?
+        .access(access);
     if let Some(tls) = server_tls {
         server = server.tls(tls);
     }

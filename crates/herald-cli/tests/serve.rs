@@ -382,6 +382,52 @@ fn an_invalid_log_filter_or_format_is_refused_naming_its_setting() {
     assert!(stderr.contains("'--log-format <FORMAT>'"), "{stderr}");
 }
 
+#[test]
+fn a_limit_the_server_cannot_hold_is_refused_at_start_naming_its_setting() {
+    // One past tokio's largest semaphore (usize::MAX >> 3 on a 64-bit target).
+    let past = "2305843009213693952";
+    let dir = tempfile::tempdir().unwrap();
+    let fails = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut command = common::herald();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success(), "{args:?} {env:?} was taken");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        stderr
+    };
+    let stderr = fails(&["--max-connections", past], None);
+    assert!(
+        stderr.contains(&format!(
+            "--max-connections (or HERALD_MAX_CONNECTIONS) is {past}; it must be from 1 to 2305843009213693951"
+        )),
+        "{stderr}"
+    );
+    let stderr = fails(&["--max-connections", "0"], None);
+    assert!(
+        stderr.contains("--max-connections (or HERALD_MAX_CONNECTIONS) is 0"),
+        "{stderr}"
+    );
+    let stderr = fails(&[], Some(("HERALD_MAX_IN_FLIGHT", past)));
+    assert!(stderr.contains("HERALD_MAX_IN_FLIGHT) is"), "{stderr}");
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, format!("[limits]\noutbound_buffer = {past}\n")).unwrap();
+    let stderr = fails(&["--config", file.to_str().unwrap()], None);
+    assert!(
+        stderr.contains(&format!("`outbound_buffer` under [limits] in {}", file.display())),
+        "{stderr}"
+    );
+    // Nothing was made.
+    assert!(!dir.path().join("data").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_runs_and_purges_are_logged_with_what_they_removed() {
     let dir = tempfile::tempdir().unwrap();

@@ -29,7 +29,7 @@ mod unparsed;
 mod ws;
 
 pub use auth::{Access, Permissions, Token, new_token_secret, token_hash};
-pub use limits::Limits;
+pub use limits::{InvalidLimit, Limits};
 pub use tls::TlsConfig;
 
 use std::future::Future;
@@ -95,10 +95,34 @@ impl Server {
         }
     }
 
-    /// Sets the limits.
-    pub fn limits(mut self, limits: Limits) -> Server {
+    /// Sets the limits, once [`Limits::validate`] has checked them: a server
+    /// never starts with limits it could not size its queues and counters
+    /// by.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidConfig`](herald_core::ErrorKind::InvalidConfig),
+    /// naming the field out of range and its range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), herald_core::Error> {
+    /// let bus = herald::Bus::memory()?;
+    /// let limits = herald_server::Limits::default().max_connections(64);
+    /// let server = herald_server::Server::new(bus.clone()).limits(limits)?;
+    ///
+    /// let mut limits = herald_server::Limits::default();
+    /// limits.outbound_buffer = 0;
+    /// let refused = herald_server::Server::new(bus).limits(limits).unwrap_err();
+    /// assert_eq!(refused.kind(), herald_core::ErrorKind::InvalidConfig);
+    /// # drop(server);
+    /// # Ok(()) }
+    /// ```
+    pub fn limits(mut self, limits: Limits) -> Result<Server, herald_core::Error> {
+        limits.validate()?;
         self.limits = limits;
-        self
+        Ok(self)
     }
 
     /// Sets who may connect.

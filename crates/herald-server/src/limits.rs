@@ -71,6 +71,18 @@ const MIN_MAX_HEADER_BYTES: usize = 1024;
 /// limit, not hyper's, is the one that refuses.
 const MAX_MAX_HEADER_BYTES: usize = 256 * 1024;
 
+/// The most permits a tokio semaphore (and so a bounded channel) can hold:
+/// connections, operations in flight and queued frames are counted in them.
+const MAX_PERMITS: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
+/// 4 GiB, or less where a semaphore cannot count that far (512 MiB on a
+/// 32-bit target): a connection's queued bytes are counted in `u32` permits.
+const MAX_OUTBOUND_BYTES: usize = if (u32::MAX as usize) < MAX_PERMITS {
+    u32::MAX as usize
+} else {
+    MAX_PERMITS
+};
+
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
@@ -153,9 +165,10 @@ impl Limits {
         self
     }
 
-    /// Sets [`outbound_bytes`](Limits::outbound_bytes) (at least 1, at most 4 GiB).
+    /// Sets [`outbound_bytes`](Limits::outbound_bytes) (at least 1, at most
+    /// 4 GiB, or 512 MiB on a 32-bit target).
     pub fn outbound_bytes(mut self, bytes: usize) -> Self {
-        self.outbound_bytes = bytes.clamp(1, u32::MAX as usize);
+        self.outbound_bytes = bytes.clamp(1, MAX_OUTBOUND_BYTES);
         self
     }
 
@@ -163,5 +176,168 @@ impl Limits {
     pub fn max_in_flight(mut self, operations: usize) -> Self {
         self.max_in_flight = operations.max(1);
         self
+    }
+
+    /// Checks that the server can run with these limits: `max_connections`,
+    /// `max_in_flight` and `outbound_buffer` from 1 to
+    /// [`tokio::sync::Semaphore::MAX_PERMITS`] (each is counted by a
+    /// semaphore or a bounded channel), `outbound_bytes` from 1 to 4 GiB (512
+    /// MiB on a 32-bit target) and `max_header_bytes` from 1 KiB to 256 KiB.
+    /// The setters keep most fields in range; a field set directly may not
+    /// be. [`Server::limits`](crate::Server::limits) calls it.
+    ///
+    /// Timeouts have no upper bound: one too long for the clock to reach
+    /// (`Duration::MAX`) never fires.
+    ///
+    /// # Errors
+    ///
+    /// The first field out of its range, with the range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut limits = herald_server::Limits::default();
+    /// assert!(limits.validate().is_ok());
+    /// limits.outbound_buffer = 0;
+    /// let refused = limits.validate().unwrap_err();
+    /// assert_eq!(refused.field(), "outbound_buffer");
+    /// assert_eq!(*refused.range().start(), 1);
+    /// ```
+    pub fn validate(&self) -> Result<(), InvalidLimit> {
+        let ranges = [
+            ("max_connections", self.max_connections, 1, MAX_PERMITS),
+            ("max_in_flight", self.max_in_flight, 1, MAX_PERMITS),
+            ("outbound_buffer", self.outbound_buffer, 1, MAX_PERMITS),
+            ("outbound_bytes", self.outbound_bytes, 1, MAX_OUTBOUND_BYTES),
+            (
+                "max_header_bytes",
+                self.max_header_bytes,
+                MIN_MAX_HEADER_BYTES,
+                MAX_MAX_HEADER_BYTES,
+            ),
+        ];
+        for (field, value, least, most) in ranges {
+            if !(least..=most).contains(&value) {
+                return Err(InvalidLimit {
+                    field,
+                    value,
+                    range: least..=most,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A [`Limits`] field out of the range the server can run with (see
+/// [`Limits::validate`]). As a [`herald_core::Error`] it is of kind
+/// [`InvalidConfig`](herald_core::ErrorKind::InvalidConfig).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("limit `{field}` is {value}; it must be from {} to {}", range.start(), range.end())]
+pub struct InvalidLimit {
+    field: &'static str,
+    value: usize,
+    range: std::ops::RangeInclusive<usize>,
+}
+
+impl InvalidLimit {
+    /// The field of [`Limits`] out of range, as it is named there
+    /// (`"max_connections"`).
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The value it had.
+    pub fn value(&self) -> usize {
+        self.value
+    }
+
+    /// The values it may have.
+    pub fn range(&self) -> std::ops::RangeInclusive<usize> {
+        self.range.clone()
+    }
+}
+
+impl From<InvalidLimit> for herald_core::Error {
+    fn from(invalid: InvalidLimit) -> herald_core::Error {
+        herald_core::Error::new(herald_core::ErrorKind::InvalidConfig, invalid.to_string()).with_source(invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{Limits, MAX_PERMITS};
+
+    /// Sets one field out of range.
+    type Breaks = fn(&mut Limits);
+
+    #[test]
+    fn the_defaults_and_the_setters_bounds_are_valid() {
+        Limits::default().validate().unwrap();
+        let largest = Limits::default()
+            .max_connections(MAX_PERMITS)
+            .max_in_flight(MAX_PERMITS)
+            .outbound_buffer(MAX_PERMITS)
+            .outbound_bytes(usize::MAX)
+            .max_header_bytes(usize::MAX);
+        largest.validate().unwrap();
+        let smallest = Limits::default()
+            .max_connections(1)
+            .max_in_flight(0)
+            .outbound_buffer(0)
+            .outbound_bytes(0)
+            .max_header_bytes(0);
+        smallest.validate().unwrap();
+        // What tokio can count, it can make: these are the limits' own sizes.
+        let _places = tokio::sync::Semaphore::new(largest.max_connections);
+        let (_frames, _queue) = tokio::sync::mpsc::channel::<()>(largest.outbound_buffer);
+    }
+
+    #[test]
+    fn a_count_past_what_tokio_can_hold_is_refused_naming_its_field_and_range() {
+        let past = MAX_PERMITS + 1;
+        let cases: [(&str, Breaks); 3] = [
+            ("max_connections", |l| l.max_connections = MAX_PERMITS + 1),
+            ("max_in_flight", |l| l.max_in_flight = MAX_PERMITS + 1),
+            ("outbound_buffer", |l| l.outbound_buffer = MAX_PERMITS + 1),
+        ];
+        for (field, set) in cases {
+            let mut limits = Limits::default();
+            set(&mut limits);
+            let refused = limits.validate().unwrap_err();
+            assert_eq!(
+                (refused.field(), refused.value(), refused.range()),
+                (field, past, 1..=MAX_PERMITS)
+            );
+            assert_eq!(
+                refused.to_string(),
+                format!("limit `{field}` is {past}; it must be from 1 to {MAX_PERMITS}")
+            );
+            let error = herald_core::Error::from(refused);
+            assert_eq!(error.kind(), herald_core::ErrorKind::InvalidConfig);
+            assert!(error.message().contains(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn zero_frames_operations_bytes_or_connections_are_refused() {
+        let cases: [(&str, Breaks); 4] = [
+            ("max_connections", |l| l.max_connections = 0),
+            ("max_in_flight", |l| l.max_in_flight = 0),
+            ("outbound_buffer", |l| l.outbound_buffer = 0),
+            ("outbound_bytes", |l| l.outbound_bytes = 0),
+        ];
+        for (field, set) in cases {
+            let mut limits = Limits::default();
+            set(&mut limits);
+            let refused = limits.validate().unwrap_err();
+            assert_eq!((refused.field(), refused.value()), (field, 0));
+        }
+        let limits = Limits {
+            max_header_bytes: 1 << 30,
+            ..Limits::default()
+        };
+        assert_eq!(limits.validate().unwrap_err().field(), "max_header_bytes");
     }
 }

@@ -361,7 +361,7 @@ async fn world(limits: Limits) -> World {
         Token::new("narrow", NARROW).publish(narrow.clone()).subscribe(narrow),
         Token::new("admin", ADMIN).admin(),
     ]);
-    let addr = common::start(Server::new(bus.clone()).access(access).limits(limits)).await;
+    let addr = common::start(Server::new(bus.clone()).access(access).limits(limits).unwrap()).await;
     let document = common::get(addr, "/v1/openapi.json", &[]).await.json();
     World {
         addr,
@@ -1854,7 +1854,7 @@ async fn slow(tally: &mut Tally) {
     let header_read = Duration::from_secs(10);
     let idle = Duration::from_secs(60);
     let limits = Limits::default().header_read_timeout(header_read).idle_timeout(idle);
-    let server = Server::new(Bus::memory().unwrap()).limits(limits);
+    let server = Server::new(Bus::memory().unwrap()).limits(limits).unwrap();
     let addr = common::start(server).await;
     // How late past its bound a close may come: the server's timer and the
     // client's wake-up, on paused time nothing more.

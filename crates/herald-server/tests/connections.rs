@@ -18,7 +18,12 @@ use tokio::net::TcpStream;
 const PATIENCE: Duration = Duration::from_secs(10);
 
 async fn server(limits: Limits) -> SocketAddr {
-    common::start(herald_server::Server::new(herald::Bus::memory().unwrap()).limits(limits)).await
+    common::start(
+        herald_server::Server::new(herald::Bus::memory().unwrap())
+            .limits(limits)
+            .unwrap(),
+    )
+    .await
 }
 
 /// Reads until the server closes the connection; what it sent, and when it closed.
@@ -301,7 +306,8 @@ async fn one_token_holds_at_most_its_share_of_sessions_and_tails() {
     let limits = Limits::default().max_connections_per_token(NonZeroUsize::new(2));
     let server = herald_server::Server::new(herald::Bus::memory().unwrap())
         .access(access)
-        .limits(limits);
+        .limits(limits)
+        .unwrap();
     let addr = common::start(server).await;
     let tail = common::events(addr, "/v1/tail?pattern=a.%3E", &[("authorization", "Bearer a-secret")]).await;
     assert_eq!(tail.status, 200);

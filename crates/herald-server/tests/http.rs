@@ -17,7 +17,7 @@ async fn server() -> (SocketAddr, herald::Bus) {
 
 async fn server_with(limits: Limits) -> (SocketAddr, herald::Bus) {
     let bus = herald::Bus::memory().unwrap();
-    let addr = common::start(Server::new(bus.clone()).limits(limits)).await;
+    let addr = common::start(Server::new(bus.clone()).limits(limits).unwrap()).await;
     (addr, bus)
 }
 

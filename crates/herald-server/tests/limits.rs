@@ -17,6 +17,7 @@ async fn server(limits: Limits) -> (String, herald::Bus) {
     tokio::spawn(
         herald_server::Server::new(bus.clone())
             .limits(limits)
+            .unwrap()
             .serve(listener, std::future::pending()),
     );
     (format!("ws://{addr}/v1/ws"), bus)

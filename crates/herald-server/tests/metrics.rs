@@ -97,7 +97,7 @@ async fn a_slow_consumer_disconnect_is_counted() {
     let limits = Limits::default()
         .outbound_buffer(4)
         .slow_consumer_timeout(Duration::from_millis(100));
-    let addr = common::start(Server::new(hosted.clone()).limits(limits)).await;
+    let addr = common::start(Server::new(hosted.clone()).limits(limits).unwrap()).await;
     hosted
         .publish_batch(
             (0..5_000)
