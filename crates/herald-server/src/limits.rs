@@ -127,7 +127,8 @@ impl Limits {
         self
     }
 
-    /// Sets [`header_read_timeout`](Limits::header_read_timeout).
+    /// Sets [`header_read_timeout`](Limits::header_read_timeout); `Duration::MAX` (or any timeout
+    /// too long for the clock to reach) never fires.
     pub fn header_read_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.header_read_timeout = timeout;
         self
@@ -141,7 +142,8 @@ impl Limits {
         self
     }
 
-    /// Sets [`idle_timeout`](Limits::idle_timeout).
+    /// Sets [`idle_timeout`](Limits::idle_timeout); `Duration::MAX` (or any timeout
+    /// too long for the clock to reach) never fires.
     pub fn idle_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.idle_timeout = timeout;
         self

@@ -265,21 +265,26 @@ impl Default for Clock {
 }
 
 impl Clock {
-    /// When the connection is next due to close, if it stays as it is.
+    /// When the connection is next due to close, if it stays as it is; none
+    /// when a timeout reaches past what the clock can tell (a library's
+    /// `Duration::MAX`: never).
     fn deadline(&self, header_read: Duration, idle: Duration) -> Option<Instant> {
         if self.in_hand > 0 {
             // A request being answered is never idle, unless its body stops
             // arriving (a client holding the connection by never finishing it).
-            return (self.bodies_arriving > 0).then(|| self.last_io + idle);
+            if self.bodies_arriving == 0 {
+                return None;
+            }
+            return self.last_io.checked_add(idle);
         }
-        Some(match (self.partial_since, self.served_one) {
+        match (self.partial_since, self.served_one) {
             // Headers begun and not finished.
-            (Some(partial), _) => partial + header_read,
+            (Some(partial), _) => partial.checked_add(header_read),
             // A new connection that has sent nothing yet.
-            (None, false) => self.waiting_since + header_read,
+            (None, false) => self.waiting_since.checked_add(header_read),
             // Between requests.
-            (None, true) => self.last_io.max(self.waiting_since) + idle,
-        })
+            (None, true) => self.last_io.max(self.waiting_since).checked_add(idle),
+        }
     }
 
     /// Why the connection must close now, if it must.
@@ -524,5 +529,36 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
 
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Clock;
+
+    #[test]
+    fn a_timeout_too_long_for_the_clock_is_no_deadline() {
+        let (short, never) = (Duration::from_secs(1), Duration::MAX);
+        // A new connection, waiting for its first request's headers.
+        let mut clock = Clock::default();
+        assert!(clock.deadline(short, short).is_some());
+        assert_eq!(clock.deadline(never, short), None);
+        // Headers begun.
+        assert!(clock.read());
+        assert_eq!(clock.deadline(never, short), None);
+        assert_eq!(clock.overdue(never, short), None);
+        // Between requests.
+        clock.partial_since = None;
+        clock.served_one = true;
+        assert!(clock.deadline(short, short).is_some());
+        assert_eq!(clock.deadline(short, never), None);
+        // A request in hand whose body is still arriving.
+        clock.in_hand = 1;
+        clock.bodies_arriving = 1;
+        assert!(clock.deadline(short, short).is_some());
+        assert_eq!(clock.deadline(short, never), None);
+        assert_eq!(clock.overdue(short, never), None);
     }
 }

@@ -331,3 +331,32 @@ async fn one_token_holds_at_most_its_share_of_sessions_and_tails() {
         .await
         .expect("the tail's place given back");
 }
+
+#[tokio::test]
+async fn timeouts_too_long_for_the_clock_never_fire_and_never_break_a_connection() {
+    let never = Limits::default()
+        .header_read_timeout(Duration::MAX)
+        .idle_timeout(Duration::MAX);
+    let addr = server(never).await;
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    // Two requests on one connection: its first request (the header
+    // timeout) and the wait between them (the idle timeout).
+    for _ in 0..2 {
+        socket
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 12];
+        tokio::time::timeout(PATIENCE, socket.read_exact(&mut answer))
+            .await
+            .expect("no answer")
+            .expect("the connection closed");
+        assert_eq!(&answer, b"HTTP/1.1 200");
+        let mut rest = [0u8; 256];
+        let _ = tokio::time::timeout(Duration::from_millis(100), socket.read(&mut rest)).await;
+    }
+    // A request with a body, whose arrival the idle timeout times, is served too.
+    let stream = serde_json::json!({"name": "q", "subjects": ["q.>"]});
+    let created = common::send_json(addr, "POST", "/v1/streams", &[], &stream).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+}
