@@ -282,6 +282,56 @@ impl ConsumerConfig {
         Ok(())
     }
 
+    /// Checks that each filter can match a subject of `stream`: a filter
+    /// that overlaps none of the stream's subjects would never deliver a
+    /// thing. A filter that overlaps them only in part (`>`, or `*.created`
+    /// on a stream of `orders.>`) is taken: it delivers what the two share.
+    ///
+    /// Filters in `kept` (the ones a consumer being updated already has) are
+    /// not checked again: a stream whose subjects changed after a consumer
+    /// was made does not stop that consumer from being updated, and what the
+    /// stream still holds under its old subjects can still match them
+    /// (docs/semantics.md, Consumers).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::InvalidConfig`] naming the first filter that can
+    /// never match, and the stream's subjects.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use herald_core::{ConsumerConfig, ErrorKind, StreamConfig};
+    ///
+    /// let orders = StreamConfig::new("orders")?.subjects(["orders.>"])?;
+    /// let billing = ConsumerConfig::new("billing")?.filter("orders.created")?;
+    /// assert!(billing.check_filters(&orders, &[]).is_ok());
+    /// let lost = ConsumerConfig::new("billing")?.filter("payments.>")?;
+    /// let err = lost.check_filters(&orders, &[]).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    /// # Ok::<(), herald_core::Error>(())
+    /// ```
+    pub fn check_filters(&self, stream: &crate::StreamConfig, kept: &[Pattern]) -> Result<(), Error> {
+        let never = self
+            .filters
+            .iter()
+            .filter(|filter| !kept.contains(filter))
+            .find(|filter| !stream.subjects.iter().any(|subject| subject.overlaps(filter)));
+        let Some(filter) = never else {
+            return Ok(());
+        };
+        let subjects: Vec<String> = stream.subjects.iter().map(|s| format!("`{s}`")).collect();
+        Err(Error::new(
+            crate::ErrorKind::InvalidConfig,
+            format!(
+                "consumer `{}`: filter `{filter}` matches none of the subjects of stream `{}` ({})",
+                self.name,
+                stream.name,
+                subjects.join(", ")
+            ),
+        ))
+    }
+
     /// Whether the consumer takes messages of `subject`.
     pub fn wants(&self, subject: &str) -> bool {
         self.filters.is_empty() || self.filters.iter().any(|p| p.matches_str(subject))
@@ -585,6 +635,50 @@ pub mod dlq {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_is_refused_only_when_it_overlaps_none_of_the_streams_subjects() {
+        let stream = crate::StreamConfig::new("orders")
+            .unwrap()
+            .subjects(["orders.>", "audit.orders"])
+            .unwrap();
+        let with = |filters: &[&str]| {
+            filters
+                .iter()
+                .fold(ConsumerConfig::new("c").unwrap(), |c, f| c.filter(f).unwrap())
+        };
+        for taken in [
+            &[][..],
+            &["orders.created"],
+            &[">"],
+            &["*.created"],
+            &["audit.*"],
+            &["*.*", "orders.>"],
+        ] {
+            assert!(with(taken).check_filters(&stream, &[]).is_ok(), "{taken:?}");
+        }
+        for never in [
+            &["payments.>"][..],
+            &["orders"],
+            &["audit.orders.x"],
+            &["orders.created", "*"],
+        ] {
+            let err = with(never).check_filters(&stream, &[]).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidConfig);
+            assert!(
+                err.message().contains("stream `orders` (`orders.>`, `audit.orders`)"),
+                "{err}"
+            );
+        }
+        // A filter the consumer already has is not checked again.
+        let kept = [Pattern::new("payments.>").unwrap()];
+        assert!(with(&["payments.>"]).check_filters(&stream, &kept).is_ok());
+        assert!(
+            with(&["payments.>", "refunds.>"])
+                .check_filters(&stream, &kept)
+                .is_err()
+        );
+    }
 
     #[test]
     fn settles_read_as_words_or_objects_and_refuse_anything_else() {

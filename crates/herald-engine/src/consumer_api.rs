@@ -228,6 +228,7 @@ impl ConsumerBackend for Engine {
                 ),
             ));
         }
+        config.check_filters(&meta.config, &[])?;
         let (next_seq, first) = self.resolve_start(stream, &config, config.start)?;
         let mut state = ConsumerState::new(config.clone(), self.inner.clock.now(), next_seq);
         let now = Instant::now();
@@ -250,9 +251,11 @@ impl ConsumerBackend for Engine {
 
     async fn update_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo> {
         config.validate_on(stream)?;
+        let meta = self.meta(stream)?;
         let runtime = self.consumer(stream, &config.name)?;
         {
             let mut state = runtime.lock();
+            config.check_filters(&meta.config, &state.config.filters)?;
             if state.config.start != config.start {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,

@@ -29,6 +29,9 @@ pub(crate) mod code {
     pub(crate) const ATOMIC_BATCH_WRONG_LAST_SEQUENCE: u64 = 10164;
     pub(crate) const WORK_QUEUE_CONSUMERS_OVERLAP: u64 = 10099;
     pub(crate) const WORK_QUEUE_FILTER_NOT_UNIQUE: u64 = 10100;
+    /// Older servers (before 2.10) refuse a filter that is not a subset of
+    /// the stream's subjects; Herald checks filters itself first.
+    pub(crate) const CONSUMER_FILTER_NOT_SUBSET: u64 = 10093;
 }
 
 /// An error as JetStream reports it.
@@ -58,7 +61,7 @@ pub(crate) fn js_error(err: JsError, what: &str) -> Error {
         code::NO_MESSAGE_FOUND => ErrorKind::MessageNotFound,
         code::STREAM_MESSAGE_EXCEEDS_MAXIMUM => ErrorKind::PayloadTooLarge,
         code::STREAM_WRONG_LAST_SEQUENCE => ErrorKind::WrongExpectedSeq,
-        code::STREAM_INVALID_CONFIG => ErrorKind::InvalidConfig,
+        code::STREAM_INVALID_CONFIG | code::CONSUMER_FILTER_NOT_SUBSET => ErrorKind::InvalidConfig,
         code::BAD_REQUEST => ErrorKind::InvalidRequest,
         code::STREAM_STORE_FAILED if is_limit(&err.description) => return stream_full(&err, what),
         _ if err.code == 503 => ErrorKind::Timeout,

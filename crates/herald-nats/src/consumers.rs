@@ -336,6 +336,17 @@ impl NatsBackend {
         })
     }
 
+    /// [`ConsumerConfig::check_filters`] against the stream's subjects: as
+    /// cached, and a refusal again as the server has them now (another
+    /// client may have given the stream more subjects since).
+    async fn check_filters(&self, stream: &StreamName, config: &ConsumerConfig, kept: &[Pattern]) -> Result<()> {
+        let cached = self.stream_config(stream).await?;
+        if config.check_filters(&cached, kept).is_ok() {
+            return Ok(());
+        }
+        config.check_filters(&self.stream_info(stream).await?.config, kept)
+    }
+
     async fn upsert(&self, stream: &StreamName, config: &ConsumerConfig, action: &str) -> Result<jc::Info> {
         let stream_config = self.stream_config(stream).await?;
         let request = CreateRequest {
@@ -472,10 +483,19 @@ impl NatsBackend {
 impl ConsumerBackend for NatsBackend {
     async fn create_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo> {
         config.validate_on(stream)?;
+        // Checked here, not left to JetStream: it takes a filter that can
+        // never match (docs/nats.md). And before the dead-letter stream, so
+        // a refused consumer leaves nothing behind.
+        if let Err(refused) = self.check_filters(stream, &config, &[]).await {
+            // Made before the stream's subjects changed: creating it again
+            // as it is stays a no-op, as on the embedded engine.
+            return match self.consumer_config(stream, &config.name).await {
+                Ok(existing) if existing == config => self.consumer_info(stream, &config.name).await,
+                _ => Err(refused),
+            };
+        }
         if config.dead_letter == DeadLetter::PerConsumer {
             let (name, subject) = dead_letter_names(stream, &config.name)?;
-            // The stream must exist before its dead-letter stream is made.
-            self.stream_config(stream).await?;
             let dlq = StreamConfig::with_name(name).subjects([subject])?;
             match self.create_stream(dlq).await {
                 Err(err) if err.kind() != ErrorKind::StreamExists => return Err(err),
@@ -501,6 +521,7 @@ impl ConsumerBackend for NatsBackend {
         let current = self.consumer_state(stream, &config.name).await?;
         // The start is not a setting: it stays what it was.
         let before = current.config();
+        self.check_filters(stream, &config, &before.filters).await?;
         config.start = before.start;
         let info = self.upsert(stream, &config, "update").await?;
         // Prefetched under the old settings: looked at again under the new.

@@ -490,6 +490,97 @@ pub async fn consumers_are_listed_updated_and_deleted(bus: &TestBus) {
     );
 }
 
+/// A filter that can never match a subject of the stream is refused, on
+/// create and on update, naming the filter and the stream's subjects; one
+/// that overlaps them in part is taken and delivers what the two share.
+pub async fn a_filter_that_can_never_match_the_streams_subjects_is_refused(bus: &TestBus) {
+    let orders = StreamConfig::new("orders").unwrap().subjects(["orders.>"]).unwrap();
+    bus.create_stream(orders.clone()).await.unwrap();
+    let never = bus
+        .consumer("orders", "billing")
+        .filter("payments.>")
+        .create()
+        .await
+        .unwrap_err();
+    assert_eq!(never.kind(), ErrorKind::InvalidConfig, "{never}");
+    assert!(
+        never.message().contains("`payments.>`") && never.message().contains("`orders.>`"),
+        "{never}"
+    );
+    // Nothing was made: not the consumer, not its dead-letter stream.
+    assert_eq!(
+        kind(bus.consumer_info("orders", "billing").await),
+        ErrorKind::ConsumerNotFound
+    );
+    assert_eq!(
+        kind(bus.stream_info("$dlq-orders-billing").await),
+        ErrorKind::StreamNotFound
+    );
+    // One such filter among others is refused as well.
+    let one_of_two = bus
+        .consumer("orders", "billing")
+        .filter("orders.created")
+        .filter("payments.>")
+        .create()
+        .await;
+    assert_eq!(kind(one_of_two), ErrorKind::InvalidConfig);
+
+    // On update too, and the consumer keeps the filters it had.
+    let billing = bus
+        .consumer("orders", "billing")
+        .filter("orders.created")
+        .create()
+        .await
+        .unwrap();
+    let to_payments = ConsumerConfig::new("billing").unwrap().filter("payments.>").unwrap();
+    let moved = billing.update(to_payments).await.unwrap_err();
+    assert_eq!(moved.kind(), ErrorKind::InvalidConfig, "{moved}");
+    assert!(moved.message().contains("`payments.>`"), "{moved}");
+    let created = herald::Pattern::new("orders.created").unwrap();
+    let info = bus.consumer_info("orders", "billing").await.unwrap();
+    assert_eq!(info.config.filters, std::slice::from_ref(&created));
+
+    // In part: `>` and `*.created` take what they share with `orders.>`.
+    bus.publish("orders.created", "1").await.unwrap();
+    bus.publish("orders.paid", "2").await.unwrap();
+    let seqs = |v: Vec<herald::Received>| v.iter().map(|d| d.message.seq).collect::<Vec<_>>();
+    let all = bus.consumer("orders", "all").filter(">").create().await.unwrap();
+    assert_eq!(seqs(all.fetch(10, NO_WAIT).await.unwrap()), [1, 2]);
+    let any_created = bus
+        .consumer("orders", "any-created")
+        .filter("*.created")
+        .create()
+        .await
+        .unwrap();
+    assert_eq!(seqs(any_created.fetch(10, NO_WAIT).await.unwrap()), [1]);
+
+    // The stream's subjects change: its consumers stay as they are. Made
+    // again as it is, one is a no-op; an update keeping its filters is
+    // taken, one adding a filter the new subjects cannot match is not.
+    let shipments = orders.subjects(["shipments.>"]).unwrap();
+    bus.update_stream(shipments).await.unwrap();
+    let again = bus
+        .consumer("orders", "billing")
+        .filter("orders.created")
+        .create()
+        .await;
+    assert_eq!(
+        again.unwrap().info().await.unwrap().config.filters,
+        std::slice::from_ref(&created)
+    );
+    let kept = ConsumerConfig::new("billing")
+        .unwrap()
+        .filter("orders.created")
+        .unwrap()
+        .max_deliver(3);
+    let updated = billing.update(kept.clone()).await.unwrap();
+    assert_eq!(updated.config.max_deliver.map(|n| n.get()), Some(3));
+    let added = kept.filter("orders.paid").unwrap();
+    assert_eq!(kind(billing.update(added).await), ErrorKind::InvalidConfig);
+    // What the stream holds from before is still delivered.
+    assert_eq!(seqs(billing.fetch(10, NO_WAIT).await.unwrap()), [1]);
+}
+
 /// Four members share 10,000 messages: each acked exactly once, never leased twice at once.
 pub async fn four_members_share_ten_thousand_messages(bus: &TestBus) {
     publish_n(bus, "c.x", 10_000).await;

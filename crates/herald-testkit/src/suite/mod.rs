@@ -151,6 +151,7 @@ macro_rules! conformance_tests {
             consumers::info_reports_floor_lag_and_in_flight,
             consumers::a_reset_moves_the_consumer_and_shows_in_info,
             consumers::consumers_are_listed_updated_and_deleted,
+            consumers::a_filter_that_can_never_match_the_streams_subjects_is_refused,
             consumers::consumers_work_far_into_a_stream_among_other_streams,
             consumers::work_queue_retention_deletes_exactly_the_acked,
             consumers::interest_retention_deletes_once_every_consumer_acked,
