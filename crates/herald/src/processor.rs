@@ -295,8 +295,9 @@ impl ProcessorBuilder {
     /// # Errors
     ///
     /// `InvalidSubject` for an invalid route pattern; `InvalidRequest` with no
-    /// route; `InvalidName`; `StreamNotFound`; whatever creating or updating
-    /// the consumer returns.
+    /// route; `InvalidName`; `StreamNotFound`; `InvalidConfig` for a route
+    /// whose pattern overlaps none of the stream's subjects (it could never
+    /// be called); whatever else creating or updating the consumer returns.
     pub async fn start(self) -> Result<Processor> {
         if let Some(err) = self.invalid_route {
             return Err(err);

@@ -178,6 +178,7 @@ macro_rules! conformance_tests {
             requests::requests_are_shared_among_responders,
             requests::invalid_request_subjects_are_rejected,
             processors::a_processor_routes_by_subject_and_acks,
+            processors::a_route_the_stream_can_never_carry_is_refused_at_start,
             processors::retry_with_backoff_retries_at_the_right_moments_then_dead_letters,
             processors::a_restarted_processor_resumes_after_its_ack_floor,
             processors::skip_and_custom_error_strategies,

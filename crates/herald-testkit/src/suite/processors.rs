@@ -102,6 +102,46 @@ pub async fn a_processor_routes_by_subject_and_acks(bus: &TestBus) {
     assert_eq!((info.in_flight, info.pending), (0, 0));
 }
 
+/// A route whose pattern the stream can never carry stops the processor at
+/// start with `InvalidConfig` naming it: on first start, and when the route
+/// is added to a processor that ran before.
+pub async fn a_route_the_stream_can_never_carry_is_refused_at_start(bus: &TestBus) {
+    bus.create_stream(herald::StreamConfig::new("orders").unwrap())
+        .await
+        .unwrap();
+    let refused = |started: herald::Result<Processor>| match started {
+        Ok(_) => panic!("a processor with a route outside its stream started"),
+        Err(err) => {
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
+            assert!(err.message().contains("`payments.>`"), "{err}");
+        }
+    };
+    let started = bus
+        .processor("orders", "projections")
+        .route("orders.created", recorder(&log()))
+        .route("payments.>", recorder(&log()))
+        .start()
+        .await;
+    refused(started);
+    let processor = bus
+        .processor("orders", "projections")
+        .route("orders.created", recorder(&log()))
+        .start()
+        .await
+        .unwrap();
+    processor.shutdown().await.unwrap();
+    let started = bus
+        .processor("orders", "projections")
+        .route("orders.created", recorder(&log()))
+        .route("payments.>", recorder(&log()))
+        .start()
+        .await;
+    refused(started);
+    // The consumer keeps the routes it had.
+    let info = bus.consumer_info("orders", "projections").await.unwrap();
+    assert_eq!(info.config.filters, [herald::Pattern::new("orders.created").unwrap()]);
+}
+
 /// Retry with backoff retries at the scheduled moments, then dead-letters.
 pub async fn retry_with_backoff_retries_at_the_right_moments_then_dead_letters(bus: &TestBus) {
     bus.publish("payments.charge", "card-declined").await.unwrap();
