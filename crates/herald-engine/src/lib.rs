@@ -37,6 +37,7 @@ mod dedup;
 mod encode;
 mod engine;
 mod error;
+pub mod fuzzing;
 mod notify;
 mod read;
 mod recovery;
