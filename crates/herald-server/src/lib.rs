@@ -13,6 +13,7 @@
 //! ```
 
 mod auth;
+pub mod fuzzing;
 mod limits;
 mod listen;
 mod metrics;

@@ -402,7 +402,7 @@ async fn authorize(backend: &Arc<dyn Backend>, session: &Session, op: &Op) -> Re
     caller.check(backend, action).await
 }
 
-fn error_frame(id: Option<u64>, error: &Error) -> ServerFrame {
+pub(crate) fn error_frame(id: Option<u64>, error: &Error) -> ServerFrame {
     ServerFrame::Error {
         id,
         error: crate::wire_error(error),

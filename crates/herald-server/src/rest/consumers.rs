@@ -160,7 +160,8 @@ pub(crate) async fn delete(
 }
 
 /// Where a reset moves a consumer.
-#[derive(Debug, Deserialize, ToSchema)]
+// Serialize and PartialEq: the fuzzers check that a body reads back as it was written.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResetRequest {
     /// Deliver again from this seq or time on.
@@ -198,7 +199,8 @@ pub(crate) async fn reset(
 }
 
 /// A fetch: who asks, how many, how long to wait for the first.
-#[derive(Debug, Deserialize, ToSchema)]
+// Serialize and PartialEq: the fuzzers check that a body reads back as it was written.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FetchRequest {
     /// The member fetching (a consumer group has several); each delivery is
@@ -270,7 +272,8 @@ pub(crate) async fn fetch(
 }
 
 /// How one delivery is settled.
-#[derive(Debug, Deserialize, ToSchema)]
+// Serialize and PartialEq: the fuzzers check that a body reads back as it was written.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SettleRequest {
     /// The member holding the lease.
@@ -333,7 +336,8 @@ pub(crate) async fn settle(
 }
 
 /// Many settles of one member's deliveries.
-#[derive(Debug, Deserialize, ToSchema)]
+// Serialize and PartialEq: the fuzzers check that a body reads back as it was written.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SettleBatchRequest {
     /// The member holding the leases.

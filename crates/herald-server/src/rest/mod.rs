@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub(crate) use consumers::{FetchRequest, ResetRequest, SettleBatchRequest, SettleRequest};
 pub(crate) use extract::{JsonBody, NoQuery, PathParams, QueryParams, RawBody, invalid, parse_json};
 
 use crate::{AppState, Limits};
