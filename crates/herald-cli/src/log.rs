@@ -6,24 +6,12 @@
 //! messages.
 
 use anyhow::{Context, anyhow};
-use serde::Deserialize;
+pub(crate) use herald_cli::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 /// What the log is filtered by when nothing says: the server's start, stop,
 /// refusals and failures, not every connection.
 pub(crate) const DEFAULT_FILTER: &str = "info";
-
-/// How each log line is written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum LogFormat {
-    /// `2026-01-01T00:00:00.000000Z  INFO herald: message key=value`, for people.
-    #[default]
-    Human,
-    /// One JSON object a line (`timestamp`, `level`, `target`, `message` and
-    /// the event's fields), for log collectors.
-    Json,
-}
 
 /// Where the filter came from, so an invalid one is named by its source.
 #[derive(Debug, Clone, Copy)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use herald_cli::config::FileConfig;
 
 use crate::log::{FilterSource, LogFormat};
 use crate::{log, signal, units};
@@ -106,46 +106,6 @@ pub(crate) struct Serve {
     /// a line [default: human].
     #[arg(long, env = "HERALD_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
-}
-
-/// The config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    data_dir: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    auto_create_streams: Option<bool>,
-    log: Option<String>,
-    log_format: Option<LogFormat>,
-    #[serde(default)]
-    limits: FileLimits,
-    tls: Option<FileTls>,
-    #[serde(default)]
-    tokens: Vec<herald_server::Token>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileLimits {
-    max_payload: Option<usize>,
-    max_connections: Option<usize>,
-    max_connections_per_peer: Option<NonZeroUsize>,
-    max_connections_per_token: Option<NonZeroUsize>,
-    header_read_timeout_ms: Option<NonZeroU64>,
-    max_header_bytes: Option<NonZeroUsize>,
-    idle_timeout_ms: Option<NonZeroU64>,
-    max_subscriptions: Option<usize>,
-    max_in_flight: Option<usize>,
-    outbound_buffer: Option<usize>,
-    outbound_bytes: Option<usize>,
-    slow_consumer_timeout_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileTls {
-    cert: PathBuf,
-    key: PathBuf,
 }
 
 /// Everything `serve` needs, resolved.
@@ -308,7 +268,7 @@ fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
 
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("the config file {}", path.display()))
+    herald_cli::config::parse(&text).with_context(|| format!("the config file {}", path.display()))
 }
 
 pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
