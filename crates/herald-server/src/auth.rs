@@ -423,7 +423,9 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 fn hex_digest<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<[u8; 32], D::Error> {
     let text = String::deserialize(deserializer)?;
     let invalid = || serde::de::Error::custom("sha256 must be 64 hex digits (`herald token` prints one)");
-    if text.len() != 64 {
+    // `from_str_radix` takes a leading `+`, so each digit is checked first:
+    // `+f` is not a byte of a digest.
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid());
     }
     let mut out = [0u8; 32];
@@ -486,6 +488,11 @@ mod tests {
     #[test]
     fn hashes_in_the_config_must_be_64_hex_digits() {
         let parsed: std::result::Result<Token, _> = serde_json::from_str(r#"{"name": "x", "sha256": "abc"}"#);
+        assert!(parsed.unwrap_err().to_string().contains("64 hex digits"));
+        // Found by the config fuzzer: a sign is no hex digit, though Rust's
+        // number parser takes one (`+f` read as 0x0f).
+        let signed = format!(r#"{{"name": "x", "sha256": "+f{}"}}"#, "0".repeat(62));
+        let parsed: std::result::Result<Token, _> = serde_json::from_str(&signed);
         assert!(parsed.unwrap_err().to_string().contains("64 hex digits"));
     }
 }
