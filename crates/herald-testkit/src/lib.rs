@@ -12,6 +12,7 @@
 
 pub mod faulty_storage;
 mod fixture;
+pub mod fuzz;
 pub mod nats_server;
 pub mod suite;
 

@@ -1,0 +1,43 @@
+//! A short, deterministic fuzz run of every target (docs/testing.md): the
+//! seed corpus, then a fixed number of mutants of it. Longer runs use
+//! libFuzzer: `cargo +nightly fuzz run <target>`.
+
+use herald_testkit::fuzz;
+
+/// Runs `name` on `executions` mutants and fails with every crashing input.
+/// The counts keep each target near 1.5 s in a debug build on a 2-core
+/// machine: a fixed count, not a time budget, so that every run of the
+/// tests tries the same inputs.
+fn fuzz(name: &str, executions: u64) {
+    let started = std::time::Instant::now();
+    let report = fuzz::run(fuzz::target(name), executions);
+    if !report.crashes.is_empty() {
+        panic!("{report}");
+    }
+    println!("{report} ({:.1?})", started.elapsed());
+}
+
+#[test]
+fn websocket_frames_are_answered_never_panic() {
+    fuzz("ws_frame", 60_000);
+}
+
+#[test]
+fn http_bodies_are_refused_or_read_back_never_panic() {
+    fuzz("http_body", 15_000);
+}
+
+#[test]
+fn subjects_and_patterns_keep_their_rules_on_any_text() {
+    fuzz("subject", 15_000);
+}
+
+#[test]
+fn config_files_are_read_or_refused_never_panic() {
+    fuzz("config", 150_000);
+}
+
+#[test]
+fn stored_records_decode_or_are_refused_never_panic() {
+    fuzz("record", 200_000);
+}
