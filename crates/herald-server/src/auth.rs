@@ -239,6 +239,12 @@ impl Caller {
         }
     }
 
+    /// The caller of a server without tokens, from nowhere in particular: a
+    /// session the fuzzers run without a socket.
+    pub(crate) fn anonymous() -> Caller {
+        Caller::with(None, Peer(None))
+    }
+
     fn with(token: Option<Arc<Token>>, peer: Peer) -> Caller {
         Caller {
             token,

@@ -109,6 +109,64 @@ pub fn ws_frame(data: &[u8]) {
     }
 }
 
+/// Runs `data`, one frame a line, as a WebSocket session on a fresh bus in
+/// memory (a stream `orders` with three messages and a consumer `billing`
+/// to work on). Waits are cut to nothing so that an input runs in moments:
+/// `wait_ms` to 0, a request's `timeout_ms` to at most 1.
+///
+/// # Panics
+///
+/// When anything the frames reach panics: a panic in a subscription's or
+/// responder's task counts too (libFuzzer aborts on any panic; the stable
+/// driver watches the panic hook).
+pub fn ws_session(data: &[u8]) {
+    let frames: Vec<ClientFrame> = data
+        .split(|b| *b == b'\n')
+        .take(MAX_SESSION_FRAMES)
+        .filter_map(|line| ClientFrame::parse(std::str::from_utf8(line).ok()?).ok())
+        .map(|mut frame| {
+            match &mut frame.op {
+                Op::Fetch { wait_ms, .. } => *wait_ms = 0,
+                Op::Request { timeout_ms, .. } => *timeout_ms = (*timeout_ms).min(1),
+                _ => {}
+            }
+            frame
+        })
+        .collect();
+    if frames.is_empty() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let bus = herald::Bus::memory().expect("a bus in memory");
+        let backend = bus.backend().clone();
+        seed(&bus).await;
+        crate::ws::run_detached(backend, frames).await;
+    });
+}
+
+/// 8: frames per session input; more make each input slower, not deeper.
+const MAX_SESSION_FRAMES: usize = 8;
+
+/// What a session's frames find on the bus: a stream `orders` (`orders`,
+/// `orders.>`) with three messages on two subjects, and a consumer `billing`.
+async fn seed(bus: &herald::Bus) {
+    let orders = StreamConfig::new("orders").expect("a valid stream");
+    bus.create_stream(orders).await.expect("a new stream");
+    for (subject, payload) in [("orders.1", "a"), ("orders.2", "b"), ("orders.1", "c")] {
+        bus.publish(subject, payload).await.expect("a publish");
+    }
+    let billing = ConsumerConfig::new("billing").expect("a valid consumer");
+    let stream = StreamName::new("orders").expect("a valid stream name");
+    bus.backend()
+        .create_consumer(&stream, billing)
+        .await
+        .expect("a new consumer");
+}
+
 /// Reads `data` as a `T` the way a route does; what is read is written out
 /// and must read back equal.
 fn read_back<T>(data: &[u8]) -> Option<T>

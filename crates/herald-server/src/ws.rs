@@ -339,6 +339,42 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
     let _ = writer.await;
 }
 
+/// Runs `frames` in order as a session of a server without tokens would,
+/// without a socket: the fuzzers' way through [`answer`]. Answers and
+/// subscription messages are encoded and dropped; subscriptions and
+/// responders get a few turns to run, then the session ends as one whose
+/// client left.
+pub(crate) async fn run_detached(backend: Arc<dyn Backend>, frames: Vec<ClientFrame>) {
+    let limits = Arc::new(crate::Limits::default());
+    let (out, mut queue) = Outbound::new(&limits);
+    let drain = tokio::spawn(async move { while queue.recv().await.is_some() {} });
+    let (kick, _) = watch::channel(false);
+    let (ending, closing) = watch::channel(false);
+    let session = Arc::new(Session {
+        caller: Caller::anonymous(),
+        metrics: Arc::default(),
+        kick,
+        limits,
+        subscriptions: Mutex::default(),
+        responders: Mutex::default(),
+        requests: Mutex::default(),
+        next_request: AtomicU64::new(0),
+        held: crate::release::Held::default(),
+        closing,
+    });
+    for frame in frames {
+        answer(&backend, &session, &out, frame).await;
+    }
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+    let _ = ending.send(true);
+    session.stop_all().await;
+    session.held.release(&*backend).await;
+    drop(out);
+    let _ = drain.await;
+}
+
 /// The error to answer a frame over the size limit with, if that is what
 /// ended the read (any other read error is a connection gone).
 fn oversize(err: axum::Error, limit: usize) -> Option<Error> {
