@@ -66,7 +66,8 @@ impl EngineSubscription {
                 1
             };
             let next = match self.seen.get(&meta.config.name) {
-                Some(&seen) => next.max(seen + 1),
+                // Saturating: `seen` is the client's word, and may be `u64::MAX`.
+                Some(&seen) => next.max(seen.saturating_add(1)),
                 None => next,
             };
             self.cursors.insert(

@@ -124,7 +124,8 @@ impl Live {
         // A start by time is found by the server; what it finds already seen
         // is dropped as it is read.
         let cursor = match self.seen.get(&config.name) {
-            Some(&seen) if start_time.is_none() => cursor.max(seen + 1),
+            // Saturating: `seen` is the client's word, and may be `u64::MAX`.
+            Some(&seen) if start_time.is_none() => cursor.max(seen.saturating_add(1)),
             _ => cursor,
         };
         if config.retention != Retention::Limits {
