@@ -23,6 +23,11 @@ fn websocket_frames_are_answered_never_panic() {
 }
 
 #[test]
+fn websocket_sessions_run_any_frames_without_panicking() {
+    fuzz("ws_session", 1_000);
+}
+
+#[test]
 fn http_bodies_are_refused_or_read_back_never_panic() {
     fuzz("http_body", 15_000);
 }

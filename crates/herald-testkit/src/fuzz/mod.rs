@@ -166,10 +166,15 @@ const RECORD_WORDS: &[&str] = &[
 ];
 
 /// Every target, in the order the tests and `cargo fuzz list` name them.
-pub const TARGETS: [Target; 5] = [
+pub const TARGETS: [Target; 6] = [
     Target {
         name: "ws_frame",
         run: targets::ws_frame,
+        dictionary: JSON_WORDS,
+    },
+    Target {
+        name: "ws_session",
+        run: targets::ws_session,
         dictionary: JSON_WORDS,
     },
     Target {
@@ -412,11 +417,13 @@ fn mutate(input: &mut Vec<u8>, corpus: &[Vec<u8>], dictionary: &[&str], rng: &mu
 }
 
 std::thread_local! {
-    /// Set while a target runs on this thread: its panics are caught and
-    /// reported by [`run`], not printed by the panic hook.
+    /// Set while a target runs on this thread: its panics are reported by
+    /// [`run`], not printed by the panic hook.
     static IN_TARGET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// What the last panic of a target on this thread said, and where.
-    static LAST_PANIC: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// What the first panic of a target on this thread said, and where.
+    /// Kept by the hook, so that a panic caught on the way (by a task
+    /// runtime around a spawned task) is not missed.
+    static FIRST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Calls `run` on `input`; a panic is the error, with its message and place.
@@ -430,16 +437,24 @@ fn call(run: fn(&[u8]), input: &[u8]) -> Result<(), String> {
         std::panic::set_hook(Box::new(move |info| {
             if IN_TARGET.with(std::cell::Cell::get) {
                 let place = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
-                LAST_PANIC.with(|last| *last.borrow_mut() = format!("{}{place}", payload_text(info.payload())));
+                let said = format!("{}{place}", payload_text(info.payload()));
+                FIRST_PANIC.with(|first| {
+                    first.borrow_mut().get_or_insert(said);
+                });
             } else {
                 previous(info);
             }
         }));
     });
+    FIRST_PANIC.with(|first| first.borrow_mut().take());
     IN_TARGET.with(|flag| flag.set(true));
     let outcome = catch_unwind(AssertUnwindSafe(|| run(input)));
     IN_TARGET.with(|flag| flag.set(false));
-    outcome.map_err(|_| LAST_PANIC.with(|last| last.borrow().clone()))
+    match FIRST_PANIC.with(|first| first.borrow_mut().take()) {
+        Some(said) => Err(said),
+        None if outcome.is_err() => Err("a panic the hook did not see".to_owned()),
+        None => Ok(()),
+    }
 }
 
 fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {

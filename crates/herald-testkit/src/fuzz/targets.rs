@@ -10,6 +10,12 @@ pub fn ws_frame(data: &[u8]) {
     herald_server::fuzzing::ws_frame(data);
 }
 
+/// Frames, one a line, run as a WebSocket session on a bus in memory
+/// ([`herald_server::fuzzing::ws_session`]).
+pub fn ws_session(data: &[u8]) {
+    herald_server::fuzzing::ws_session(data);
+}
+
 /// A JSON body, read as every route that takes one reads it
 /// ([`herald_server::fuzzing::http_body`]).
 pub fn http_body(data: &[u8]) {
