@@ -5,7 +5,7 @@
 use herald_testkit::fuzz;
 
 /// Runs `name` on `executions` mutants and fails with every crashing input.
-/// The counts keep each target near 1.5 s in a debug build on a 2-core
+/// The counts keep each target between 1 and 3 s in a debug build on a 2-core
 /// machine: a fixed count, not a time budget, so that every run of the
 /// tests tries the same inputs.
 fn fuzz(name: &str, executions: u64) {
