@@ -19,7 +19,7 @@ fn fuzz(name: &str, executions: u64) {
 
 #[test]
 fn websocket_frames_are_answered_never_panic() {
-    fuzz("ws_frame", 60_000);
+    fuzz("ws_frame", 120_000);
 }
 
 #[test]
@@ -39,7 +39,7 @@ fn subjects_and_patterns_keep_their_rules_on_any_text() {
 
 #[test]
 fn config_files_are_read_or_refused_never_panic() {
-    fuzz("config", 150_000);
+    fuzz("config", 300_000);
 }
 
 #[test]
