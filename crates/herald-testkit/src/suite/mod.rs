@@ -203,6 +203,7 @@ macro_rules! conformance_tests {
             subscriptions::replay_then_follow_has_no_gap_or_duplicate,
             subscriptions::a_publish_racing_a_waiting_subscriber_is_never_missed,
             subscriptions::a_resumed_subscription_skips_what_it_saw_even_once_deleted,
+            subscriptions::a_subscription_resumed_at_the_highest_seq_skips_that_stream,
             kv::kv_ten_concurrent_updates_from_one_revision_exactly_one_wins,
             processors::concurrent_workers_with_a_blocking_handler_handle_each_message_once,
             sourcing::commands_racing_on_one_aggregate_are_retried_on_conflict,

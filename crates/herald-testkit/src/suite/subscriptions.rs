@@ -150,3 +150,30 @@ pub async fn a_resumed_subscription_skips_what_it_saw_even_once_deleted(bus: &Te
     let m = tokio::time::timeout(LONG, sub.next()).await.unwrap().unwrap();
     assert_eq!((m.stream.as_str(), m.seq), ("r", 7));
 }
+
+/// A subscription resumed as having seen a stream up to the highest seq
+/// there is takes nothing more of it, and goes on with the other streams
+/// (the resume seq is the client's word: it used to overflow).
+pub async fn a_subscription_resumed_at_the_highest_seq_skips_that_stream(bus: &TestBus) {
+    for name in ["m", "n"] {
+        bus.create_stream(StreamConfig::new(name).unwrap()).await.unwrap();
+    }
+    bus.publish("m.x", "m1").await.unwrap();
+    let seen = [(herald::StreamName::new("m").unwrap(), u64::MAX)]
+        .into_iter()
+        .collect();
+    let pattern = herald::Pattern::new(">").unwrap();
+    let mut sub = bus
+        .backend()
+        .subscribe_resuming(pattern, Some(ReadFrom::Seq(1)), seen)
+        .await
+        .unwrap();
+    bus.publish("m.x", "m2").await.unwrap();
+    bus.publish("n.x", "n1").await.unwrap();
+    let m = tokio::time::timeout(LONG, sub.next()).await.unwrap().unwrap();
+    assert_eq!((m.stream.as_str(), m.seq), ("n", 1));
+    bus.publish("m.x", "m3").await.unwrap();
+    bus.publish("n.x", "n2").await.unwrap();
+    let m = tokio::time::timeout(LONG, sub.next()).await.unwrap().unwrap();
+    assert_eq!((m.stream.as_str(), m.seq), ("n", 2));
+}
