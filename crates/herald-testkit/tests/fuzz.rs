@@ -46,3 +46,33 @@ fn config_files_are_read_or_refused_never_panic() {
 fn stored_records_decode_or_are_refused_never_panic() {
     fuzz("record", 200_000);
 }
+
+/// The libFuzzer crate runs the same targets: one `[[bin]]` and one source
+/// file per target here, and nothing else.
+#[test]
+fn every_target_has_a_libfuzzer_target_and_a_seed_corpus() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("fuzz/Cargo.toml");
+    let bins: Vec<&str> = manifest
+        .lines()
+        .filter_map(|line| line.strip_prefix("name = \""))
+        .filter_map(|rest| rest.strip_suffix('"'))
+        .filter(|name| *name != "herald-fuzz")
+        .collect();
+    let mut names: Vec<&str> = fuzz::TARGETS.iter().map(|t| t.name).collect();
+    let mut listed = bins.clone();
+    names.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(listed, names, "fuzz/Cargo.toml's targets");
+    for name in names {
+        let source = root.join("fuzz_targets").join(format!("{name}.rs"));
+        let text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+        assert!(
+            text.contains(&format!("herald_testkit::fuzz::targets::{name}(data)")),
+            "{} calls its target",
+            source.display()
+        );
+        let seeds = std::fs::read_dir(fuzz::corpus_dir(name)).map_or(0, |dir| dir.count());
+        assert!(seeds >= 10, "{name} has {seeds} seeds");
+    }
+}

@@ -166,7 +166,7 @@ const RECORD_WORDS: &[&str] = &[
 ];
 
 /// Every target, in the order the tests and `cargo fuzz list` name them.
-pub const TARGETS: [Target; 6] = [
+pub static TARGETS: [Target; 6] = [
     Target {
         name: "ws_frame",
         run: targets::ws_frame,
