@@ -35,7 +35,6 @@ pub struct FileConfig {
 /// `[limits]`: each as the flag of the same name.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
 pub struct FileLimits {
     pub max_payload: Option<usize>,
     pub max_connections: Option<usize>,
