@@ -14,11 +14,14 @@ use herald_core::{ConsumerConfig, ErrorKind, Purge, StreamConfig, StreamName};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::rest::{FetchRequest, ResetRequest, SettleBatchRequest, SettleRequest, parse_json};
+use crate::rest::{
+    FetchRequest, LimitQuery, RangeQuery, ResetRequest, SettleBatchRequest, SettleRequest, parse_json, parse_query,
+};
 
-/// Reads `data` as the JSON body of every route that takes one. A body
-/// that is read is written out and must read back equal; the checks the
-/// handler runs next on it must answer, not panic.
+/// Reads `data` as the JSON body of every route that takes one, and as the
+/// query strings and times the read routes take. A body that is read is
+/// written out and must read back equal; the checks the handler runs next
+/// on it must answer, not panic.
 ///
 /// # Panics
 ///
@@ -43,6 +46,18 @@ pub fn http_body(data: &[u8]) {
     read_back::<FetchRequest>(data);
     read_back::<SettleRequest>(data);
     read_back::<SettleBatchRequest>(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        query::<RangeQuery>(text);
+        query::<LimitQuery>(text);
+        let _ = crate::rest::parse_time(text);
+    }
+}
+
+/// Reads `text` as a query string for a `T`, as a route does.
+fn query<T: DeserializeOwned + Debug>(text: &str) {
+    if let Err(error) = parse_query::<T>(text) {
+        assert_eq!(error.kind(), ErrorKind::InvalidRequest, "a query refused as {error:?}");
+    }
 }
 
 /// Reads `data` as a WebSocket text frame, as a session does. A frame that

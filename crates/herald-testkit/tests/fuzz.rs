@@ -29,7 +29,7 @@ fn websocket_sessions_run_any_frames_without_panicking() {
 
 #[test]
 fn http_bodies_are_refused_or_read_back_never_panic() {
-    fuzz("http_body", 15_000);
+    fuzz("http_body", 10_000);
 }
 
 #[test]

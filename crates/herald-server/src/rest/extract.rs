@@ -61,7 +61,7 @@ fn parse_pairs<T: DeserializeOwned>(what: &str, pairs: &[(String, String)]) -> R
 }
 
 /// Parses a query string, strictly.
-fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
+pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
     let pairs = query_pairs(query)?;
     let kept: Vec<(String, String)> = pairs
         .into_iter()

@@ -25,7 +25,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub(crate) use consumers::{FetchRequest, ResetRequest, SettleBatchRequest, SettleRequest};
-pub(crate) use extract::{JsonBody, NoQuery, PathParams, QueryParams, RawBody, invalid, parse_json};
+pub(crate) use dead_letters::LimitQuery;
+pub(crate) use extract::{JsonBody, NoQuery, PathParams, QueryParams, RawBody, invalid, parse_json, parse_query};
+pub(crate) use messages::RangeQuery;
 
 use crate::{AppState, Limits};
 
