@@ -69,6 +69,11 @@ pub(crate) fn encode_record(key: RecordKey, r: &NewRecord<'_>, out: &mut Vec<u8>
         out.extend_from_slice(v.as_bytes());
     }
     out.extend_from_slice(r.payload);
+    seal(key, out, start);
+}
+
+/// Appends the checksum of `key` and `out[start..]` to `out`.
+pub(crate) fn seal(key: RecordKey, out: &mut Vec<u8>, start: usize) {
     let sum = checksum(key, &out[start..]);
     out.extend_from_slice(&sum.to_be_bytes());
 }
