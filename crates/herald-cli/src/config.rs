@@ -18,6 +18,8 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// Whether a publish to a subject no stream captures creates a stream.
     pub auto_create_streams: Option<bool>,
+    /// Whether opening verifies every page of the data file.
+    pub verify_on_open: Option<bool>,
     /// The log's filter directives.
     pub log: Option<String>,
     /// How log lines are written.

@@ -91,6 +91,20 @@ pub(crate) struct Serve {
         value_parser = clap::builder::BoolishValueParser::new(),
     )]
     no_auto_create: Option<bool>,
+    /// Opens the data file without verifying the checksum of every page it
+    /// uses: for a very large data file on a trusted disk, or to read what is
+    /// intact in a damaged one (each damaged message is still refused when
+    /// read) [default: verified at open].
+    #[arg(
+        long,
+        env = "HERALD_NO_VERIFY_ON_OPEN",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    no_verify_on_open: Option<bool>,
     /// A PEM certificate chain: serve HTTPS and wss:// (with --tls-key).
     #[arg(long, env = "HERALD_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -108,12 +122,20 @@ pub(crate) struct Serve {
     log_format: Option<LogFormat>,
 }
 
+/// redb's words, when opening failed because the open check found a damaged page.
+fn failed_check(err: &herald::Error) -> Option<String> {
+    let cause = std::error::Error::source(err)?.downcast_ref::<redb::DatabaseError>()?;
+    matches!(cause, redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))).then(|| cause.to_string())
+}
+
 /// Everything `serve` needs, resolved.
 struct Settings {
     data_dir: PathBuf,
     listen: SocketAddr,
     /// Whether a publish to a subject no stream captures creates a stream.
     auto_create_streams: bool,
+    /// Whether opening verifies every page of the data file.
+    verify_on_open: bool,
     limits: herald_server::Limits,
     tls: Option<(PathBuf, PathBuf)>,
     tokens: Vec<herald_server::Token>,
@@ -213,6 +235,10 @@ impl Serve {
             (None, None, Ok(rust_log)) if !rust_log.is_empty() => (rust_log, FilterSource::RustLog),
             _ => (log::DEFAULT_FILTER.to_owned(), FilterSource::Default),
         };
+        let verify_on_open = match self.no_verify_on_open {
+            Some(skip) => !skip,
+            None => file.verify_on_open.unwrap_or(true),
+        };
         let auto_create_streams = match self.no_auto_create {
             Some(refuse) => !refuse,
             None => file.auto_create_streams.unwrap_or(true),
@@ -221,6 +247,7 @@ impl Serve {
             data_dir,
             listen,
             auto_create_streams,
+            verify_on_open,
             limits,
             tls,
             tokens: file.tokens,
@@ -292,12 +319,24 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<()> {
             "serving a non-loopback address without TLS: access tokens and messages cross the network in clear text"
         );
     }
+    let verify = settings.verify_on_open;
     let bus = herald::Bus::builder()
         .path(&settings.data_dir)
         .auto_create_streams(settings.auto_create_streams)
+        .engine(|engine| engine.verify_on_open(verify))
         .open()
         .await
-        .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
+        .map_err(|err| match failed_check(&err) {
+            // The engine's words name its builder; these name the flag.
+            Some(redb) => anyhow::anyhow!(
+                "opening the data directory {}: the data file is damaged: a page failed its checksum ({redb}); \
+                 restore the directory from a backup, or serve it with --no-verify-on-open to read what is intact",
+                settings.data_dir.display()
+            ),
+            None => {
+                anyhow::Error::new(err).context(format!("opening the data directory {}", settings.data_dir.display()))
+            }
+        })?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
@@ -406,6 +445,7 @@ fn log_start(settings: &Settings, addr: SocketAddr) {
         data_dir = %settings.data_dir.display(),
         tls = settings.tls.is_some(),
         auto_create_streams = settings.auto_create_streams,
+        verify_on_open = settings.verify_on_open,
         tokens = settings.tokens.len(),
         token_names = names,
         max_payload = limits.max_payload,

@@ -466,3 +466,65 @@ async fn retention_runs_and_purges_are_logged_with_what_they_removed() {
     drop(bus);
     assert!(common::terminate(&mut server).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_data_file_is_refused_at_start_and_served_without_the_check_to_read_what_is_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut server, url) = common::serve(&data, std::iter::empty::<&str>());
+    let bus = Bus::connect(url.as_str()).await.unwrap();
+    bus.create_stream(herald::StreamConfig::new("orders").unwrap())
+        .await
+        .unwrap();
+    for i in 1..=20 {
+        bus.publish("orders.new", format!("order {i:03} for the damage test"))
+            .await
+            .unwrap();
+    }
+    drop(bus);
+    assert!(common::terminate(&mut server).success());
+
+    let file = data.join("herald.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    // Every copy: pages of earlier commits may still hold one.
+    let needle = b"order 007 for the damage test";
+    let copies: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&at| &bytes[at..at + needle.len()] == needle)
+        .collect();
+    assert!(!copies.is_empty());
+    for at in copies {
+        bytes[at + 10] ^= 0x01;
+    }
+    std::fs::write(&file, bytes).unwrap();
+
+    // Bounded: were the damage missed, the server would serve for ever.
+    let mut refused = common::herald()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = refused.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut text).unwrap();
+        text
+    });
+    assert!(!common::exits_within(refused, PATIENCE).success());
+    let stderr = reader.join().unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("the data file is damaged") && stderr.contains("--no-verify-on-open"),
+        "{stderr}"
+    );
+
+    let (mut server, url) = common::serve(&data, ["--no-verify-on-open"]);
+    let bus = Bus::connect(url.as_str()).await.unwrap();
+    let refused = bus.get("orders", 7).await.unwrap_err();
+    assert_eq!(refused.kind(), herald::ErrorKind::Storage, "{refused}");
+    let eighth = bus.get("orders", 8).await.unwrap();
+    assert_eq!(&eighth.payload[..], b"order 008 for the damage test");
+    drop(bus);
+    assert!(common::terminate(&mut server).success());
+}
