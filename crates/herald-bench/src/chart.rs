@@ -204,7 +204,7 @@ fn format_axis(v: f64) -> String {
 }
 
 /// Registers the first font found as "sans-serif" (once per process).
-fn load_font() -> BenchResult<()> {
+pub(crate) fn load_font() -> BenchResult<()> {
     static FONT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let loaded = FONT.get_or_init(|| {
         let path = FONT_CANDIDATES

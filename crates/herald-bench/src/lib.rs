@@ -11,10 +11,15 @@
 //!
 //! Output: a markdown table on stdout and in `<out>/report.md`, the merged
 //! results in `<out>/report.json`, and `<out>/chart.png`.
+//!
+//! The crate's second program, `herald-soak` ([`soak`]), runs a real `herald
+//! serve` under mixed load for an hour, killing it with SIGKILL every minute,
+//! and checks after each restart that every acknowledged write is still there.
 
 pub mod machine;
 pub mod plan;
 pub mod report;
+pub mod soak;
 
 mod chart;
 mod progress;
