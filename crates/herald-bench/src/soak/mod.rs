@@ -131,7 +131,10 @@ async fn soak(options: SoakOptions) -> BenchResult<Verdict> {
     let mut checks = Vec::new();
     let mut kill_times = Vec::new();
     let mut progress = Progress::default();
+    // Ctrl-C or SIGTERM ends the run early, with the final check and the
+    // summary, and never leaves the server (in its own process group) behind.
     let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupted = false;
     println!("{}", stats::HEADER);
     loop {
@@ -141,6 +144,11 @@ async fn soak(options: SoakOptions) -> BenchResult<Verdict> {
             _ = &mut interrupt => {
                 interrupted = true;
                 eprintln!("herald-soak: interrupted; stopping the load, then the final check");
+                break;
+            }
+            _ = terminate.recv() => {
+                interrupted = true;
+                eprintln!("herald-soak: terminated; stopping the load, then the final check");
                 break;
             }
         }
@@ -346,7 +354,11 @@ impl Summary<'_> {
             format!(
                 "{}{} (seed {})",
                 stats::clock(self.elapsed.as_secs_f64()),
-                if self.interrupted { ", stopped by Ctrl-C" } else { "" },
+                if self.interrupted {
+                    ", stopped early by a signal"
+                } else {
+                    ""
+                },
                 self.seed
             ),
         );
