@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dead_letter::dead_letter_names;
 use crate::duration::{MAX_LEASE, MAX_NAK_DELAY, said};
 use crate::error::Error;
 use crate::message::{Message, Timestamp};
@@ -338,48 +339,6 @@ impl ConsumerConfig {
     }
 }
 
-/// The dead-letter stream and subject of a consumer: `$dlq-<stream>-<consumer>`
-/// and `$dlq.<stream>.<consumer>`; for a consumer on one of Herald's own
-/// (`$`) streams, `$dlqr-…` and `$dlqr.…` with the stream's `$` dropped, so
-/// the two families never share a name.
-///
-/// # Errors
-///
-/// [`crate::ErrorKind::InvalidName`] when the stream's name would be over the
-/// limit (a long consumer name on a long-named stream), which
-/// [`ConsumerConfig::validate_on`] refuses when such a consumer is created.
-pub fn dead_letter_names(stream: &StreamName, consumer: &ConsumerName) -> Result<(StreamName, String), Error> {
-    let (family, body) = dead_letter_family(stream);
-    let name = StreamName::new(format!("${family}-{body}-{consumer}")).map_err(|_| {
-        Error::new(
-            crate::ErrorKind::InvalidName,
-            format!(
-                "consumer `{consumer}` on stream `{stream}`: its dead-letter stream `${family}-{body}-{consumer}` \
-                 would be over the {} characters a stream name may have; give it a shorter name, or discard its \
-                 dead letters",
-                crate::MAX_RESERVED_NAME_LEN
-            ),
-        )
-    })?;
-    Ok((name, format!("${family}.{body}.{consumer}")))
-}
-
-/// The name of a consumer's dead-letter stream, if it can have one (the
-/// names of a dead-letter stream's own consumers' streams can outgrow the
-/// name limit; such a stream was never created).
-pub fn dead_letter_stream(stream: &StreamName, consumer: &ConsumerName) -> Option<StreamName> {
-    let (family, body) = dead_letter_family(stream);
-    StreamName::new(format!("${family}-{body}-{consumer}")).ok()
-}
-
-/// `dlq` and the stream's name, or `dlqr` and the name without its `$`.
-fn dead_letter_family(stream: &StreamName) -> (&'static str, &str) {
-    match stream.as_str().strip_prefix('$') {
-        Some(body) => ("dlqr", body),
-        None => ("dlq", stream.as_str()),
-    }
-}
-
 /// One delivery of a message to a consumer member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -616,22 +575,6 @@ pub struct ConsumerInfo {
     pub members: Vec<MemberInfo>,
 }
 
-/// The headers a dead letter carries about where it came from.
-pub mod dlq {
-    /// The stream it came from.
-    pub const STREAM: &str = "herald-dlq-stream";
-    /// Its seq there.
-    pub const SEQ: &str = "herald-dlq-seq";
-    /// Its original subject (a replay republishes to it).
-    pub const SUBJECT: &str = "herald-dlq-subject";
-    /// The consumer that gave up on it.
-    pub const CONSUMER: &str = "herald-dlq-consumer";
-    /// How many times it was delivered.
-    pub const DELIVERIES: &str = "herald-dlq-deliveries";
-    /// Why: `max_deliver` reached, or the reason given to `term`.
-    pub const REASON: &str = "herald-dlq-reason";
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,31 +724,5 @@ mod tests {
         let json = r#"{"nak": {"delay": {"secs": 0, "nanos": 4000000000}}}"#;
         let err = serde_json::from_str::<Settle>(json).unwrap_err();
         assert!(err.to_string().contains("`nanos` must be below"), "{err}");
-    }
-
-    #[test]
-    fn a_dead_letter_name_over_the_limit_is_an_invalid_name_not_a_panic() {
-        let stream = StreamName::new(format!("${}", "s".repeat(140))).unwrap();
-        let err = dead_letter_names(&stream, &ConsumerName::new("c").unwrap()).unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::InvalidName);
-        assert!(err.to_string().contains("give it a shorter name"), "{err}");
-    }
-
-    #[test]
-    fn dead_letter_names_exist_for_user_and_reserved_streams_and_never_collide() {
-        let consumer = ConsumerName::new("c".repeat(64)).unwrap();
-        let user = StreamName::new("s".repeat(64)).unwrap();
-        let reserved = StreamName::new(format!("${}", "s".repeat(64))).unwrap();
-        let (user_dlq, user_subject) = dead_letter_names(&user, &consumer).unwrap();
-        let (reserved_dlq, reserved_subject) = dead_letter_names(&reserved, &consumer).unwrap();
-        assert!(user_dlq.is_reserved() && reserved_dlq.is_reserved());
-        assert_ne!(user_dlq, reserved_dlq);
-        assert_ne!(user_subject, reserved_subject);
-        assert_eq!(
-            dead_letter_names(&StreamName::new("$kv-a").unwrap(), &ConsumerName::new("w").unwrap())
-                .unwrap()
-                .1,
-            "$dlqr.kv-a.w"
-        );
     }
 }

@@ -21,6 +21,7 @@
 
 mod backend;
 mod consumer;
+mod dead_letter;
 mod duration;
 mod error;
 pub mod input;
@@ -37,8 +38,9 @@ pub use backend::{
 };
 pub use consumer::{
     ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_ACK_WAIT, DEFAULT_MAX_ACK_PENDING, DeadLetter, Delivery,
-    MAX_SETTLE_BATCH, MemberInfo, Settle, SettleItem, StartPolicy, dead_letter_names, dead_letter_stream, dlq,
+    MAX_SETTLE_BATCH, MemberInfo, Settle, SettleItem, StartPolicy,
 };
+pub use dead_letter::{check_dead_letter_owner, dead_letter_names, dead_letter_stream, dlq, owns_dead_letter_stream};
 pub use duration::{MAX_LEASE, MAX_NAK_DELAY, MAX_RETENTION_AGE, MAX_WAIT};
 pub use error::{Error, ErrorDetail, ErrorKind, Result, cause_chain};
 pub use message::{Headers, MAX_HEADER_BYTES, MAX_ID_LEN, Message, OutgoingMessage, PublishAck, Timestamp};

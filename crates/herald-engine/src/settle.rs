@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use herald_core::{DeadLetter, Error, ErrorKind, Result, Retention, StreamConfig, Timestamp, dead_letter_names};
+use herald_core::{
+    DeadLetter, Error, ErrorKind, Result, Retention, StreamConfig, Timestamp, check_dead_letter_owner,
+    dead_letter_names,
+};
 
 use redb::ReadableTable;
 
@@ -75,12 +78,21 @@ impl Writer {
                 Ok(names) => names,
                 Err(err) => return Ok(Err(err)),
             };
-            if !self.names.contains_key(&name) {
-                let dlq = StreamConfig::with_name(name)
-                    .subjects([subject])
-                    .expect("dead-letter subjects are valid");
-                if let Err(err) = self.create_stream(tables, dlq, now)? {
-                    return Ok(Err(err));
+            match self.names.get(&name).and_then(|id| self.streams.get(id)) {
+                // Kept from before (its consumer deleted and made again), or
+                // another consumer's whose name runs together to the same one.
+                Some(existing) => {
+                    if let Err(err) = check_dead_letter_owner(&runtime.stream, &runtime.name, &existing.meta.config) {
+                        return Ok(Err(err));
+                    }
+                }
+                None => {
+                    let dlq = StreamConfig::with_name(name)
+                        .subjects([subject])
+                        .expect("dead-letter subjects are valid");
+                    if let Err(err) = self.create_stream(tables, dlq, now)? {
+                        return Ok(Err(err));
+                    }
                 }
             }
         }

@@ -148,8 +148,14 @@ impl Writer {
         while let Some((id, stream)) = doomed.get(next).cloned() {
             next += 1;
             for consumer in self.registry.of_stream(id) {
+                // Only its own: another consumer's may have the same name.
                 let dead_letters = herald_core::dead_letter_stream(&stream, &consumer.name)
-                    .and_then(|dlq| self.entry_id(&dlq).ok().map(|dlq_id| (dlq_id, dlq)));
+                    .and_then(|dlq| self.entry_id(&dlq).ok().map(|dlq_id| (dlq_id, dlq)))
+                    .filter(|(dlq_id, _)| {
+                        self.streams.get(dlq_id).is_some_and(|entry| {
+                            herald_core::owns_dead_letter_stream(&stream, &consumer.name, &entry.meta.config)
+                        })
+                    });
                 if let Some(dead_letters) = dead_letters.filter(|(dlq_id, _)| doomed.iter().all(|(d, _)| d != dlq_id)) {
                     doomed.push(dead_letters);
                 }

@@ -496,10 +496,16 @@ impl ConsumerBackend for NatsBackend {
         }
         if config.dead_letter == DeadLetter::PerConsumer {
             let (name, subject) = dead_letter_names(stream, &config.name)?;
-            let dlq = StreamConfig::with_name(name).subjects([subject])?;
+            let dlq = StreamConfig::with_name(name.clone()).subjects([subject])?;
             match self.create_stream(dlq).await {
-                Err(err) if err.kind() != ErrorKind::StreamExists => return Err(err),
-                _ => {}
+                Ok(_) => {}
+                // Kept from before (its consumer deleted and made again), or
+                // another consumer's whose name runs together to the same one.
+                Err(err) if err.kind() == ErrorKind::StreamExists => {
+                    let existing = self.stream_info(&name).await?;
+                    herald_core::check_dead_letter_owner(stream, &config.name, &existing.config)?;
+                }
+                Err(err) => return Err(err),
             }
         }
         let info = self.upsert(stream, &config, "create").await?;

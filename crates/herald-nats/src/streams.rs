@@ -738,10 +738,17 @@ impl StreamBackend for NatsBackend {
             };
             let dead_letters = consumers
                 .iter()
-                .filter_map(|c| herald_core::dead_letter_stream(&name, &c.config.name));
-            for dlq in dead_letters {
-                if !doomed.contains(&dlq) {
-                    doomed.push(dlq);
+                .filter_map(|c| Some((herald_core::dead_letter_stream(&name, &c.config.name)?, &c.config.name)));
+            for (dlq, consumer) in dead_letters {
+                if doomed.contains(&dlq) {
+                    continue;
+                }
+                // Only its own: another consumer's may have the same name.
+                match self.stream_info(&dlq).await {
+                    Ok(info) if herald_core::owns_dead_letter_stream(&name, consumer, &info.config) => doomed.push(dlq),
+                    Ok(_) => {}
+                    Err(err) if err.kind() == ErrorKind::StreamNotFound => {}
+                    Err(err) => return Err(err),
                 }
             }
             let deleted: Result<serde_json::Value> = api::call(

@@ -311,6 +311,45 @@ pub async fn a_consumer_whose_dead_letter_name_is_too_long_is_refused(bus: &Test
     assert_eq!(first.fetch(1, LONG).await.unwrap().len(), 1);
 }
 
+/// Two consumers whose dead-letter streams would have one name (`a-b` +
+/// `c` and `a` + `b-c` both give `$dlq-a-b-c`) never share it: the second
+/// is refused with `InvalidName` naming the consumer that holds the name,
+/// the first keeps its dead letters, and deleting the second's stream
+/// leaves them alone.
+pub async fn consumers_whose_dead_letter_names_collide_never_share_a_stream(bus: &TestBus) {
+    for name in ["a-b", "a"] {
+        bus.create_stream(StreamConfig::new(name).unwrap()).await.unwrap();
+    }
+    bus.publish("a-b.x", "first").await.unwrap();
+    bus.publish("a.x", "second").await.unwrap();
+    let holder = bus.consumer("a-b", "c").create().await.unwrap();
+
+    let refused = bus.consumer("a", "b-c").create().await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::InvalidName);
+    let message = refused.to_string();
+    for named in ["$dlq-a-b-c", "`c`", "`a-b`"] {
+        assert!(message.contains(named), "{message:?} names {named}");
+    }
+    assert_eq!(kind(bus.consumer_info("a", "b-c").await), ErrorKind::ConsumerNotFound);
+    // Creating the holder again is still a no-op: the stream is its own.
+    bus.consumer("a-b", "c").create().await.unwrap();
+
+    // Discarding its dead letters, the other consumer needs no stream.
+    bus.consumer("a", "b-c")
+        .dead_letter(herald::DeadLetter::Discard)
+        .create()
+        .await
+        .unwrap();
+    let d = holder.fetch(1, LONG).await.unwrap().pop().unwrap();
+    d.term("unreadable").await.unwrap();
+    let letters = bus.dead_letters("a-b", "c", 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].headers.get(dlq::STREAM).map(String::as_str), Some("a-b"));
+
+    bus.delete_stream("a").await.unwrap();
+    assert_eq!(bus.dead_letters("a-b", "c", 10).await.unwrap().len(), 1);
+}
+
 /// With `DeadLetter::Discard`, a given-up message is settled and dropped: no
 /// dead-letter stream, and the consumer moves on.
 pub async fn discarded_dead_letters_are_dropped(bus: &TestBus) {

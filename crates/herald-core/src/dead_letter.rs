@@ -1,0 +1,167 @@
+//! Dead letters: where a consumer's given-up messages go, the headers a
+//! letter carries, and which consumer a dead-letter stream belongs to
+//! (docs/semantics.md, "Dead letters").
+
+use crate::consumer::ConsumerName;
+use crate::error::{Error, ErrorKind};
+use crate::stream::StreamConfig;
+use crate::subject::StreamName;
+
+/// The headers a dead letter carries about where it came from.
+pub mod dlq {
+    /// The stream it came from.
+    pub const STREAM: &str = "herald-dlq-stream";
+    /// Its seq there.
+    pub const SEQ: &str = "herald-dlq-seq";
+    /// Its original subject (a replay republishes to it).
+    pub const SUBJECT: &str = "herald-dlq-subject";
+    /// The consumer that gave up on it.
+    pub const CONSUMER: &str = "herald-dlq-consumer";
+    /// How many times it was delivered.
+    pub const DELIVERIES: &str = "herald-dlq-deliveries";
+    /// Why: `max_deliver` reached, or the reason given to `term`.
+    pub const REASON: &str = "herald-dlq-reason";
+}
+
+/// The dead-letter stream and subject of a consumer: `$dlq-<stream>-<consumer>`
+/// and `$dlq.<stream>.<consumer>`; for a consumer on one of Herald's own
+/// (`$`) streams, `$dlqr-…` and `$dlqr.…` with the stream's `$` dropped, so
+/// the two families never share a name.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::InvalidName`] when the stream's name would be over the
+/// limit (a long consumer name on a long-named stream), which
+/// [`ConsumerConfig::validate_on`] refuses when such a consumer is created.
+pub fn dead_letter_names(stream: &StreamName, consumer: &ConsumerName) -> Result<(StreamName, String), Error> {
+    let (family, body) = dead_letter_family(stream);
+    let name = StreamName::new(format!("${family}-{body}-{consumer}")).map_err(|_| {
+        Error::new(
+            crate::ErrorKind::InvalidName,
+            format!(
+                "consumer `{consumer}` on stream `{stream}`: its dead-letter stream `${family}-{body}-{consumer}` \
+                 would be over the {} characters a stream name may have; give it a shorter name, or discard its \
+                 dead letters",
+                crate::MAX_RESERVED_NAME_LEN
+            ),
+        )
+    })?;
+    Ok((name, format!("${family}.{body}.{consumer}")))
+}
+
+/// The name of a consumer's dead-letter stream, if it can have one (the
+/// names of a dead-letter stream's own consumers' streams can outgrow the
+/// name limit; such a stream was never created).
+pub fn dead_letter_stream(stream: &StreamName, consumer: &ConsumerName) -> Option<StreamName> {
+    let (family, body) = dead_letter_family(stream);
+    StreamName::new(format!("${family}-{body}-{consumer}")).ok()
+}
+
+/// `dlq` and the stream's name, or `dlqr` and the name without its `$`.
+fn dead_letter_family(stream: &StreamName) -> (&'static str, &str) {
+    match stream.as_str().strip_prefix('$') {
+        Some(body) => ("dlqr", body),
+        None => ("dlq", stream.as_str()),
+    }
+}
+
+/// Checks that `existing`, a stream of the name of the dead-letter stream of
+/// `consumer` on `stream`, is that consumer's: it captures exactly its
+/// dead-letter subject. Names may hold `-`, so `a-b` + `c` and `a` + `b-c`
+/// both name `$dlq-a-b-c`; their subjects (`$dlq.a-b.c`, `$dlq.a.b-c`) differ.
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidName`] naming the consumer whose dead letters the
+/// stream holds, when it is another's.
+pub fn check_dead_letter_owner(
+    stream: &StreamName,
+    consumer: &ConsumerName,
+    existing: &StreamConfig,
+) -> Result<(), Error> {
+    if owns_dead_letter_stream(stream, consumer, existing) {
+        return Ok(());
+    }
+    let holder = match existing.subjects.as_slice() {
+        [only] => dead_letter_holder(only.as_str()),
+        _ => None,
+    };
+    let holder = holder.map_or_else(
+        || "another consumer's dead letters".to_string(),
+        |(stream, consumer)| format!("the dead letters of consumer `{consumer}` on stream `{stream}`"),
+    );
+    Err(Error::new(
+        ErrorKind::InvalidName,
+        format!(
+            "consumer `{consumer}` on stream `{stream}`: its dead-letter stream `{}` already holds {holder}; \
+             give this consumer another name, or discard its dead letters",
+            existing.name
+        ),
+    ))
+}
+
+/// Whether `existing` is the dead-letter stream of `consumer` on `stream`:
+/// what deleting `stream` may delete with it.
+pub fn owns_dead_letter_stream(stream: &StreamName, consumer: &ConsumerName, existing: &StreamConfig) -> bool {
+    let Ok((name, subject)) = dead_letter_names(stream, consumer) else {
+        return false;
+    };
+    existing.name == name && matches!(existing.subjects.as_slice(), [only] if only.as_str() == subject)
+}
+
+/// The stream and consumer a dead-letter subject belongs to.
+fn dead_letter_holder(subject: &str) -> Option<(String, &str)> {
+    let mut tokens = subject.split('.');
+    let stream = match tokens.next()? {
+        "$dlq" => tokens.next()?.to_string(),
+        "$dlqr" => format!("${}", tokens.next()?),
+        _ => return None,
+    };
+    let consumer = tokens.next()?;
+    tokens.next().is_none().then_some((stream, consumer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_stream_belongs_only_to_the_consumer_of_its_subject() {
+        let name = |n: &str| StreamName::new(n).unwrap();
+        let consumer = |n: &str| ConsumerName::new(n).unwrap();
+        let (dlq_name, subject) = dead_letter_names(&name("a-b"), &consumer("c")).unwrap();
+        let existing = StreamConfig::with_name(dlq_name).subjects([subject]).unwrap();
+        assert!(owns_dead_letter_stream(&name("a-b"), &consumer("c"), &existing));
+        assert!(!owns_dead_letter_stream(&name("a"), &consumer("b-c"), &existing));
+        let err = check_dead_letter_owner(&name("a"), &consumer("b-c"), &existing).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidName);
+        assert!(err.to_string().contains("consumer `c` on stream `a-b`"), "{err}");
+        assert_eq!(dead_letter_holder("$dlqr.kv-a.w"), Some(("$kv-a".to_string(), "w")));
+    }
+
+    #[test]
+    fn a_dead_letter_name_over_the_limit_is_an_invalid_name_not_a_panic() {
+        let stream = StreamName::new(format!("${}", "s".repeat(140))).unwrap();
+        let err = dead_letter_names(&stream, &ConsumerName::new("c").unwrap()).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidName);
+        assert!(err.to_string().contains("give it a shorter name"), "{err}");
+    }
+
+    #[test]
+    fn dead_letter_names_exist_for_user_and_reserved_streams_and_never_collide() {
+        let consumer = ConsumerName::new("c".repeat(64)).unwrap();
+        let user = StreamName::new("s".repeat(64)).unwrap();
+        let reserved = StreamName::new(format!("${}", "s".repeat(64))).unwrap();
+        let (user_dlq, user_subject) = dead_letter_names(&user, &consumer).unwrap();
+        let (reserved_dlq, reserved_subject) = dead_letter_names(&reserved, &consumer).unwrap();
+        assert!(user_dlq.is_reserved() && reserved_dlq.is_reserved());
+        assert_ne!(user_dlq, reserved_dlq);
+        assert_ne!(user_subject, reserved_subject);
+        assert_eq!(
+            dead_letter_names(&StreamName::new("$kv-a").unwrap(), &ConsumerName::new("w").unwrap())
+                .unwrap()
+                .1,
+            "$dlqr.kv-a.w"
+        );
+    }
+}
