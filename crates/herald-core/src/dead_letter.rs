@@ -1,13 +1,15 @@
-//! Dead letters: where a consumer's given-up messages go, the headers a
-//! letter carries, and which consumer a dead-letter stream belongs to
+//! Dead letters: where a consumer's given-up messages go, what a letter
+//! carries, and which consumer a dead-letter stream belongs to
 //! (docs/semantics.md, "Dead letters").
 
 use crate::consumer::ConsumerName;
 use crate::error::{Error, ErrorKind};
+use crate::message::{Message, OutgoingMessage};
 use crate::stream::StreamConfig;
-use crate::subject::StreamName;
+use crate::subject::{StreamName, Subject};
 
-/// The headers a dead letter carries about where it came from.
+/// The headers a dead letter carries about where it came from, and the
+/// bounds that keep them small enough to always be written.
 pub mod dlq {
     /// The stream it came from.
     pub const STREAM: &str = "herald-dlq-stream";
@@ -19,8 +21,22 @@ pub mod dlq {
     pub const CONSUMER: &str = "herald-dlq-consumer";
     /// How many times it was delivered.
     pub const DELIVERIES: &str = "herald-dlq-deliveries";
-    /// Why: `max_deliver` reached, or the reason given to `term`.
+    /// Why: `max_deliver` reached, or the reason given to `term`, cut to
+    /// [`MAX_REASON_BYTES`].
     pub const REASON: &str = "herald-dlq-reason";
+
+    /// 1 KiB: a reason explains, it does not carry the failed input; a
+    /// longer one is cut there, on a character boundary, so that the
+    /// letter's own headers stay within [`ADDED_HEADER_BYTES`].
+    pub const MAX_REASON_BYTES: usize = 1024;
+
+    /// 2 KiB: what a letter's `herald-dlq-*` headers may add on top of the
+    /// message's own [`MAX_HEADER_BYTES`](crate::MAX_HEADER_BYTES). At most
+    /// about 1.9 KiB (names, a reserved stream name, a full subject, a
+    /// consumer name, two numbers and a full reason), so a message whose
+    /// headers fill the limit can still be dead-lettered with all of them.
+    /// Only dead-letter subjects (`$dlq.…`, `$dlqr.…`) get the allowance.
+    pub const ADDED_HEADER_BYTES: usize = 2 * 1024;
 }
 
 /// The dead-letter stream and subject of a consumer: `$dlq-<stream>-<consumer>`
@@ -63,6 +79,52 @@ fn dead_letter_family(stream: &StreamName) -> (&'static str, &str) {
         Some(body) => ("dlqr", body),
         None => ("dlq", stream.as_str()),
     }
+}
+
+/// Whether `subject` is a dead-letter subject, whose headers may exceed
+/// [`MAX_HEADER_BYTES`](crate::MAX_HEADER_BYTES) by [`dlq::ADDED_HEADER_BYTES`].
+pub fn is_dead_letter_subject(subject: &str) -> bool {
+    subject.starts_with("$dlq.") || subject.starts_with("$dlqr.")
+}
+
+/// The dead letter of `message`, given up on by `consumer` of `stream`
+/// after `deliveries` deliveries: its payload, content type and every
+/// header, plus the `herald-dlq-*` ones, with `reason` cut to
+/// [`dlq::MAX_REASON_BYTES`]. Its id is derived from the origin, so a
+/// retried dead-lettering is stored once.
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidName`] when the consumer can have no dead-letter
+/// stream (see [`dead_letter_names`]).
+pub fn dead_letter(
+    stream: &StreamName,
+    consumer: &ConsumerName,
+    message: &Message,
+    deliveries: u32,
+    reason: &str,
+) -> Result<OutgoingMessage, Error> {
+    let (_, subject) = dead_letter_names(stream, consumer)?;
+    let mut letter = OutgoingMessage::new(Subject::new(subject)?, message.payload.clone())
+        .id(format!("dlq:{stream}:{consumer}:{}", message.seq));
+    letter.headers = message.headers.clone();
+    letter.content_type = message.content_type.clone();
+    Ok(letter
+        .header(dlq::STREAM, stream.as_str())
+        .header(dlq::SEQ, message.seq.to_string())
+        .header(dlq::SUBJECT, message.subject.as_str())
+        .header(dlq::CONSUMER, consumer.as_str())
+        .header(dlq::DELIVERIES, deliveries.to_string())
+        .header(dlq::REASON, cut_reason(reason)))
+}
+
+/// `reason` cut to at most [`dlq::MAX_REASON_BYTES`], on a character boundary.
+fn cut_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(dlq::MAX_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// Checks that `existing`, a stream of the name of the dead-letter stream of
@@ -124,6 +186,49 @@ fn dead_letter_holder(subject: &str) -> Option<(String, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MAX_HEADER_BYTES;
+    use crate::message::Timestamp;
+
+    fn message_with_headers(headers: usize) -> Message {
+        Message {
+            stream: StreamName::new("s".repeat(64)).unwrap(),
+            seq: u64::MAX,
+            subject: Subject::new(format!("s.{}", "x".repeat(510))).unwrap(),
+            id: "id".into(),
+            time: Timestamp(0),
+            headers: [("big".to_string(), "h".repeat(headers - "big".len() - 2))].into(),
+            payload: crate::Bytes::from_static(b"p"),
+            content_type: None,
+            expires: None,
+        }
+    }
+
+    #[test]
+    fn a_letter_of_a_message_with_full_headers_and_a_long_reason_is_valid() {
+        let message = message_with_headers(MAX_HEADER_BYTES);
+        // As long as a stream and a consumer with dead letters can be named.
+        let stream = StreamName::new(format!("${}", "s".repeat(64))).unwrap();
+        let consumer = ConsumerName::new("c".repeat(64)).unwrap();
+        let reason = "é".repeat(dlq::MAX_REASON_BYTES);
+        let letter = dead_letter(&stream, &consumer, &message, u32::MAX, &reason).unwrap();
+        letter.validate().unwrap();
+        assert_eq!(letter.headers["big"], message.headers["big"]);
+        assert_eq!(letter.headers[dlq::REASON].len(), dlq::MAX_REASON_BYTES);
+        assert!(letter.header_bytes() - MAX_HEADER_BYTES < dlq::ADDED_HEADER_BYTES);
+        // The allowance is the letter's alone.
+        let mut plain = OutgoingMessage::new(message.subject.clone(), "p");
+        plain.headers = letter.headers.clone();
+        assert_eq!(plain.validate().unwrap_err().kind(), ErrorKind::HeadersTooLarge);
+    }
+
+    #[test]
+    fn a_reason_is_cut_on_a_character_boundary() {
+        assert_eq!(cut_reason("short"), "short");
+        let long = format!("x{}", "é".repeat(dlq::MAX_REASON_BYTES));
+        let cut = cut_reason(&long);
+        assert_eq!(cut.len(), dlq::MAX_REASON_BYTES - 1);
+        assert!(long.starts_with(cut));
+    }
 
     #[test]
     fn a_dead_letter_stream_belongs_only_to_the_consumer_of_its_subject() {

@@ -40,7 +40,10 @@ pub use consumer::{
     ConsumerConfig, ConsumerInfo, ConsumerName, DEFAULT_ACK_WAIT, DEFAULT_MAX_ACK_PENDING, DeadLetter, Delivery,
     MAX_SETTLE_BATCH, MemberInfo, Settle, SettleItem, StartPolicy,
 };
-pub use dead_letter::{check_dead_letter_owner, dead_letter_names, dead_letter_stream, dlq, owns_dead_letter_stream};
+pub use dead_letter::{
+    check_dead_letter_owner, dead_letter, dead_letter_names, dead_letter_stream, dlq, is_dead_letter_subject,
+    owns_dead_letter_stream,
+};
 pub use duration::{MAX_LEASE, MAX_NAK_DELAY, MAX_RETENTION_AGE, MAX_WAIT};
 pub use error::{Error, ErrorDetail, ErrorKind, Result, cause_chain};
 pub use message::{Headers, MAX_HEADER_BYTES, MAX_ID_LEN, Message, OutgoingMessage, PublishAck, Timestamp};

@@ -195,19 +195,28 @@ impl OutgoingMessage {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::HeadersTooLarge`], or [`ErrorKind::InvalidRequest`] for an empty
+    /// [`ErrorKind::HeadersTooLarge`] (over [`MAX_HEADER_BYTES`], plus
+    /// [`crate::dlq::ADDED_HEADER_BYTES`] on a dead-letter subject), or
+    /// [`ErrorKind::InvalidRequest`] for an empty
     /// header name, an empty or over-long id, an over-long content type, or a TTL
     /// of zero or above [`MAX_RETENTION_AGE`].
     pub fn validate(&self) -> Result<(), Error> {
         let header_bytes = self.header_bytes();
-        if header_bytes > MAX_HEADER_BYTES {
+        // A dead letter adds its own bounded headers to a message's
+        // (docs/semantics.md, "Dead letters"): room for them, so that a
+        // message at the limit can still be dead-lettered.
+        let limit = match crate::dead_letter::is_dead_letter_subject(self.subject.as_str()) {
+            true => MAX_HEADER_BYTES + crate::dlq::ADDED_HEADER_BYTES,
+            false => MAX_HEADER_BYTES,
+        };
+        if header_bytes > limit {
             return Err(Error::new(
                 ErrorKind::HeadersTooLarge,
-                format!("headers are {header_bytes} bytes, over the limit of {MAX_HEADER_BYTES}"),
+                format!("headers are {header_bytes} bytes, over the limit of {limit}"),
             )
             .with_detail(ErrorDetail::TooLarge {
                 size: header_bytes as u64,
-                limit: MAX_HEADER_BYTES as u64,
+                limit: limit as u64,
             }));
         }
         if let Some(name) = self

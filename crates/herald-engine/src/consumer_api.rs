@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use herald_core::{
     ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT,
     Message, OutgoingMessage, ReadFrom, Result, Retention, Settle, SettleItem, StartPolicy, StreamBackend, StreamName,
-    Subject, dead_letter_names, dlq,
+    dead_letter,
 };
 use tokio::time::Instant;
 
@@ -121,19 +121,7 @@ impl Engine {
         let seq = message.seq;
         let target = runtime.lock().config.dead_letter.clone();
         if target == DeadLetter::PerConsumer {
-            let (_, subject) = dead_letter_names(&runtime.stream, &runtime.name)?;
-            let mut letter = OutgoingMessage::new(Subject::new(subject)?, message.payload.clone())
-                // The id makes a retried dead-lettering idempotent.
-                .id(format!("dlq:{}:{}:{seq}", runtime.stream, runtime.name));
-            letter.headers = message.headers.clone();
-            letter.content_type = message.content_type.clone();
-            letter = letter
-                .header(dlq::STREAM, runtime.stream.as_str())
-                .header(dlq::SEQ, seq.to_string())
-                .header(dlq::SUBJECT, message.subject.as_str())
-                .header(dlq::CONSUMER, runtime.name.as_str())
-                .header(dlq::DELIVERIES, deliveries.to_string())
-                .header(dlq::REASON, reason);
+            let letter = dead_letter(&runtime.stream, &runtime.name, &message, deliveries, reason)?;
             if let Err(err) = self.publish(letter).await {
                 // Not dead-lettered: it stays owed and comes back for another try.
                 let mut state = runtime.lock();

@@ -7,7 +7,10 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::header::{HeaderName, HeaderValue};
 use bytes::Bytes;
-use herald_core::{Error, ErrorKind, Headers, Message, OutgoingMessage, Result, StreamName, Subject, Timestamp};
+use herald_core::{
+    Error, ErrorDetail, ErrorKind, Headers, Message, OutgoingMessage, Result, StreamName, Subject, Timestamp, dlq,
+    is_dead_letter_subject,
+};
 
 use crate::api::parse_time;
 
@@ -35,6 +38,17 @@ fn is_jetstream_header(name: &str) -> bool {
         .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"nats-"))
 }
 
+/// 65,535 bytes: the longest header block JetStream stores (it keeps the
+/// length in 16 bits), as NATS writes it: `NATS/1.0\r\n`, a
+/// `name: value\r\n` line per header, and a blank line.
+const JETSTREAM_MAX_HEADER_BLOCK: usize = u16::MAX as usize;
+
+/// 2.5 KiB: what a message's header block leaves free for its dead letter
+/// to add (docs/semantics.md, "Dead letters"): the `herald-dlq-*` headers
+/// ([`dlq::ADDED_HEADER_BYTES`]) and 512 bytes for their line ends and the
+/// letter's id, which may be longer than the message's.
+const DEAD_LETTER_ROOM: usize = dlq::ADDED_HEADER_BYTES + 512;
+
 /// The headers of `message` as JetStream takes them, all but its id (which
 /// depends on the stream: see [`with_id`]). Encoding is also the check that
 /// the headers can travel, so it is done once, before anything is created.
@@ -42,7 +56,8 @@ fn is_jetstream_header(name: &str) -> bool {
 /// # Errors
 ///
 /// `InvalidRequest` for a header NATS cannot carry or one in JetStream's own
-/// `Nats-` namespace.
+/// `Nats-` namespace; `HeadersTooLarge` for a header block over what
+/// JetStream stores, less the room its dead letter needs (docs/nats.md).
 pub(crate) fn encode(message: &OutgoingMessage) -> Result<HeaderMap> {
     let mut headers = HeaderMap::new();
     for (name, value) in &message.headers {
@@ -76,7 +91,48 @@ pub(crate) fn encode(message: &OutgoingMessage) -> Result<HeaderMap> {
     if let Some(ttl) = message.ttl {
         headers.insert(HeaderName::from_static(TTL), HeaderValue::from(ttl_text(ttl)));
     }
+    check_block(message, &headers)?;
     Ok(headers)
+}
+
+/// Checks that `headers`, with the id [`with_id`] adds, fit in a JetStream
+/// header block, with room left for a dead letter's own headers unless the
+/// message is a dead letter.
+fn check_block(message: &OutgoingMessage, headers: &HeaderMap) -> Result<()> {
+    let line = |name: &str, value: &str| name.len() + ": ".len() + value.len() + "\r\n".len();
+    // The longer of the two names it may go under.
+    let id_name = if MSG_ID.len() > HERALD_ID.len() {
+        MSG_ID
+    } else {
+        HERALD_ID
+    };
+    let id = match &message.id {
+        Some(id) => line(id_name, id),
+        None => line(HERALD_ID, &uuid::Uuid::nil().to_string()),
+    };
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| values.iter().map(|v| line(name.as_ref(), v.as_str())).sum::<usize>())
+        .sum();
+    let block = "NATS/1.0\r\n".len() + lines + id + "\r\n".len();
+    let limit = match is_dead_letter_subject(message.subject.as_str()) {
+        true => JETSTREAM_MAX_HEADER_BLOCK,
+        false => JETSTREAM_MAX_HEADER_BLOCK - DEAD_LETTER_ROOM,
+    };
+    if block <= limit {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::HeadersTooLarge,
+        format!(
+            "headers take {block} bytes as JetStream stores them, over the {limit} the NATS backend takes \
+             (JetStream's {JETSTREAM_MAX_HEADER_BLOCK}, less room for a dead letter's headers)"
+        ),
+    )
+    .with_detail(ErrorDetail::TooLarge {
+        size: block as u64,
+        limit: limit as u64,
+    }))
 }
 
 /// Adds `message`'s id to its encoded headers: `Nats-Msg-Id` when the stream
@@ -208,6 +264,51 @@ mod tests {
         assert_eq!(ttl_text(Duration::from_millis(1500)), "2s");
         assert_eq!(ttl_text(Duration::from_secs(10)), "10s");
         assert_eq!(parse_ttl("10s"), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn the_largest_header_block_taken_leaves_room_for_its_dead_letter() {
+        let with_headers = |bytes: usize| {
+            let subject = Subject::new(format!("s.{}", "x".repeat(510))).unwrap();
+            OutgoingMessage::new(subject, "x")
+                .id("i".repeat(herald_core::MAX_ID_LEN))
+                .content_type("c".repeat(255))
+                .header("big", "h".repeat(bytes))
+        };
+        let refused = encode(&with_headers(herald_core::MAX_HEADER_BYTES - 5)).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::HeadersTooLarge);
+        // The largest taken, found by halving.
+        let (mut taken, mut refused) = (0, herald_core::MAX_HEADER_BYTES);
+        while refused - taken > 1 {
+            let mid = (taken + refused) / 2;
+            match encode(&with_headers(mid)) {
+                Ok(_) => taken = mid,
+                Err(_) => refused = mid,
+            }
+        }
+        assert!(taken > 60 * 1024, "{taken}");
+        let sent = with_headers(taken);
+        let stored = Message {
+            stream: StreamName::new(format!("${}", "s".repeat(64))).unwrap(),
+            seq: u64::MAX,
+            subject: sent.subject.clone(),
+            id: sent.id.clone().unwrap(),
+            time: Timestamp(0),
+            headers: sent.headers.clone(),
+            payload: sent.payload.clone(),
+            content_type: sent.content_type.clone(),
+            expires: None,
+        };
+        let consumer = herald_core::ConsumerName::new("c".repeat(64)).unwrap();
+        let reason = "é".repeat(dlq::MAX_REASON_BYTES);
+        let letter = herald_core::dead_letter(&stored.stream, &consumer, &stored, u32::MAX, &reason).unwrap();
+        let headers = with_id(encode(&letter).unwrap(), &letter, true).unwrap();
+        let line = |name: &str, value: &str| name.len() + value.len() + 4;
+        let block: usize = headers
+            .iter()
+            .map(|(name, values)| values.iter().map(|v| line(name.as_ref(), v.as_str())).sum::<usize>())
+            .sum();
+        assert!(block + 12 <= JETSTREAM_MAX_HEADER_BLOCK, "{block}");
     }
 
     #[test]

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use async_nats::Subject as AckSubject;
 use bytes::Bytes;
 use herald_core::{
-    ConsumerConfig, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT, Message, OutgoingMessage, Result,
-    Settle, SettleItem, StreamBackend, StreamName, Subject, dead_letter_names, dlq,
+    ConsumerConfig, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT, Message, Result, Settle,
+    SettleItem, StreamBackend, StreamName,
 };
 
 use crate::NatsBackend;
@@ -450,18 +450,7 @@ impl NatsBackend {
             state.discarded.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let (_, subject) = dead_letter_names(stream, consumer)?;
-        let mut letter = OutgoingMessage::new(Subject::new(subject)?, message.payload.clone())
-            .id(format!("dlq:{stream}:{consumer}:{}", message.seq));
-        letter.headers = message.headers.clone();
-        letter.content_type = message.content_type.clone();
-        letter = letter
-            .header(dlq::STREAM, stream.as_str())
-            .header(dlq::SEQ, message.seq.to_string())
-            .header(dlq::SUBJECT, message.subject.as_str())
-            .header(dlq::CONSUMER, consumer.as_str())
-            .header(dlq::DELIVERIES, deliveries.to_string())
-            .header(dlq::REASON, reason);
+        let letter = herald_core::dead_letter(stream, consumer, message, deliveries, reason)?;
         self.publish(letter).await.map(|_| ())
     }
 }

@@ -350,6 +350,47 @@ pub async fn consumers_whose_dead_letter_names_collide_never_share_a_stream(bus:
     assert_eq!(bus.dead_letters("a-b", "c", 10).await.unwrap().len(), 1);
 }
 
+/// A message whose headers fill the 64 KiB limit (or the backend's lower
+/// one, at least 60 KiB), termed with a 100 KiB reason, still lands in the dead-letter stream with every header it had
+/// and the reason cut to `dlq::MAX_REASON_BYTES` on a character boundary;
+/// it is settled, not handed out again.
+pub async fn a_message_with_full_headers_termed_at_length_is_dead_lettered(bus: &TestBus) {
+    // The largest headers the backend takes, from the limit down by 1 KiB
+    // (NATS keeps room in JetStream's header block for the letter's own:
+    // docs/nats.md).
+    let mut size = herald::MAX_HEADER_BYTES;
+    let big = loop {
+        let big = "h".repeat(size - "big".len() - 2);
+        match bus
+            .publish_message(msg("c.x", "heavy").header("big", big.as_str()))
+            .await
+        {
+            Ok(_) => break big,
+            Err(err) if err.kind() == ErrorKind::HeadersTooLarge && size > 60 * 1024 => size -= 1024,
+            Err(err) => panic!("headers of {size} bytes: {err}"),
+        }
+    };
+    let consumer = bus.consumer("c", "t").create().await.unwrap();
+    let d = consumer.fetch(1, LONG).await.unwrap().pop().unwrap();
+    assert_eq!(d.message.headers.get("big"), Some(&big));
+    // Two-byte characters after one one-byte: the cut cannot fall on the limit.
+    let reason = format!("x{}", "é".repeat(50 * 1024));
+    d.term(reason.as_str()).await.unwrap();
+
+    let letters = bus.dead_letters("c", "t", 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let h = &letters[0].headers;
+    assert_eq!(h.get("big"), Some(&big));
+    let kept = h.get(dlq::REASON).unwrap();
+    assert!(reason.starts_with(kept.as_str()));
+    assert!(kept.len() <= dlq::MAX_REASON_BYTES && kept.len() > dlq::MAX_REASON_BYTES - 2);
+    assert_eq!(h.get(dlq::SEQ).map(String::as_str), Some("1"));
+    assert_eq!(&letters[0].payload[..], b"heavy");
+    assert!(consumer.fetch(1, NO_WAIT).await.unwrap().is_empty());
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.ack_floor, info.dead_lettered, info.in_flight), (1, 1, 0));
+}
+
 /// With `DeadLetter::Discard`, a given-up message is settled and dropped: no
 /// dead-letter stream, and the consumer moves on.
 pub async fn discarded_dead_letters_are_dropped(bus: &TestBus) {
