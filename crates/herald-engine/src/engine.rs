@@ -192,6 +192,10 @@ impl EngineBuilder {
 
     fn open_unguarded(self) -> Result<Engine> {
         let mut builder = redb::Builder::new();
+        // redb's default, named: the writer's relaxed commits
+        // (`Durability::None`, writer.rs) are refused in the modes that
+        // share the file between processes, and one process owns the store.
+        builder.set_concurrency_mode(redb::ConcurrencyMode::ExclusiveWriter);
         builder.set_cache_size(self.cache_bytes);
         builder.set_check_integrity_on_open(self.verify_on_open);
         let db = match self.storage {

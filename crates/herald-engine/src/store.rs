@@ -235,7 +235,7 @@ impl<'t> Tables<'t> {
             self.expiry.remove((expires.as_nanos(), id, seq))?;
         }
         let s = &mut entry.state;
-        s.messages -= 1;
+        s.messages = s.messages.saturating_sub(1);
         s.bytes = s.bytes.saturating_sub(size);
         s.deleted += 1;
         if seq == s.first_seq {

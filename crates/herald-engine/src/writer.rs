@@ -436,7 +436,7 @@ impl Writer {
     fn flush(&mut self) {
         let result = self.db.begin_write().map_err(EngineError::from).and_then(|mut txn| {
             txn.set_durability(Durability::Immediate)
-                .expect("immediate durability is always allowed");
+                .expect("redb refuses no transaction immediate durability");
             txn.commit().map_err(EngineError::from)
         });
         if result.is_ok() {
@@ -564,8 +564,12 @@ impl Writer {
         } else {
             Durability::None
         };
+        // redb refuses `None` only after a persistent savepoint was made or
+        // deleted in the transaction (Herald makes none) or when the file is
+        // shared between processes; the engine opens it `ExclusiveWriter`
+        // (engine.rs), so neither can happen.
         txn.set_durability(durability)
-            .expect("both durabilities are allowed on a fresh transaction");
+            .expect("an exclusive writer without persistent savepoints may set either durability");
         if self.options.ack_before_commit {
             // The crash tests' control: publishes answered before their commit.
             let (early, late): (Vec<Done>, Vec<Done>) = std::mem::take(done)
