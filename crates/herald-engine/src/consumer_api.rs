@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use herald_core::{
     ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT,
-    Message, OutgoingMessage, ReadFrom, Result, Retention, Settle, SettleItem, StartPolicy, StreamBackend, StreamName,
-    dead_letter,
+    Message, OutgoingMessage, ReadFrom, Result, Retention, Settle, SettleItem, StartPolicy, StreamBackend,
+    StreamConfig, StreamName, check_dead_letter_owner, dead_letter, dead_letter_names,
 };
 use tokio::time::Instant;
 
@@ -194,6 +194,25 @@ impl Engine {
         Ok(acks)
     }
 
+    /// Gives a consumer that keeps its dead letters (updated from discarding
+    /// them) its dead-letter stream: made if missing, refused with
+    /// `InvalidName` if another consumer's holds the name (docs/semantics.md,
+    /// "Dead letters"). Creating a consumer does the same in the writer.
+    async fn keep_dead_letters(&self, stream: &StreamName, config: &ConsumerConfig) -> Result<()> {
+        if config.dead_letter != DeadLetter::PerConsumer {
+            return Ok(());
+        }
+        let (name, subject) = dead_letter_names(stream, &config.name)?;
+        match self.meta(&name) {
+            Ok(existing) => check_dead_letter_owner(stream, &config.name, &existing.config),
+            Err(err) if err.kind() == ErrorKind::StreamNotFound => {
+                let dead_letters = StreamConfig::with_name(name).subjects([subject])?;
+                self.create_stream(dead_letters).await.map(|_| ())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     async fn save_now(&self, runtime: Arc<ConsumerRuntime>) -> Result<()> {
         self.call(|reply| Request::SaveConsumer { runtime, reply }).await
     }
@@ -242,7 +261,8 @@ impl ConsumerBackend for Engine {
         let meta = self.meta(stream)?;
         let runtime = self.consumer(stream, &config.name)?;
         {
-            let mut state = runtime.lock();
+            // Checked before the dead-letter stream, so a refused update leaves nothing behind.
+            let state = runtime.lock();
             config.check_filters(&meta.config, &state.config.filters)?;
             if state.config.start != config.start {
                 return Err(Error::new(
@@ -253,6 +273,10 @@ impl ConsumerBackend for Engine {
                     ),
                 ));
             }
+        }
+        self.keep_dead_letters(stream, &config).await?;
+        {
+            let mut state = runtime.lock();
             state.config = config.clone();
             state.dirty = true;
         }

@@ -479,6 +479,29 @@ impl NatsBackend {
     }
 }
 
+impl NatsBackend {
+    /// Gives a consumer that keeps its dead letters its dead-letter stream:
+    /// made if missing, refused with `InvalidName` if another consumer's
+    /// holds the name (docs/semantics.md, "Dead letters").
+    async fn keep_dead_letters(&self, stream: &StreamName, config: &ConsumerConfig) -> Result<()> {
+        if config.dead_letter != DeadLetter::PerConsumer {
+            return Ok(());
+        }
+        let (name, subject) = dead_letter_names(stream, &config.name)?;
+        let dlq = StreamConfig::with_name(name.clone()).subjects([subject])?;
+        match self.create_stream(dlq).await {
+            Ok(_) => Ok(()),
+            // Kept from before (its consumer deleted and made again), or
+            // another consumer's whose name runs together to the same one.
+            Err(err) if err.kind() == ErrorKind::StreamExists => {
+                let existing = self.stream_info(&name).await?;
+                herald_core::check_dead_letter_owner(stream, &config.name, &existing.config)
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
 #[async_trait]
 impl ConsumerBackend for NatsBackend {
     async fn create_consumer(&self, stream: &StreamName, config: ConsumerConfig) -> Result<ConsumerInfo> {
@@ -494,20 +517,7 @@ impl ConsumerBackend for NatsBackend {
                 _ => Err(refused),
             };
         }
-        if config.dead_letter == DeadLetter::PerConsumer {
-            let (name, subject) = dead_letter_names(stream, &config.name)?;
-            let dlq = StreamConfig::with_name(name.clone()).subjects([subject])?;
-            match self.create_stream(dlq).await {
-                Ok(_) => {}
-                // Kept from before (its consumer deleted and made again), or
-                // another consumer's whose name runs together to the same one.
-                Err(err) if err.kind() == ErrorKind::StreamExists => {
-                    let existing = self.stream_info(&name).await?;
-                    herald_core::check_dead_letter_owner(stream, &config.name, &existing.config)?;
-                }
-                Err(err) => return Err(err),
-            }
-        }
+        self.keep_dead_letters(stream, &config).await?;
         let info = self.upsert(stream, &config, "create").await?;
         let info = self.to_info(stream, info).await?;
         if info.config != config {
@@ -529,6 +539,8 @@ impl ConsumerBackend for NatsBackend {
         let before = current.config();
         self.check_filters(stream, &config, &before.filters).await?;
         config.start = before.start;
+        // Updated from discarding its dead letters to keeping them.
+        self.keep_dead_letters(stream, &config).await?;
         let info = self.upsert(stream, &config, "update").await?;
         // Prefetched under the old settings: looked at again under the new.
         let handed_back = current.feed.hand_back().await;

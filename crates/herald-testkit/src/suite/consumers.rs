@@ -350,6 +350,47 @@ pub async fn consumers_whose_dead_letter_names_collide_never_share_a_stream(bus:
     assert_eq!(bus.dead_letters("a-b", "c", 10).await.unwrap().len(), 1);
 }
 
+/// A consumer updated from discarding its dead letters to keeping them gets
+/// its dead-letter stream, and a termed message lands there; an update that
+/// would take another consumer's dead-letter stream is refused with
+/// `InvalidName` and changes nothing.
+pub async fn a_consumer_updated_to_keep_its_dead_letters_gets_its_stream(bus: &TestBus) {
+    bus.publish("c.x", "bad").await.unwrap();
+    let consumer = bus
+        .consumer("c", "u")
+        .dead_letter(herald::DeadLetter::Discard)
+        .create()
+        .await
+        .unwrap();
+    assert_eq!(kind(bus.dead_letters("c", "u", 10).await), ErrorKind::StreamNotFound);
+    let config = consumer.info().await.unwrap().config;
+    consumer
+        .update(config.dead_letter(herald::DeadLetter::PerConsumer))
+        .await
+        .unwrap();
+    let d = consumer.fetch(1, LONG).await.unwrap().pop().unwrap();
+    d.term("unreadable").await.unwrap();
+    assert_eq!(bus.dead_letters("c", "u", 10).await.unwrap().len(), 1);
+    assert!(consumer.fetch(1, NO_WAIT).await.unwrap().is_empty());
+
+    for name in ["a-b", "a"] {
+        bus.create_stream(StreamConfig::new(name).unwrap()).await.unwrap();
+    }
+    bus.consumer("a-b", "c").create().await.unwrap();
+    let other = bus
+        .consumer("a", "b-c")
+        .dead_letter(herald::DeadLetter::Discard)
+        .create()
+        .await
+        .unwrap();
+    let before = other.info().await.unwrap().config;
+    let refused = other
+        .update(before.clone().dead_letter(herald::DeadLetter::PerConsumer))
+        .await;
+    assert_eq!(kind(refused), ErrorKind::InvalidName);
+    assert_eq!(other.info().await.unwrap().config, before);
+}
+
 /// A message whose headers fill the 64 KiB limit (or the backend's lower
 /// one, at least 60 KiB), termed with a 100 KiB reason, still lands in the dead-letter stream with every header it had
 /// and the reason cut to `dlq::MAX_REASON_BYTES` on a character boundary;
