@@ -2,6 +2,7 @@
 //! carries, and which consumer a dead-letter stream belongs to
 //! (docs/semantics.md, "Dead letters").
 
+use crate::backend::StreamBackend;
 use crate::consumer::ConsumerName;
 use crate::error::{Error, ErrorKind};
 use crate::message::{Message, OutgoingMessage};
@@ -116,6 +117,30 @@ pub fn dead_letter(
         .header(dlq::CONSUMER, consumer.as_str())
         .header(dlq::DELIVERIES, deliveries.to_string())
         .header(dlq::REASON, cut_reason(reason)))
+}
+
+/// Raises the `max_payload` of the dead-letter stream of `consumer` on
+/// `stream` to its origin's, after it refused a letter as too large: it was
+/// made with the default, or the origin's limit was raised since. Returns
+/// whether it was raised (so that the letter is worth writing again).
+///
+/// # Errors
+///
+/// Every error of reading either stream or updating the dead-letter stream.
+pub async fn widen_dead_letter_stream<B: StreamBackend + ?Sized>(
+    backend: &B,
+    stream: &StreamName,
+    consumer: &ConsumerName,
+) -> Result<bool, Error> {
+    let (name, _) = dead_letter_names(stream, consumer)?;
+    let origin = backend.stream_info(stream).await?.config.max_payload;
+    let mut dead_letters = backend.stream_info(&name).await?.config;
+    if dead_letters.max_payload >= origin {
+        return Ok(false);
+    }
+    dead_letters.max_payload = origin;
+    backend.update_stream(dead_letters).await?;
+    Ok(true)
 }
 
 /// `reason` cut to at most [`dlq::MAX_REASON_BYTES`], on a character boundary.

@@ -42,7 +42,7 @@ pub use consumer::{
 };
 pub use dead_letter::{
     check_dead_letter_owner, dead_letter, dead_letter_names, dead_letter_stream, dlq, is_dead_letter_subject,
-    owns_dead_letter_stream,
+    owns_dead_letter_stream, widen_dead_letter_stream,
 };
 pub use duration::{MAX_LEASE, MAX_NAK_DELAY, MAX_RETENTION_AGE, MAX_WAIT};
 pub use error::{Error, ErrorDetail, ErrorKind, Result, cause_chain};

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use herald_core::{
     ConsumerBackend, ConsumerConfig, ConsumerInfo, ConsumerName, DeadLetter, Delivery, Error, ErrorKind, MAX_WAIT,
     Message, OutgoingMessage, ReadFrom, Result, Retention, Settle, SettleItem, StartPolicy, StreamBackend,
-    StreamConfig, StreamName, check_dead_letter_owner, dead_letter, dead_letter_names,
+    StreamConfig, StreamName, check_dead_letter_owner, dead_letter, dead_letter_names, widen_dead_letter_stream,
 };
 use tokio::time::Instant;
 
@@ -122,7 +122,14 @@ impl Engine {
         let target = runtime.lock().config.dead_letter.clone();
         if target == DeadLetter::PerConsumer {
             let letter = dead_letter(&runtime.stream, &runtime.name, &message, deliveries, reason)?;
-            if let Err(err) = self.publish(letter).await {
+            let mut written = self.publish(letter.clone()).await;
+            if let Err(err) = &written
+                && err.kind() == ErrorKind::PayloadTooLarge
+                && widen_dead_letter_stream(self, &runtime.stream, &runtime.name).await?
+            {
+                written = self.publish(letter).await;
+            }
+            if let Err(err) = written {
                 // Not dead-lettered: it stays owed and comes back for another try.
                 let mut state = runtime.lock();
                 state.dead_lettering.remove(&seq);

@@ -451,7 +451,16 @@ impl NatsBackend {
             return Ok(());
         }
         let letter = herald_core::dead_letter(stream, consumer, message, deliveries, reason)?;
-        self.publish(letter).await.map(|_| ())
+        match self.publish(letter.clone()).await {
+            // The origin takes bigger payloads than its dead-letter stream did.
+            Err(err)
+                if err.kind() == ErrorKind::PayloadTooLarge
+                    && herald_core::widen_dead_letter_stream(self, stream, consumer).await? =>
+            {
+                self.publish(letter).await.map(|_| ())
+            }
+            written => written.map(|_| ()),
+        }
     }
 }
 

@@ -14,6 +14,10 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "an interest stream with no consumer drops what is published; Herald keeps it for the first consumer",
     ),
     (
+        "a_payload_over_the_default_limit_is_dead_lettered",
+        "nats-server takes no message over its max_payload (1 MiB unless configured), so no stream holds one",
+    ),
+    (
         "an_unanswered_request_times_out",
         "a core NATS reply is fire-and-forget: a responder answering after the requester gave up is not told so",
     ),

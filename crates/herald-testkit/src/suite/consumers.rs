@@ -432,6 +432,27 @@ pub async fn a_message_with_full_headers_termed_at_length_is_dead_lettered(bus: 
     assert_eq!((info.ack_floor, info.dead_lettered, info.in_flight), (1, 1, 0));
 }
 
+/// A payload over the default 1 MiB, taken by a stream whose limit was
+/// raised, is dead-lettered: the dead-letter stream's limit is raised to its
+/// origin's, and the message is not handed out again.
+pub async fn a_payload_over_the_default_limit_is_dead_lettered(bus: &TestBus) {
+    bus.create_stream(StreamConfig::new("c").unwrap()).await.unwrap();
+    let consumer = bus.consumer("c", "t").create().await.unwrap();
+    let raised = std::num::NonZeroU32::new(2 * 1024 * 1024).unwrap();
+    let config = bus.stream_info("c").await.unwrap().config.max_payload(raised);
+    bus.update_stream(config).await.unwrap();
+    let payload = vec![7u8; 1024 * 1024 + 1];
+    bus.publish("c.x", payload.clone()).await.unwrap();
+    let d = consumer.fetch(1, LONG).await.unwrap().pop().unwrap();
+    d.term("too big to handle").await.unwrap();
+    let letters = bus.dead_letters("c", "t", 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(&letters[0].payload[..], &payload[..]);
+    assert!(consumer.fetch(1, NO_WAIT).await.unwrap().is_empty());
+    let dead_letters = bus.stream_info("$dlq-c-t").await.unwrap().config;
+    assert_eq!(dead_letters.max_payload, raised);
+}
+
 /// With `DeadLetter::Discard`, a given-up message is settled and dropped: no
 /// dead-letter stream, and the consumer moves on.
 pub async fn discarded_dead_letters_are_dropped(bus: &TestBus) {
