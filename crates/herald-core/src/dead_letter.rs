@@ -22,8 +22,8 @@ pub mod dlq {
     pub const CONSUMER: &str = "herald-dlq-consumer";
     /// How many times it was delivered.
     pub const DELIVERIES: &str = "herald-dlq-deliveries";
-    /// Why: `max_deliver` reached, or the reason given to `term`, cut to
-    /// [`MAX_REASON_BYTES`].
+    /// Why: `max_deliver` reached, or the reason given to `term`, on one
+    /// line (each control character a space) and cut to [`MAX_REASON_BYTES`].
     pub const REASON: &str = "herald-dlq-reason";
 
     /// 1 KiB: a reason explains, it does not carry the failed input; a
@@ -90,8 +90,8 @@ pub fn is_dead_letter_subject(subject: &str) -> bool {
 
 /// The dead letter of `message`, given up on by `consumer` of `stream`
 /// after `deliveries` deliveries: its payload, content type and every
-/// header, plus the `herald-dlq-*` ones, with `reason` cut to
-/// [`dlq::MAX_REASON_BYTES`]. Its id is derived from the origin, so a
+/// header, plus the `herald-dlq-*` ones, with `reason` on one line and cut
+/// to [`dlq::MAX_REASON_BYTES`]. Its id is derived from the origin, so a
 /// retried dead-lettering is stored once.
 ///
 /// # Errors
@@ -116,7 +116,7 @@ pub fn dead_letter(
         .header(dlq::SUBJECT, message.subject.as_str())
         .header(dlq::CONSUMER, consumer.as_str())
         .header(dlq::DELIVERIES, deliveries.to_string())
-        .header(dlq::REASON, cut_reason(reason)))
+        .header(dlq::REASON, reason_header(reason)))
 }
 
 /// Raises the `max_payload` of the dead-letter stream of `consumer` on
@@ -143,13 +143,17 @@ pub async fn widen_dead_letter_stream<B: StreamBackend + ?Sized>(
     Ok(true)
 }
 
-/// `reason` cut to at most [`dlq::MAX_REASON_BYTES`], on a character boundary.
-fn cut_reason(reason: &str) -> &str {
-    let mut end = reason.len().min(dlq::MAX_REASON_BYTES);
-    while !reason.is_char_boundary(end) {
+/// `reason` as a header: on one line, each control character (line breaks,
+/// tabs) a space, since NATS headers cannot carry line breaks; then cut to at
+/// most [`dlq::MAX_REASON_BYTES`] on a character boundary.
+fn reason_header(reason: &str) -> String {
+    let mut line: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut end = line.len().min(dlq::MAX_REASON_BYTES);
+    while !line.is_char_boundary(end) {
         end -= 1;
     }
-    &reason[..end]
+    line.truncate(end);
+    line
 }
 
 /// Checks that `existing`, a stream of the name of the dead-letter stream of
@@ -247,12 +251,13 @@ mod tests {
     }
 
     #[test]
-    fn a_reason_is_cut_on_a_character_boundary() {
-        assert_eq!(cut_reason("short"), "short");
+    fn a_reason_is_one_line_cut_on_a_character_boundary() {
+        assert_eq!(reason_header("short"), "short");
+        assert_eq!(reason_header("a\r\nb\tc\u{85}d"), "a  b c d");
         let long = format!("x{}", "é".repeat(dlq::MAX_REASON_BYTES));
-        let cut = cut_reason(&long);
+        let cut = reason_header(&long);
         assert_eq!(cut.len(), dlq::MAX_REASON_BYTES - 1);
-        assert!(long.starts_with(cut));
+        assert!(long.starts_with(&cut));
     }
 
     #[test]

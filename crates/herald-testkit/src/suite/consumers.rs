@@ -453,6 +453,21 @@ pub async fn a_payload_over_the_default_limit_is_dead_lettered(bus: &TestBus) {
     assert_eq!(dead_letters.max_payload, raised);
 }
 
+/// A reason with line breaks and other control characters is dead-lettered
+/// on one line, each such character a space (NATS headers cannot carry them).
+pub async fn a_reason_with_line_breaks_is_dead_lettered_on_one_line(bus: &TestBus) {
+    bus.publish("c.x", "bad").await.unwrap();
+    let consumer = bus.consumer("c", "t").create().await.unwrap();
+    let d = consumer.fetch(1, LONG).await.unwrap().pop().unwrap();
+    d.term("parse error\r\n  at line 3\tcol 7").await.unwrap();
+    let letters = bus.dead_letters("c", "t", 10).await.unwrap();
+    assert_eq!(
+        letters[0].headers.get(dlq::REASON).map(String::as_str),
+        Some("parse error    at line 3 col 7")
+    );
+    assert!(consumer.fetch(1, NO_WAIT).await.unwrap().is_empty());
+}
+
 /// With `DeadLetter::Discard`, a given-up message is settled and dropped: no
 /// dead-letter stream, and the consumer moves on.
 pub async fn discarded_dead_letters_are_dropped(bus: &TestBus) {

@@ -138,6 +138,7 @@ macro_rules! conformance_tests {
             consumers::a_consumer_updated_to_keep_its_dead_letters_gets_its_stream,
             consumers::a_message_with_full_headers_termed_at_length_is_dead_lettered,
             consumers::a_payload_over_the_default_limit_is_dead_lettered,
+            consumers::a_reason_with_line_breaks_is_dead_lettered_on_one_line,
             consumers::discarded_dead_letters_are_dropped,
             consumers::acks_are_idempotent,
             batches::a_batched_ack_is_visible_when_it_returns,
