@@ -126,6 +126,28 @@ struct Session {
 }
 
 impl Session {
+    /// A session with nothing open yet.
+    fn new(
+        caller: Caller,
+        metrics: Arc<crate::metrics::Metrics>,
+        kick: watch::Sender<bool>,
+        limits: Arc<crate::Limits>,
+        closing: watch::Receiver<bool>,
+    ) -> Session {
+        Session {
+            caller,
+            metrics,
+            kick,
+            limits,
+            subscriptions: Mutex::default(),
+            responders: Mutex::default(),
+            requests: Mutex::default(),
+            next_request: AtomicU64::new(0),
+            held: crate::release::Held::default(),
+            closing,
+        }
+    }
+
     /// Refuses a subscription or responder over the connection's limit.
     fn check_room(&self) -> Result<()> {
         let open = lock(&self.subscriptions).len() + lock(&self.responders).len();
@@ -218,18 +240,13 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket, _permit:
         server: format!("herald-server {}", env!("CARGO_PKG_VERSION")),
     };
     let (ending, closing) = watch::channel(false);
-    let session = Arc::new(Session {
+    let session = Arc::new(Session::new(
         caller,
-        metrics: state.metrics.clone(),
+        state.metrics.clone(),
         kick,
-        limits: state.limits.clone(),
-        subscriptions: Mutex::default(),
-        responders: Mutex::default(),
-        requests: Mutex::default(),
-        next_request: AtomicU64::new(0),
-        held: crate::release::Held::default(),
+        state.limits.clone(),
         closing,
-    });
+    ));
     let mut stopping = state.stopping.clone();
     let mut kicked = kicked;
     let mut closing = false;
@@ -350,18 +367,7 @@ pub(crate) async fn run_detached(backend: Arc<dyn Backend>, frames: Vec<ClientFr
     let drain = tokio::spawn(async move { while queue.recv().await.is_some() {} });
     let (kick, _) = watch::channel(false);
     let (ending, closing) = watch::channel(false);
-    let session = Arc::new(Session {
-        caller: Caller::anonymous(),
-        metrics: Arc::default(),
-        kick,
-        limits,
-        subscriptions: Mutex::default(),
-        responders: Mutex::default(),
-        requests: Mutex::default(),
-        next_request: AtomicU64::new(0),
-        held: crate::release::Held::default(),
-        closing,
-    });
+    let session = Arc::new(Session::new(Caller::anonymous(), Arc::default(), kick, limits, closing));
     for frame in frames {
         answer(&backend, &session, &out, frame).await;
     }
