@@ -203,12 +203,7 @@ fn one_damaged_message_is_named_when_read_and_the_rest_stays_readable() {
         let bus = open(image, false).unwrap();
         let err = bus.get("orders", 137).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Storage);
-        let chain = format!(
-            "{err}: {}",
-            std::error::Error::source(&err)
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        );
+        let chain = herald_core::cause_chain(&err);
         assert!(
             chain.contains("seq 137") && chain.contains("checksum does not match"),
             "{chain}"

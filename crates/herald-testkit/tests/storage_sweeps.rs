@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use herald::{Bus, DeadLetter, Engine, ErrorKind, OutgoingMessage, Purge, ReadFrom, ReadRange, StreamConfig};
+use herald_core::cause_chain;
 use herald_testkit::faulty_storage::FaultyStorage;
 
 /// Where the fault is injected in one run.
@@ -73,17 +74,6 @@ struct Outcome {
 const RETAINED: u64 = 5;
 /// How long any one call may take before the run counts it as hung.
 const CALL_LIMIT: Duration = Duration::from_secs(20);
-
-/// An error and its sources, `outer: inner: …`.
-fn cause_chain(err: &herald::Error) -> String {
-    let mut chain = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        chain.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    chain
-}
 
 impl Outcome {
     /// Runs one call of the workload, recording an error or a hang; its value if it succeeded.
