@@ -444,6 +444,24 @@ async fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str
         .unwrap_or_else(|_| panic!("{method} {path}: no answer within {PATIENCE:?}"))
 }
 
+/// Sends `body` to `operation` at `path` and counts the answer as a
+/// refusal of the class, which must have `status`.
+#[allow(clippy::too_many_arguments)]
+async fn expect_refused(
+    world: &World,
+    tally: &mut Tally,
+    class: Class,
+    operation: &Operation,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    what: &str,
+    status: u16,
+) {
+    let answer = call(world.addr, &operation.method, path, headers, body).await;
+    tally.refused_with(class, what, &answer, status);
+}
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -635,8 +653,18 @@ async fn without_a_valid_token(world: &World, tally: &mut Tally) {
             ),
         ];
         for (class, path, headers) in tries {
-            let answer = call(world.addr, &operation.method, &path, &headers, body.as_bytes()).await;
-            tally.refused_with(class, &format!("{what} {headers:?}"), &answer, 401);
+            expect_refused(
+                world,
+                tally,
+                class,
+                operation,
+                &path,
+                &headers,
+                body.as_bytes(),
+                &format!("{what} {headers:?}"),
+                401,
+            )
+            .await;
         }
     }
     // The routes outside the document: metrics and the WebSocket upgrade.
@@ -1051,17 +1079,22 @@ async fn malformed(world: &World, tally: &mut Tally) {
         // Bodies.
         if operation.body.as_deref() == Some("application/json") {
             for body in BAD_BODIES {
-                let answer = call(world.addr, &operation.method, &good_path, &auth, body).await;
-                tally.refused_with(
+                expect_refused(
+                    world,
+                    tally,
                     class,
+                    operation,
+                    &good_path,
+                    &auth,
+                    body,
                     &format!(
                         "{} {good_path} with {:?}",
                         operation.method,
                         String::from_utf8_lossy(body)
                     ),
-                    &answer,
                     400,
-                );
+                )
+                .await;
             }
             // The wrong shape: an object for a list, a list for an object.
             let sample = sample_body(operation);
@@ -1070,39 +1103,35 @@ async fn malformed(world: &World, tally: &mut Tally) {
             } else {
                 json!([sample])
             };
-            let answer = call(
-                world.addr,
-                &operation.method,
+            expect_refused(
+                world,
+                tally,
+                class,
+                operation,
                 &good_path,
                 &auth,
                 wrong.to_string().as_bytes(),
+                &format!("{} {good_path} with {wrong}", operation.method),
+                400,
             )
             .await;
-            tally.refused_with(
-                class,
-                &format!("{} {good_path} with {wrong}", operation.method),
-                &answer,
-                400,
-            );
             // Each field of the sample with a value of the wrong type.
             if let Some(fields) = sample.as_object() {
                 for field in fields.keys() {
                     let mut body = sample.clone();
                     body[field] = json!({"nested": [true]});
-                    let answer = call(
-                        world.addr,
-                        &operation.method,
+                    expect_refused(
+                        world,
+                        tally,
+                        class,
+                        operation,
                         &good_path,
                         &auth,
                         body.to_string().as_bytes(),
+                        &format!("{} {good_path} with {body}", operation.method),
+                        400,
                     )
                     .await;
-                    tally.refused_with(
-                        class,
-                        &format!("{} {good_path} with {body}", operation.method),
-                        &answer,
-                        400,
-                    );
                 }
                 // A typo of a field.
                 if let Some(field) = fields.keys().next() {
@@ -1110,20 +1139,18 @@ async fn malformed(world: &World, tally: &mut Tally) {
                     let value = body.remove(field).unwrap();
                     body.insert(format!("{field}x"), value);
                     let body = Value::Object(body);
-                    let answer = call(
-                        world.addr,
-                        &operation.method,
+                    expect_refused(
+                        world,
+                        tally,
+                        class,
+                        operation,
                         &good_path,
                         &auth,
                         body.to_string().as_bytes(),
+                        &format!("{} {good_path} with {body}", operation.method),
+                        400,
                     )
                     .await;
-                    tally.refused_with(
-                        class,
-                        &format!("{} {good_path} with {body}", operation.method),
-                        &answer,
-                        400,
-                    );
                 }
             }
         }
@@ -1182,8 +1209,18 @@ async fn malformed(world: &World, tally: &mut Tally) {
             queries.push(good_path.clone());
         }
         for path in queries {
-            let answer = call(world.addr, &operation.method, &path, &auth, body.as_bytes()).await;
-            tally.refused_with(class, &format!("{} {path}", operation.method), &answer, 400);
+            expect_refused(
+                world,
+                tally,
+                class,
+                operation,
+                &path,
+                &auth,
+                body.as_bytes(),
+                &format!("{} {path}", operation.method),
+                400,
+            )
+            .await;
         }
         // A method the route does not take.
         let answer = call(world.addr, "PATCH", &good_path, &auth, b"{}").await;

@@ -182,20 +182,7 @@ async fn soak(options: SoakOptions) -> BenchResult<Verdict> {
         if now >= next_row {
             let row = rows.take(
                 &shared.stats,
-                Now {
-                    elapsed: started.elapsed().as_secs_f64(),
-                    server_rss: server.rss_bytes(),
-                    data: server.data_bytes(),
-                    client_rss: server::own_rss_bytes(),
-                    lag: admin
-                        .consumer_info(load::SINGLES, load::GROUP)
-                        .await
-                        .ok()
-                        .map(|i| i.pending),
-                    kills,
-                    acked: shared.ledger.len(),
-                    lost,
-                },
+                row_figures(&server, &admin, started, kills, &shared, lost).await,
             );
             println!("{}", row.markdown());
             next_row += options.report_every;
@@ -215,20 +202,7 @@ async fn soak(options: SoakOptions) -> BenchResult<Verdict> {
     }
     let row = rows.take(
         &shared.stats,
-        Now {
-            elapsed: started.elapsed().as_secs_f64(),
-            server_rss: server.rss_bytes(),
-            data: server.data_bytes(),
-            client_rss: server::own_rss_bytes(),
-            lag: admin
-                .consumer_info(load::SINGLES, load::GROUP)
-                .await
-                .ok()
-                .map(|i| i.pending),
-            kills,
-            acked: shared.ledger.len(),
-            lost,
-        },
+        row_figures(&server, &admin, started, kills, &shared, lost).await,
     );
     println!("{}", row.markdown());
     server.kill()?;
@@ -284,6 +258,24 @@ async fn soak(options: SoakOptions) -> BenchResult<Verdict> {
         Err(err) => eprintln!("wrote {}; no chart: {err}", options.out.join("soak.md").display()),
     }
     Ok(Verdict { lost, faults })
+}
+
+/// The figures of a progress row, read now.
+async fn row_figures(server: &Server, admin: &Bus, started: Instant, kills: u32, shared: &Shared, lost: u64) -> Now {
+    Now {
+        elapsed: started.elapsed().as_secs_f64(),
+        server_rss: server.rss_bytes(),
+        data: server.data_bytes(),
+        client_rss: server::own_rss_bytes(),
+        lag: admin
+            .consumer_info(load::SINGLES, load::GROUP)
+            .await
+            .ok()
+            .map(|i| i.pending),
+        kills,
+        acked: shared.ledger.len(),
+        lost,
+    }
 }
 
 /// Checks everything acknowledged so far through a fresh connection; what
